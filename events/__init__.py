@@ -1,0 +1,89 @@
+"""threadline's typed event model: actions, observations, task plans, the wire format and
+the history filter. Pure data: imports pydantic and orjson, nothing else of ours."""
+
+from events.actions import (
+    ActionBase,
+    AgentFinishAction,
+    AgentRejectAction,
+    AgentState,
+    AgentThinkAction,
+    ChangeAgentStateAction,
+    CmdRunAction,
+    FileEditAction,
+    FileReadAction,
+    FileWriteAction,
+    MessageAction,
+    SystemMessageAction,
+    TaskTrackingAction,
+)
+from events.base import EventBase, LLMMetrics, Source, ToolCallMetadata
+from events.errors import EventValidationError, ThreadlineError
+from events.filter import EventFilter, build_filter, resolve_event_types
+from events.observations import (
+    AgentStateChangedObservation,
+    AgentThinkObservation,
+    CmdOutputObservation,
+    ErrorObservation,
+    FileEditObservation,
+    FileReadObservation,
+    FileWriteObservation,
+    ObservationBase,
+    SuccessObservation,
+    TaskTrackingObservation,
+    UserRejectObservation,
+)
+from events.serialization import (
+    EVENT_TYPES,
+    TYPE_BY_KIND,
+    Event,
+    dump_event,
+    event_to_dict,
+    parse_event,
+)
+from events.tasks import TaskItem, TaskStatus
+from events.text import searchable_text
+
+__all__ = [
+    "EVENT_TYPES",
+    "TYPE_BY_KIND",
+    "ActionBase",
+    "AgentFinishAction",
+    "AgentRejectAction",
+    "AgentState",
+    "AgentStateChangedObservation",
+    "AgentThinkAction",
+    "AgentThinkObservation",
+    "ChangeAgentStateAction",
+    "CmdOutputObservation",
+    "CmdRunAction",
+    "ErrorObservation",
+    "Event",
+    "EventBase",
+    "EventFilter",
+    "EventValidationError",
+    "FileEditAction",
+    "FileEditObservation",
+    "FileReadAction",
+    "FileReadObservation",
+    "FileWriteAction",
+    "FileWriteObservation",
+    "LLMMetrics",
+    "MessageAction",
+    "ObservationBase",
+    "Source",
+    "SuccessObservation",
+    "SystemMessageAction",
+    "TaskItem",
+    "TaskStatus",
+    "TaskTrackingAction",
+    "TaskTrackingObservation",
+    "ThreadlineError",
+    "ToolCallMetadata",
+    "UserRejectObservation",
+    "build_filter",
+    "dump_event",
+    "event_to_dict",
+    "parse_event",
+    "resolve_event_types",
+    "searchable_text",
+]

@@ -1,0 +1,1 @@
+"""Where actions run: the Runtime protocol and its local and Docker sandboxes."""

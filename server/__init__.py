@@ -1,0 +1,1 @@
+"""The Starlette app, streaming, the session manager, agents and the CLI."""

@@ -1,0 +1,46 @@
+"""Storage errors. Backends translate driver errors (sqlite3, asyncpg) into these at
+their boundary; callers never see a driver type.
+
+    ThreadlineError
+    └── StorageError
+        ├── ConversationNotFound   no conversation with that id
+        ├── ConversationExists     create with an id already taken
+        ├── InvalidCursor          a page cursor this store did not issue
+        ├── InvalidSearchQuery     a full-text query with nothing to search for
+        └── StorageClosed          the store was closed; no more reads or writes
+"""
+
+from __future__ import annotations
+
+from events.errors import ThreadlineError
+
+
+class StorageError(ThreadlineError):
+    """Root of the storage branch."""
+
+
+class ConversationNotFound(StorageError, LookupError):
+    def __init__(self, conversation_id: str) -> None:
+        self.conversation_id = conversation_id
+        super().__init__(f"conversation {conversation_id!r} does not exist")
+
+
+class ConversationExists(StorageError):
+    def __init__(self, conversation_id: str) -> None:
+        self.conversation_id = conversation_id
+        super().__init__(f"conversation {conversation_id!r} already exists")
+
+
+class InvalidCursor(StorageError, ValueError):
+    def __init__(self, cursor: str) -> None:
+        self.cursor = cursor
+        super().__init__(f"cursor {cursor!r} is not one this store issued")
+
+
+class InvalidSearchQuery(StorageError, ValueError):
+    pass
+
+
+class StorageClosed(StorageError):
+    def __init__(self) -> None:
+        super().__init__("the store is closed")

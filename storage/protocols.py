@@ -1,0 +1,133 @@
+"""The store contracts every backend implements (SQLite embedded, PostgreSQL scale-out).
+
+The one ordering rule: each conversation's events carry the gapless ids 0, 1, 2, ...
+assigned at append; an event is visible to readers and subscribers only once durable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from events import EventBase, EventFilter
+from storage.models import (
+    ConversationPage,
+    ConversationPatch,
+    ConversationRecord,
+    EventPage,
+    NewConversation,
+    SearchResults,
+    StoredEvent,
+)
+from storage.subscription import Subscription
+
+MAX_PAGE = 100
+
+
+@runtime_checkable
+class EventLog(Protocol):
+    async def append(self, conversation_id: str, event: EventBase) -> StoredEvent:
+        """Append one event; return it with its id once it is durable.
+
+        The event's own ``id`` is ignored; its ``timestamp`` is kept when set (imported
+        history) and otherwise assigned, never earlier than the conversation's previous
+        event. Raises `ConversationNotFound`.
+        """
+        ...
+
+    async def append_many(
+        self, conversation_id: str, events: Sequence[EventBase]
+    ) -> list[StoredEvent]:
+        """Append several events atomically, with consecutive ids."""
+        ...
+
+    async def search_events(
+        self,
+        conversation_id: str,
+        *,
+        start_id: int = 0,
+        end_id: int | None = None,
+        reverse: bool = False,
+        filter: EventFilter | None = None,
+        limit: int = MAX_PAGE,
+    ) -> EventPage:
+        """Events with ``start_id <= id <= end_id`` matching ``filter``, in id order
+        (descending when ``reverse``), at most ``limit`` (1..100).
+
+        Walking ``next_cursor`` while appends continue never skips or repeats an event.
+        Raises `ConversationNotFound`, `ValueError` for a limit out of range.
+        """
+        ...
+
+    async def count_events(
+        self,
+        conversation_id: str,
+        *,
+        start_id: int = 0,
+        end_id: int | None = None,
+        filter: EventFilter | None = None,
+    ) -> int:
+        """How many events `search_events` would walk through with the same arguments."""
+        ...
+
+    async def latest_event_id(self, conversation_id: str) -> int:
+        """The id of the newest durable event, or -1 when there is none."""
+        ...
+
+    async def search_all(
+        self,
+        query: str,
+        *,
+        conversation_ids: Sequence[str] | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> SearchResults:
+        """Full-text search across conversations (or within ``conversation_ids``), newest
+        first. Words are matched whole; ``"quoted phrases"`` and a trailing ``*`` prefix
+        work. Raises `InvalidSearchQuery`, `InvalidCursor`."""
+        ...
+
+    async def wait_indexed(self) -> None:
+        """Return once every event durable at the time of the call is searchable."""
+        ...
+
+    def subscribe(self, conversation_id: str, after_id: int = -1) -> Subscription:
+        """Events with id > ``after_id`` in order: first from the log, then live, with no
+        gap and no duplicate. See `Subscription`."""
+        ...
+
+
+@runtime_checkable
+class ConversationStore(Protocol):
+    async def create_conversation(self, new: NewConversation) -> ConversationRecord:
+        """Raises `ConversationExists` when the id is taken."""
+        ...
+
+    async def get_conversation(self, conversation_id: str) -> ConversationRecord:
+        """Raises `ConversationNotFound`."""
+        ...
+
+    async def list_conversations(
+        self, *, owner: str | None = None, limit: int = 20, cursor: str | None = None
+    ) -> ConversationPage:
+        """Newest first; ``owner`` narrows to one user's conversations."""
+        ...
+
+    async def update_conversation(
+        self, conversation_id: str, patch: ConversationPatch
+    ) -> ConversationRecord:
+        """Write the fields set on ``patch`` and bump ``updated_at``."""
+        ...
+
+    async def delete_conversation(self, conversation_id: str) -> None:
+        """Delete the conversation and all its events; its subscriptions end."""
+        ...
+
+
+@runtime_checkable
+class Storage(EventLog, ConversationStore, Protocol):
+    """Everything a server needs from one backend."""
+
+    async def close(self) -> None:
+        """Finish pending writes, then release every connection. Idempotent."""
+        ...

@@ -1,0 +1,64 @@
+"""The stored form of an event, shared by every backend.
+
+`prepare` does the per-event work (serialization, searchable text) in the caller's task,
+before the event joins a write batch; `stamp` adds the id and timestamp the log assigns,
+by splicing bytes rather than serializing again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from events import EventBase, event_to_dict, searchable_text
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def micros(moment: datetime) -> int:
+    delta = moment.astimezone(UTC) - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+def now_micros() -> int:
+    return micros(datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedEvent:
+    kind: str
+    source: str | None
+    hidden: bool
+    text: str
+    timestamp_us: int | None
+    """The event's own timestamp (imported history), or None for "now"."""
+    body: bytes
+    """Wire JSON without ``id`` and ``timestamp``."""
+
+
+def prepare(event: EventBase) -> PreparedEvent:
+    wire = event_to_dict(event)
+    wire.pop("id", None)
+    wire.pop("timestamp", None)
+    return PreparedEvent(
+        kind=event.kind,
+        source=event.source,
+        hidden=event.hidden,
+        text=searchable_text(event),
+        timestamp_us=micros(event.timestamp) if event.timestamp is not None else None,
+        body=orjson.dumps(wire),
+    )
+
+
+def stamp(prepared: PreparedEvent, event_id: int, timestamp_us: int) -> bytes:
+    """The full wire bytes: ``{"id": ..., "timestamp": ..., <body>}``."""
+    iso = from_micros(timestamp_us).isoformat(timespec="microseconds")
+    head = b'{"id":%d,"timestamp":"%s"' % (event_id, iso.encode())
+    body = prepared.body
+    return head + b"}" if body == b"{}" else head + b"," + body[1:]

@@ -1,0 +1,5 @@
+"""The embedded SQLite backend."""
+
+from storage.sqlite.store import SqliteStorage
+
+__all__ = ["SqliteStorage"]

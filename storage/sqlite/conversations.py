@@ -1,0 +1,154 @@
+"""SQL for the conversations table: rows to records, cursors, and the write steps the
+writer runs in its transactions."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import sqlite3
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from storage.errors import ConversationExists, ConversationNotFound, InvalidCursor
+from storage.models import ConversationPatch, ConversationRecord, NewConversation
+from storage.records import from_micros
+
+COLUMNS = (
+    "id, owner, title, status, agent_state, created_us, updated_us, repository, "
+    "selected_branch, git_provider, trigger, accumulated_cost, prompt_tokens, "
+    "completion_tokens, settings"
+)
+SELECT_ONE = f"SELECT {COLUMNS} FROM conversations WHERE id = ?"
+
+Work = Callable[[aiosqlite.Connection], Awaitable[Any]]
+
+
+def to_record(row: sqlite3.Row | tuple[Any, ...]) -> ConversationRecord:
+    (
+        conversation_id, owner, title, status, agent_state, created_us, updated_us,
+        repository, selected_branch, git_provider, trigger, cost, prompt_tokens,
+        completion_tokens, settings,
+    ) = row  # fmt: skip
+    return ConversationRecord(
+        id=conversation_id,
+        owner=owner,
+        title=title,
+        status=status,
+        agent_state=agent_state,
+        created_at=from_micros(created_us),
+        updated_at=from_micros(updated_us),
+        repository=repository,
+        selected_branch=selected_branch,
+        git_provider=git_provider,
+        trigger=trigger,
+        accumulated_cost=cost,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        settings=orjson.loads(settings),
+    )
+
+
+def encode_cursor(created_us: int, key: int) -> str:
+    return base64.urlsafe_b64encode(f"{created_us}:{key}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created_us, key = base64.urlsafe_b64decode(padded).decode().split(":")
+        return int(created_us), int(key)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidCursor(cursor) from None
+
+
+def list_query(owner: str | None, cursor: str | None, limit: int) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if owner is not None:
+        clauses.append("owner = ?")
+        params.append(owner)
+    if cursor is not None:
+        created_us, key = decode_cursor(cursor)
+        clauses.append("(created_us < ? OR (created_us = ? AND key < ?))")
+        params.extend((created_us, created_us, key))
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    params.append(limit)
+    return (
+        f"SELECT {COLUMNS}, key FROM conversations {where} "
+        "ORDER BY created_us DESC, key DESC LIMIT ?",
+        params,
+    )
+
+
+def insert(new: NewConversation, now_us: int) -> Work:
+    async def work(connection: aiosqlite.Connection) -> ConversationRecord:
+        try:
+            await connection.execute(
+                "INSERT INTO conversations (id, owner, title, status, created_us, updated_us, "
+                "repository, selected_branch, git_provider, trigger, settings) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    new.id,
+                    new.owner,
+                    new.title,
+                    new.status,
+                    now_us,
+                    now_us,
+                    new.repository,
+                    new.selected_branch,
+                    new.git_provider,
+                    new.trigger,
+                    orjson.dumps(new.settings),
+                ),
+            )
+        except sqlite3.IntegrityError:
+            raise ConversationExists(new.id) from None
+        return await _reload(connection, new.id)
+
+    return work
+
+
+def update(conversation_id: str, patch: ConversationPatch, now_us: int) -> Work:
+    async def work(connection: aiosqlite.Connection) -> ConversationRecord:
+        changes = patch.changes()
+        if "settings" in changes:
+            changes["settings"] = orjson.dumps(changes["settings"])
+        changes["updated_us"] = now_us
+        assignments = ", ".join(f"{column} = ?" for column in changes)
+        cursor = await connection.execute(
+            f"UPDATE conversations SET {assignments} WHERE id = ?",
+            (*changes.values(), conversation_id),
+        )
+        if cursor.rowcount == 0:
+            raise ConversationNotFound(conversation_id)
+        return await _reload(connection, conversation_id)
+
+    return work
+
+
+def delete(conversation_id: str) -> Work:
+    async def work(connection: aiosqlite.Connection) -> None:
+        rows = list(
+            await connection.execute_fetchall(
+                "SELECT key FROM conversations WHERE id = ?", (conversation_id,)
+            )
+        )
+        if not rows:
+            raise ConversationNotFound(conversation_id)
+        (key,) = rows[0]
+        await connection.execute(
+            "INSERT INTO search_purges (seq, text) SELECT seq, text FROM events WHERE conv = ?",
+            (key,),
+        )
+        await connection.execute("DELETE FROM events WHERE conv = ?", (key,))
+        await connection.execute("DELETE FROM conversations WHERE key = ?", (key,))
+
+    return work
+
+
+async def _reload(connection: aiosqlite.Connection, conversation_id: str) -> ConversationRecord:
+    rows = list(await connection.execute_fetchall(SELECT_ONE, (conversation_id,)))
+    return to_record(rows[0])

@@ -1,0 +1,173 @@
+"""The full-text index, trailing the log.
+
+Indexing each event inside its append transaction would cut append throughput several
+fold (FTS5 per row costs more than the row itself). Instead the index lives in its own
+file, ``search.db``, written by this task on its own connection and thread: it copies
+new events' text from the log in batches (every ``interval`` or as soon as a full batch
+is waiting) and records how far it got in the same transaction, so a crash loses nothing
+and the index can always say how far behind the log it is.
+
+Deleted conversations reach the index through the ``search_purges`` queue in the log
+file: the contentless FTS5 table needs the original text to remove an entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+import aiosqlite
+
+from storage.sqlite.writer import LogWriter
+
+logger = logging.getLogger(__name__)
+
+NEXT_BATCH_END = (
+    "SELECT max(seq), count(*) FROM (SELECT seq FROM log.events WHERE seq > ? ORDER BY seq LIMIT ?)"
+)
+INDEX_BATCH = (
+    "INSERT INTO events_fts (rowid, text) "
+    "SELECT seq, text FROM log.events WHERE seq > ? AND seq <= ?"
+)
+RECORD_BATCH = (
+    "INSERT INTO indexed_events (seq) SELECT seq FROM log.events WHERE seq > ? AND seq <= ?"
+)
+NEXT_PURGE_END = (
+    "SELECT max(id) FROM (SELECT id FROM log.search_purges WHERE id > ? ORDER BY id LIMIT ?)"
+)
+# A contentless FTS5 table must be told the exact text of an entry to remove it, and
+# removing an entry it never had corrupts it: only rows in `indexed_events` are removed.
+PURGE_BATCH = (
+    "INSERT INTO events_fts (events_fts, rowid, text) "
+    "SELECT 'delete', p.seq, p.text FROM log.search_purges AS p "
+    "JOIN indexed_events AS i ON i.seq = p.seq WHERE p.id > ? AND p.id <= ?"
+)
+FORGET_PURGED = (
+    "DELETE FROM indexed_events WHERE seq IN "
+    "(SELECT seq FROM log.search_purges WHERE id > ? AND id <= ?)"
+)
+
+
+class SearchIndexer:
+    def __init__(
+        self,
+        connection: aiosqlite.Connection,
+        writer: LogWriter,
+        *,
+        batch: int = 5000,
+        interval: float = 0.02,
+    ) -> None:
+        self._connection = connection
+        self._writer = writer
+        self._batch = batch
+        self._interval = interval
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.indexed_through = 0
+        self._purged_through = 0
+
+    async def start(self) -> None:
+        rows = await self._connection.execute_fetchall(
+            "SELECT indexed_through, purged_through FROM search_state"
+        )
+        self.indexed_through, self._purged_through = rows[0]
+        if self._purged_through:
+            # A crash may have left applied purges queued in the log; drop them.
+            await self._writer.call(_forget_purges(self._purged_through))
+        self._task = asyncio.create_task(self._run(), name="threadline-search-indexer")
+        self.wake()
+
+    def wake(self) -> None:
+        """New events are durable (or a conversation was deleted)."""
+        self._wake.set()
+
+    async def wait_for(self, seq: int) -> None:
+        """Return once every event up to ``seq`` is searchable."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: self.indexed_through >= seq or self._closing)
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        async with self._progress:
+            self._progress.notify_all()
+
+    async def _run(self) -> None:
+        while not self._closing:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                while not self._closing:
+                    indexed = await self._index_batch()
+                    purged = await self._apply_purges()
+                    if indexed < self._batch and not purged:
+                        break
+                if not self._closing:
+                    # Let the next batch gather: fewer, larger FTS transactions.
+                    await asyncio.sleep(self._interval)
+            except Exception:
+                logger.exception("search indexing failed; retrying")
+                with contextlib.suppress(Exception):
+                    await self._connection.execute("ROLLBACK")
+                await asyncio.sleep(1.0)
+                self._wake.set()
+
+    async def _index_batch(self) -> int:
+        start = self.indexed_through
+        # Everything up to `durable` is committed, so a read that begins after this line
+        # sees all of it; sequence numbers in it that are missing were deleted.
+        durable = self._writer.last_seq
+        if durable <= start:
+            return 0
+        connection = self._connection
+        await connection.execute("BEGIN")
+        try:
+            rows = await connection.execute_fetchall(NEXT_BATCH_END, (start, self._batch))
+            batch_end, batch_size = rows[0]
+            end = batch_end if batch_size == self._batch else durable
+            cursor = await connection.execute(INDEX_BATCH, (start, end))
+            indexed = cursor.rowcount
+            await connection.execute(RECORD_BATCH, (start, end))
+            await connection.execute("UPDATE search_state SET indexed_through = ?", (end,))
+            await connection.execute("COMMIT")
+        except BaseException:
+            await connection.execute("ROLLBACK")
+            raise
+        async with self._progress:
+            self.indexed_through = end
+            self._progress.notify_all()
+        return indexed
+
+    async def _apply_purges(self) -> bool:
+        start = self._purged_through
+        connection = self._connection
+        await connection.execute("BEGIN")
+        try:
+            rows = await connection.execute_fetchall(NEXT_PURGE_END, (start, self._batch))
+            end = rows[0][0]
+            if end is None:
+                await connection.execute("ROLLBACK")
+                return False
+            await connection.execute(PURGE_BATCH, (start, end))
+            await connection.execute(FORGET_PURGED, (start, end))
+            await connection.execute("UPDATE search_state SET purged_through = ?", (end,))
+            await connection.execute("COMMIT")
+        except BaseException:
+            await connection.execute("ROLLBACK")
+            raise
+        self._purged_through = end
+        await self._writer.call(_forget_purges(end))
+        return True
+
+
+def _forget_purges(through: int) -> Callable[[aiosqlite.Connection], Awaitable[None]]:
+    async def work(connection: aiosqlite.Connection) -> None:
+        await connection.execute("DELETE FROM search_purges WHERE id <= ?", (through,))
+
+    return work

@@ -1,0 +1,124 @@
+"""Schemas of the two SQLite files and their migrations.
+
+``events.db`` holds conversations and the log; its ``PRAGMA user_version`` is the number
+of `LOG_MIGRATIONS` applied, and opening a file applies the missing ones in one
+transaction. ``search.db`` holds the full-text index, which is derived data: when its
+version is not `SEARCH_VERSION` it is dropped and rebuilt from the log.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+LOG_MIGRATIONS: tuple[str, ...] = (
+    # 1: conversations and the event log.
+    """
+    CREATE TABLE conversations (
+        key INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        owner TEXT,
+        title TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL,
+        agent_state TEXT,
+        created_us INTEGER NOT NULL,
+        updated_us INTEGER NOT NULL,
+        repository TEXT,
+        selected_branch TEXT,
+        git_provider TEXT,
+        trigger TEXT,
+        accumulated_cost REAL NOT NULL DEFAULT 0,
+        prompt_tokens INTEGER NOT NULL DEFAULT 0,
+        completion_tokens INTEGER NOT NULL DEFAULT 0,
+        settings BLOB NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX conversations_newest ON conversations (created_us DESC, key DESC);
+    CREATE INDEX conversations_owner_newest ON conversations (owner, created_us DESC, key DESC);
+
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        conv INTEGER NOT NULL REFERENCES conversations (key),
+        id INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        source TEXT,
+        ts_us INTEGER NOT NULL,
+        hidden INTEGER NOT NULL DEFAULT 0,
+        text TEXT NOT NULL,
+        data BLOB NOT NULL
+    );
+    CREATE UNIQUE INDEX events_by_conversation ON events (conv, id);
+    CREATE INDEX events_by_kind ON events (conv, kind, id);
+    """,
+    # 2: the full-text index moved to its own file; deletions reach it through a queue.
+    """
+    CREATE TABLE search_purges (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq INTEGER NOT NULL,
+        text TEXT NOT NULL
+    );
+    """,
+)
+
+SEARCH_VERSION = 1
+SEARCH_SCHEMA = """
+CREATE VIRTUAL TABLE events_fts USING fts5(text, content='', columnsize=0);
+CREATE TABLE indexed_events (seq INTEGER PRIMARY KEY);
+CREATE TABLE search_state (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    indexed_through INTEGER NOT NULL,
+    purged_through INTEGER NOT NULL
+);
+"""
+
+
+def migrate_log(
+    connection: sqlite3.Connection, migrations: tuple[str, ...] = LOG_MIGRATIONS
+) -> int:
+    """Bring ``events.db`` up to date; returns the version it is now at.
+
+    Raises `RuntimeError` for a file written by a newer threadline.
+    """
+    (version,) = connection.execute("PRAGMA user_version").fetchone()
+    if version > len(migrations):
+        raise RuntimeError(
+            f"events.db is at schema version {version}; this threadline knows {len(migrations)}"
+        )
+    if version == len(migrations):
+        return version
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for script in migrations[version:]:
+            for statement in _statements(script):
+                connection.execute(statement)
+        connection.execute(f"PRAGMA user_version = {len(migrations)}")
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    return len(migrations)
+
+
+def prepare_search(connection: sqlite3.Connection, purged_through: int) -> None:
+    """Create (or recreate) the search index when its version is not current."""
+    (version,) = connection.execute("PRAGMA user_version").fetchone()
+    if version == SEARCH_VERSION:
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        connection.execute("DROP TABLE IF EXISTS events_fts")
+        connection.execute("DROP TABLE IF EXISTS search_state")
+        for statement in _statements(SEARCH_SCHEMA):
+            connection.execute(statement)
+        connection.execute(
+            "INSERT INTO search_state (singleton, indexed_through, purged_through) "
+            "VALUES (1, 0, ?)",
+            (purged_through,),
+        )
+        connection.execute(f"PRAGMA user_version = {SEARCH_VERSION}")
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+
+
+def _statements(script: str) -> list[str]:
+    return [statement.strip() for statement in script.split(";") if statement.strip()]

@@ -1,0 +1,339 @@
+"""`SqliteStorage`: the embedded backend (conversations, the event log, full-text search).
+
+Two files in one directory: ``events.db`` (WAL; written only by the `LogWriter` task,
+read by a small pool of connections) and ``search.db`` (the trailing full-text index, see
+`SearchIndexer`). ``synchronous=NORMAL`` by default: an acknowledged append survives the
+process being killed; pass ``synchronous="FULL"`` to survive power loss as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import aiosqlite
+
+from events import EventBase, EventFilter
+from storage.errors import ConversationNotFound, InvalidCursor, StorageClosed, StorageError
+from storage.models import (
+    ConversationPage,
+    ConversationPatch,
+    ConversationRecord,
+    EventPage,
+    NewConversation,
+    SearchHit,
+    SearchResults,
+    StoredEvent,
+)
+from storage.protocols import MAX_PAGE
+from storage.records import now_micros, prepare
+from storage.sqlite import conversations, queries
+from storage.sqlite.indexer import SearchIndexer
+from storage.sqlite.schema import migrate_log, prepare_search
+from storage.sqlite.writer import LogWriter
+from storage.subscription import Subscription, SubscriptionHub
+
+LOG_FILE = "events.db"
+SEARCH_FILE = "search.db"
+Synchronous = Literal["OFF", "NORMAL", "FULL"]
+
+
+class SqliteStorage:
+    """Open with ``await SqliteStorage.open(directory)``; close with ``await close()``."""
+
+    def __init__(
+        self,
+        directory: Path,
+        writer: LogWriter,
+        readers: list[aiosqlite.Connection],
+        indexer: SearchIndexer,
+        indexer_connection: aiosqlite.Connection,
+        writer_connection: aiosqlite.Connection,
+        hub: SubscriptionHub,
+    ) -> None:
+        self.directory = directory
+        self._writer = writer
+        self._indexer = indexer
+        self._hub = hub
+        self._all_connections = [writer_connection, indexer_connection, *readers]
+        self._idle_readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        for reader in readers:
+            self._idle_readers.put_nowait(reader)
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        directory: str | Path,
+        *,
+        readers: int = 4,
+        synchronous: Synchronous = "NORMAL",
+        subscriber_buffer: int = 1024,
+        index_interval: float = 0.02,
+    ) -> SqliteStorage:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        log_path, search_path = directory / LOG_FILE, directory / SEARCH_FILE
+        await asyncio.to_thread(_prepare_files, log_path, search_path)
+
+        opened: list[aiosqlite.Connection] = []
+        try:
+            writer_connection = await _connect(log_path, synchronous, opened)
+            await writer_connection.execute("PRAGMA foreign_keys = ON")
+            reader_connections = []
+            for _ in range(readers):
+                reader = await _connect(log_path, synchronous, opened)
+                await reader.execute("PRAGMA query_only = ON")
+                await reader.execute("ATTACH DATABASE ? AS search", (str(search_path),))
+                reader_connections.append(reader)
+            indexer_connection = await _connect(search_path, "NORMAL", opened)
+            await indexer_connection.execute("ATTACH DATABASE ? AS log", (str(log_path),))
+        except BaseException:
+            for connection in opened:
+                await connection.close()
+            raise
+
+        hub = SubscriptionHub(subscriber_buffer)
+        indexer_ref: list[SearchIndexer] = []
+        writer = LogWriter(writer_connection, hub, on_commit=lambda: indexer_ref[0].wake())
+        indexer = SearchIndexer(indexer_connection, writer, interval=index_interval)
+        indexer_ref.append(indexer)
+        await writer.start()
+        await indexer.start()
+        return cls(
+            directory, writer, reader_connections, indexer, indexer_connection,
+            writer_connection, hub,
+        )  # fmt: skip
+
+    # -- the event log ---------------------------------------------------------------
+
+    async def append(self, conversation_id: str, event: EventBase) -> StoredEvent:
+        (stored,) = await self._writer.append(conversation_id, [prepare(event)])
+        return stored
+
+    async def append_many(
+        self, conversation_id: str, events: Sequence[EventBase]
+    ) -> list[StoredEvent]:
+        if not events:
+            return []
+        return await self._writer.append(conversation_id, [prepare(event) for event in events])
+
+    async def search_events(
+        self,
+        conversation_id: str,
+        *,
+        start_id: int = 0,
+        end_id: int | None = None,
+        reverse: bool = False,
+        filter: EventFilter | None = None,
+        limit: int = MAX_PAGE,
+    ) -> EventPage:
+        _check_range(start_id, end_id, limit)
+        sql, params = queries.page_query(
+            conversation_id, start_id, end_id, reverse, filter, limit + 1
+        )
+        rows = await self._read(sql, params)
+        if not rows:
+            await self._require(conversation_id)
+            return EventPage([], None)
+        more = len(rows) > limit
+        events = [StoredEvent(conversation_id, event_id, data) for event_id, data in rows[:limit]]
+        next_cursor = None
+        if more:
+            next_cursor = events[-1].id - 1 if reverse else events[-1].id + 1
+        return EventPage(events, next_cursor)
+
+    async def count_events(
+        self,
+        conversation_id: str,
+        *,
+        start_id: int = 0,
+        end_id: int | None = None,
+        filter: EventFilter | None = None,
+    ) -> int:
+        _check_range(start_id, end_id, 1)
+        if filter is None or filter.is_empty():
+            # Ids are gapless, so an unfiltered count is arithmetic on the newest id.
+            latest = await self.latest_event_id(conversation_id)
+            last = latest if end_id is None else min(end_id, latest)
+            return max(0, last - start_id + 1)
+        await self._require(conversation_id)
+        sql, params = queries.count_query(conversation_id, start_id, end_id, filter)
+        rows = await self._read(sql, params)
+        return int(rows[0][0])
+
+    async def latest_event_id(self, conversation_id: str) -> int:
+        rows = await self._read(
+            "SELECT c.key, (SELECT max(id) FROM events WHERE conv = c.key) "
+            "FROM conversations AS c WHERE c.id = ?",
+            [conversation_id],
+        )
+        if not rows:
+            raise ConversationNotFound(conversation_id)
+        latest = rows[0][1]
+        return -1 if latest is None else int(latest)
+
+    async def search_all(
+        self,
+        query: str,
+        *,
+        conversation_ids: Sequence[str] | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> SearchResults:
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
+        match = queries.fts_match_expression(query)
+        before = _decode_seq(cursor) if cursor is not None else None
+        pending = max(0, self._writer.last_seq - self._indexer.indexed_through)
+        if conversation_ids is not None and not conversation_ids:
+            return SearchResults([], None, pending)
+        sql, params = queries.search_all_query(match, conversation_ids, before, limit + 1)
+        rows = await self._read(sql, params)
+        hits = [
+            SearchHit(conversation_id, StoredEvent(conversation_id, event_id, data))
+            for _, conversation_id, event_id, data in rows[:limit]
+        ]
+        next_cursor = str(rows[limit - 1][0]) if len(rows) > limit else None
+        return SearchResults(hits, next_cursor, pending)
+
+    async def wait_indexed(self) -> None:
+        await self._indexer.wait_for(self._writer.last_seq)
+
+    def subscribe(self, conversation_id: str, after_id: int = -1) -> Subscription:
+        if self._closed:
+            raise StorageClosed()
+
+        async def read_after(after: int, limit: int) -> list[StoredEvent]:
+            page = await self.search_events(conversation_id, start_id=after + 1, limit=limit)
+            return page.events
+
+        return self._hub.subscribe(conversation_id, after_id, read_after)
+
+    # -- conversations ---------------------------------------------------------------
+
+    async def create_conversation(self, new: NewConversation) -> ConversationRecord:
+        return await self._writer.call(conversations.insert(new, now_micros()))  # type: ignore[no-any-return]
+
+    async def get_conversation(self, conversation_id: str) -> ConversationRecord:
+        rows = await self._read(conversations.SELECT_ONE, [conversation_id])
+        if not rows:
+            raise ConversationNotFound(conversation_id)
+        return conversations.to_record(rows[0])
+
+    async def list_conversations(
+        self, *, owner: str | None = None, limit: int = 20, cursor: str | None = None
+    ) -> ConversationPage:
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
+        sql, params = conversations.list_query(owner, cursor, limit + 1)
+        rows = await self._read(sql, params)
+        records = [conversations.to_record(row[:-1]) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = conversations.encode_cursor(last[5], last[-1])
+        return ConversationPage(records, next_cursor)
+
+    async def update_conversation(
+        self, conversation_id: str, patch: ConversationPatch
+    ) -> ConversationRecord:
+        return await self._writer.call(  # type: ignore[no-any-return]
+            conversations.update(conversation_id, patch, now_micros())
+        )
+
+    async def delete_conversation(self, conversation_id: str) -> None:
+        def after_commit() -> None:
+            self._writer.forget(conversation_id)
+            self._hub.end_conversation(conversation_id)
+            self._indexer.wake()
+
+        await self._writer.call(conversations.delete(conversation_id), after_commit)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._hub.close()
+        await self._indexer.close()
+        await self._writer.close()
+        for connection in self._all_connections:
+            await connection.close()
+
+    async def __aenter__(self) -> SqliteStorage:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- helpers ---------------------------------------------------------------------
+
+    async def _read(self, sql: str, params: Iterable[Any]) -> list[Any]:
+        async with self._reader() as connection:
+            try:
+                return list(await connection.execute_fetchall(sql, tuple(params)))
+            except sqlite3.Error as exc:
+                raise StorageError(f"read failed: {exc}") from exc
+
+    @contextlib.asynccontextmanager
+    async def _reader(self) -> AsyncIterator[aiosqlite.Connection]:
+        if self._closed:
+            raise StorageClosed()
+        connection = await self._idle_readers.get()
+        try:
+            yield connection
+        finally:
+            self._idle_readers.put_nowait(connection)
+
+    async def _require(self, conversation_id: str) -> None:
+        rows = await self._read("SELECT 1 FROM conversations WHERE id = ?", [conversation_id])
+        if not rows:
+            raise ConversationNotFound(conversation_id)
+
+
+def _check_range(start_id: int, end_id: int | None, limit: int) -> None:
+    if start_id < 0:
+        raise ValueError("start_id must be 0 or more")
+    if end_id is not None and end_id < 0:
+        raise ValueError("end_id must be 0 or more")
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
+
+
+def _decode_seq(cursor: str) -> int:
+    try:
+        value = int(cursor)
+    except ValueError:
+        raise InvalidCursor(cursor) from None
+    if value < 1:
+        raise InvalidCursor(cursor)
+    return value
+
+
+async def _connect(
+    path: Path, synchronous: Synchronous, opened: list[aiosqlite.Connection]
+) -> aiosqlite.Connection:
+    connection = await aiosqlite.connect(path, isolation_level=None)
+    opened.append(connection)
+    await connection.execute("PRAGMA busy_timeout = 10000")
+    await connection.execute(f"PRAGMA synchronous = {synchronous}")
+    await connection.execute("PRAGMA cache_size = -65536")
+    return connection
+
+
+def _prepare_files(log_path: Path, search_path: Path) -> None:
+    with contextlib.closing(sqlite3.connect(log_path, isolation_level=None)) as connection:
+        connection.execute("PRAGMA journal_mode = WAL")
+        migrate_log(connection)
+        (purged_through,) = connection.execute(
+            "SELECT coalesce(max(id), 0) FROM search_purges"
+        ).fetchone()
+    with contextlib.closing(sqlite3.connect(search_path, isolation_level=None)) as connection:
+        connection.execute("PRAGMA journal_mode = WAL")
+        prepare_search(connection, purged_through)

@@ -1,0 +1,273 @@
+"""The single writer of ``events.db``: group commit.
+
+Every write to the log file goes through one task. Appends queued while a transaction
+is in flight are written together in the next one, so a hundred conversations appending
+at once cost one commit, not a hundred. Other writes (conversation create / update /
+delete) run in order with the appends, each in its own transaction.
+
+The writer assigns ids: it keeps each active conversation's next id in memory (loaded
+from the log on first use), so ids are gapless even when appends race, and restores them
+when a transaction fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from events import ThreadlineError
+from storage.errors import ConversationNotFound, StorageClosed, StorageError
+from storage.models import StoredEvent
+from storage.records import PreparedEvent, now_micros, stamp
+from storage.subscription import SubscriptionHub
+
+T = TypeVar("T")
+
+INSERT_EVENT = (
+    "INSERT INTO events (seq, conv, id, kind, source, ts_us, hidden, text, data) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+LOAD_STREAM = (
+    "SELECT c.key, e.id, e.ts_us FROM conversations AS c "
+    "LEFT JOIN events AS e ON e.conv = c.key "
+    "AND e.id = (SELECT max(id) FROM events WHERE conv = c.key) WHERE c.id = ?"
+)
+
+
+@dataclass(slots=True)
+class _Stream:
+    key: int
+    next_id: int
+    last_ts_us: int
+
+
+@dataclass(slots=True)
+class _Append:
+    conversation_id: str
+    events: list[PreparedEvent]
+    future: asyncio.Future[list[StoredEvent]]
+
+
+@dataclass(slots=True)
+class _Call:
+    work: Callable[[aiosqlite.Connection], Awaitable[Any]]
+    after_commit: Callable[[], None] | None
+    future: asyncio.Future[Any] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class LogWriter:
+    """Owns the write connection; see the module docstring."""
+
+    def __init__(
+        self,
+        connection: aiosqlite.Connection,
+        hub: SubscriptionHub,
+        *,
+        on_commit: Callable[[], None] = lambda: None,
+        max_batch: int = 1000,
+    ) -> None:
+        self._connection = connection
+        self._hub = hub
+        self._on_commit = on_commit
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Append | _Call | None] = asyncio.Queue()
+        self._streams: dict[str, _Stream] = {}
+        self._next_seq = 1
+        self._durable_seq = 0
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def last_seq(self) -> int:
+        """The global sequence number of the newest durable event."""
+        return self._durable_seq
+
+    async def start(self) -> None:
+        rows = await self._connection.execute_fetchall(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'events'"
+        )
+        self._durable_seq = rows[0][0] if rows else 0
+        self._next_seq = self._durable_seq + 1
+        self._task = asyncio.create_task(self._run(), name="threadline-log-writer")
+
+    async def append(self, conversation_id: str, events: list[PreparedEvent]) -> list[StoredEvent]:
+        if self._closing:
+            raise StorageClosed()
+        future: asyncio.Future[list[StoredEvent]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Append(conversation_id, events, future))
+        return await future
+
+    async def call(
+        self,
+        work: Callable[[aiosqlite.Connection], Awaitable[T]],
+        after_commit: Callable[[], None] | None = None,
+    ) -> T:
+        """Run ``work`` in its own write transaction, in order with the appends."""
+        if self._closing:
+            raise StorageClosed()
+        op = _Call(work, after_commit)
+        self._queue.put_nowait(op)
+        return await op.future  # type: ignore[no-any-return]
+
+    def forget(self, conversation_id: str) -> None:
+        """Drop the cached id counter of a deleted conversation. Writer task only."""
+        self._streams.pop(conversation_id, None)
+
+    async def close(self) -> None:
+        """Write everything queued so far, then stop."""
+        if self._closing:
+            return
+        self._closing = True
+        self._queue.put_nowait(None)
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch: list[_Append | _Call] = []
+            first = await self._queue.get()
+            if first is None:
+                break
+            batch.append(first)
+            queued = len(first.events) if isinstance(first, _Append) else 1
+            while queued < self._max_batch and not self._queue.empty():
+                op = self._queue.get_nowait()
+                if op is None:
+                    stopping = True
+                    break
+                batch.append(op)
+                queued += len(op.events) if isinstance(op, _Append) else 1
+            await self._process(batch)
+
+    async def _process(self, batch: list[_Append | _Call]) -> None:
+        appends: list[_Append] = []
+        for op in batch:
+            if isinstance(op, _Append):
+                appends.append(op)
+                continue
+            if appends:
+                await self._write_appends(appends)
+                appends = []
+            await self._run_call(op)
+        if appends:
+            await self._write_appends(appends)
+
+    async def _stream(self, conversation_id: str) -> _Stream:
+        stream = self._streams.get(conversation_id)
+        if stream is None:
+            rows = list(await self._connection.execute_fetchall(LOAD_STREAM, (conversation_id,)))
+            if not rows:
+                raise ConversationNotFound(conversation_id)
+            key, last_id, last_ts = rows[0]
+            stream = _Stream(key, 0 if last_id is None else last_id + 1, last_ts or 0)
+            self._streams[conversation_id] = stream
+        return stream
+
+    async def _write_appends(self, ops: list[_Append]) -> None:
+        rows: list[tuple[Any, ...]] = []
+        accepted: list[tuple[_Append, list[StoredEvent]]] = []
+        saved: dict[str, tuple[_Stream, int, int]] = {}
+        first_seq = self._next_seq
+        now = now_micros()
+        for op in ops:
+            try:
+                stream = await self._stream(op.conversation_id)
+            except ThreadlineError as exc:
+                _fail(op.future, exc)
+                continue
+            except sqlite3.Error as exc:
+                _fail(op.future, StorageError(f"could not load conversation: {exc}"))
+                continue
+            saved.setdefault(op.conversation_id, (stream, stream.next_id, stream.last_ts_us))
+            stored: list[StoredEvent] = []
+            for prepared in op.events:
+                event_id = stream.next_id
+                timestamp = prepared.timestamp_us
+                if timestamp is None:
+                    timestamp = max(now, stream.last_ts_us)
+                data = stamp(prepared, event_id, timestamp)
+                rows.append(
+                    (
+                        self._next_seq,
+                        stream.key,
+                        event_id,
+                        prepared.kind,
+                        prepared.source,
+                        timestamp,
+                        prepared.hidden,
+                        prepared.text,
+                        data,
+                    )
+                )
+                stored.append(StoredEvent(op.conversation_id, event_id, data))
+                stream.next_id += 1
+                stream.last_ts_us = max(stream.last_ts_us, timestamp)
+                self._next_seq += 1
+            accepted.append((op, stored))
+        if not rows:
+            return
+        try:
+            await self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                await self._connection.executemany(INSERT_EVENT, rows)
+                await self._connection.execute("COMMIT")
+            except BaseException:
+                await self._rollback()
+                raise
+        except BaseException as exc:
+            self._next_seq = first_seq
+            for stream, next_id, last_ts in saved.values():
+                stream.next_id, stream.last_ts_us = next_id, last_ts
+            error = (
+                exc if isinstance(exc, ThreadlineError) else StorageError(f"append failed: {exc}")
+            )
+            for op, _ in accepted:
+                _fail(op.future, error)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self._durable_seq = self._next_seq - 1
+        for op, stored in accepted:
+            if not op.future.done():
+                op.future.set_result(stored)
+            self._hub.publish(op.conversation_id, stored)
+        self._on_commit()
+
+    async def _run_call(self, op: _Call) -> None:
+        try:
+            await self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                result = await op.work(self._connection)
+                await self._connection.execute("COMMIT")
+            except BaseException:
+                await self._rollback()
+                raise
+        except ThreadlineError as exc:
+            _fail(op.future, exc)
+            return
+        except Exception as exc:
+            _fail(op.future, StorageError(f"write failed: {exc}"))
+            return
+        if op.after_commit is not None:
+            op.after_commit()
+        if not op.future.done():
+            op.future.set_result(result)
+
+    async def _rollback(self) -> None:
+        # Suppressed: when BEGIN itself failed there is no transaction to roll back.
+        with contextlib.suppress(sqlite3.Error):
+            await self._connection.execute("ROLLBACK")
+
+
+def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)

@@ -1,0 +1,166 @@
+"""Gapless subscriptions: catch up from the log, then follow live appends.
+
+A `Subscription` registers with the `SubscriptionHub` *before* it reads the log, so every
+event committed after that moment reaches its buffer, and every event committed before it
+is in the log. It yields events strictly in id order, each exactly once: buffered events
+at or below the cursor are dropped, and a hole in the buffer sends it back to the log.
+
+The buffer is bounded. The hub never waits for a subscriber: when a buffer would
+overflow it is emptied and the subscriber reads from the log until it has caught up, so
+a slow reader costs the writer nothing and other subscribers nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from types import TracebackType
+
+from storage.models import StoredEvent
+
+ReadAfter = Callable[[int, int], Awaitable[list[StoredEvent]]]
+"""``read_after(after_id, limit)``: up to ``limit`` durable events with id > after_id."""
+
+CATCH_UP_PAGE = 100
+
+
+class Subscription:
+    """An async iterator of one conversation's events after ``after_id``.
+
+    Ends when closed (`aclose`, the conversation deleted, the store closed). Use it as
+    ``async with log.subscribe(cid, after) as events: async for event in events: ...``.
+    """
+
+    def __init__(
+        self,
+        hub: SubscriptionHub,
+        conversation_id: str,
+        after_id: int,
+        read_after: ReadAfter,
+        capacity: int,
+    ) -> None:
+        self.conversation_id = conversation_id
+        self._hub = hub
+        self._read_after = read_after
+        self._capacity = capacity
+        self._cursor = after_id
+        self._live: deque[StoredEvent] = deque()
+        self._ready: deque[StoredEvent] = deque()
+        self._wakeup = asyncio.Event()
+        self._overflowed = False
+        self._reading_log = True
+        self._closed = False
+        self.log_fallbacks = 0
+        """How many times this subscriber fell behind its buffer and went back to the log."""
+
+    @property
+    def cursor(self) -> int:
+        """The id of the last event yielded (``after_id`` before the first)."""
+        return self._cursor
+
+    def offer(self, events: Iterable[StoredEvent]) -> None:
+        """Called by the hub with newly durable events; never blocks."""
+        if self._closed or self._overflowed:
+            return
+        self._live.extend(events)
+        if len(self._live) > self._capacity:
+            self._overflowed = True
+            self._live.clear()
+        self._wakeup.set()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._live.clear()
+            self._ready.clear()
+            self._hub.discard(self)
+            self._wakeup.set()
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> StoredEvent:
+        while not self._closed:
+            if self._ready:
+                event = self._ready.popleft()
+                self._cursor = event.id
+                return event
+            if self._overflowed:
+                self._overflowed = False
+                self._reading_log = True
+                self.log_fallbacks += 1
+            if self._reading_log:
+                page = await self._read_after(self._cursor, CATCH_UP_PAGE)
+                self._reading_log = len(page) == CATCH_UP_PAGE
+                self._ready.extend(page)
+                continue
+            if self._take_live():
+                continue
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        raise StopAsyncIteration
+
+    def _take_live(self) -> bool:
+        """Move the next in-order live events to the ready queue; False if there is none."""
+        expected = self._cursor + 1
+        while self._live:
+            event = self._live[0]
+            if event.id < expected:
+                self._live.popleft()  # already read from the log
+            elif event.id == expected:
+                self._ready.append(self._live.popleft())
+                expected += 1
+            else:
+                self._reading_log = True  # a hole: those events are in the log
+                return True
+        return bool(self._ready)
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class SubscriptionHub:
+    """Routes newly durable events to the subscriptions of their conversation."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._capacity = capacity
+        self._by_conversation: dict[str, set[Subscription]] = {}
+
+    def subscribe(self, conversation_id: str, after_id: int, read_after: ReadAfter) -> Subscription:
+        subscription = Subscription(self, conversation_id, after_id, read_after, self._capacity)
+        self._by_conversation.setdefault(conversation_id, set()).add(subscription)
+        return subscription
+
+    def publish(self, conversation_id: str, events: list[StoredEvent]) -> None:
+        for subscription in tuple(self._by_conversation.get(conversation_id, ())):
+            subscription.offer(events)
+
+    def subscriber_count(self, conversation_id: str) -> int:
+        return len(self._by_conversation.get(conversation_id, ()))
+
+    def discard(self, subscription: Subscription) -> None:
+        subscribers = self._by_conversation.get(subscription.conversation_id)
+        if subscribers is not None:
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._by_conversation[subscription.conversation_id]
+
+    def end_conversation(self, conversation_id: str) -> None:
+        for subscription in tuple(self._by_conversation.pop(conversation_id, ())):
+            subscription.close()
+
+    def close(self) -> None:
+        for conversation_id in tuple(self._by_conversation):
+            self.end_conversation(conversation_id)
