@@ -86,14 +86,12 @@ def fts_match_expression(query: str) -> str:
     occur; a trailing ``*`` makes a word a prefix. Operators are not passed through."""
     terms: list[str] = []
     for phrase, word in _PHRASE_OR_WORD.findall(query):
-        if phrase:
-            words = re.findall(r"\w+", phrase)
-            if words:
-                terms.append('"' + " ".join(words) + '"')
-        elif word.endswith("*"):
-            terms.append(f'"{word[:-1]}"*')
-        else:
-            terms.append(f'"{word}"')
+        if word:
+            terms.append(f'"{word[:-1]}"*' if word.endswith("*") else f'"{word}"')
+            continue
+        words = re.findall(r"\w+", phrase)
+        if words:
+            terms.append('"' + " ".join(words) + '"')
     if not terms:
         raise InvalidSearchQuery(f"the query {query!r} has no words to search for")
     return " AND ".join(terms)

@@ -1,0 +1,674 @@
+"""The storage conformance suite: one set of tests against the `Storage` protocol.
+
+Each backend runs all of it with a small subclass that says how to open a store at a
+location (see test_sqlite.py). Nothing here knows which backend it is testing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import random
+import signal
+import sys
+from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from hypothesis import HealthCheck, given, settings
+
+from events import build_filter
+from storage import (
+    ConversationExists,
+    ConversationNotFound,
+    ConversationPatch,
+    InvalidCursor,
+    InvalidSearchQuery,
+    NewConversation,
+    Storage,
+    StoredEvent,
+)
+from storage.factory import open_storage
+from tests.storage import properties
+from tests.storage.factories import numbered, output, run, say, think
+
+Opener = Callable[[], Awaitable[Storage]]
+
+
+async def walk(storage: Storage, conversation_id: str, **kwargs: Any) -> list[StoredEvent]:
+    """Follow `next_cursor` to the end; returns every event of the walk."""
+    reverse = kwargs.get("reverse", False)
+    events: list[StoredEvent] = []
+    while True:
+        page = await storage.search_events(conversation_id, **kwargs)
+        events.extend(page.events)
+        if page.next_cursor is None:
+            return events
+        kwargs["end_id" if reverse else "start_id"] = page.next_cursor
+
+
+class StorageConformance:
+    """Subclasses define the ``storage_url`` fixture: a URL for `open_storage` naming a
+    fresh, persistent location (reopening it finds the same data)."""
+
+    @pytest.fixture
+    def storage_url(self) -> str:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def opener(self, storage_url: str) -> Opener:
+        return functools.partial(open_storage, storage_url)
+
+    @pytest_asyncio.fixture
+    async def storage(self, opener: Opener) -> AsyncIterator[Storage]:
+        store = await opener()
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    @pytest_asyncio.fixture
+    async def conversation(self, storage: Storage) -> str:
+        return (await storage.create_conversation(NewConversation(title="test"))).id
+
+    # -- conversations ---------------------------------------------------------------
+
+    async def test_create_and_get(self, storage: Storage) -> None:
+        created = await storage.create_conversation(
+            NewConversation(
+                id="conv-1",
+                owner="alice",
+                title="Fix the bug",
+                repository="acme/widgets",
+                selected_branch="main",
+                git_provider="github",
+                trigger="gui",
+                settings={"agent": "demo", "max_iterations": 10},
+            )
+        )
+        fetched = await storage.get_conversation("conv-1")
+        assert fetched == created
+        assert fetched.owner == "alice"
+        assert fetched.status == "STOPPED"
+        assert fetched.settings == {"agent": "demo", "max_iterations": 10}
+        assert fetched.created_at.tzinfo is not None
+        assert fetched.created_at == fetched.updated_at
+
+    async def test_generated_ids_are_unique(self, storage: Storage) -> None:
+        created = [await storage.create_conversation(NewConversation()) for _ in range(5)]
+        assert len({record.id for record in created}) == 5
+
+    async def test_duplicate_id_is_refused_and_changes_nothing(self, storage: Storage) -> None:
+        await storage.create_conversation(NewConversation(id="dup", title="first"))
+        with pytest.raises(ConversationExists):
+            await storage.create_conversation(NewConversation(id="dup", title="second"))
+        assert (await storage.get_conversation("dup")).title == "first"
+
+    async def test_missing_conversation(self, storage: Storage) -> None:
+        with pytest.raises(ConversationNotFound):
+            await storage.get_conversation("nope")
+        with pytest.raises(ConversationNotFound):
+            await storage.update_conversation("nope", ConversationPatch(title="x"))
+        with pytest.raises(ConversationNotFound):
+            await storage.delete_conversation("nope")
+        with pytest.raises(ConversationNotFound):
+            await storage.append("nope", say("hello"))
+        with pytest.raises(ConversationNotFound):
+            await storage.search_events("nope")
+        with pytest.raises(ConversationNotFound):
+            await storage.count_events("nope")
+        with pytest.raises(ConversationNotFound):
+            await storage.latest_event_id("nope")
+
+    async def test_update_writes_only_given_fields(self, storage: Storage) -> None:
+        created = await storage.create_conversation(NewConversation(id="u", title="before"))
+        updated = await storage.update_conversation(
+            "u", ConversationPatch(status="RUNNING", accumulated_cost=0.25, prompt_tokens=10)
+        )
+        assert updated.title == "before"
+        assert (updated.status, updated.accumulated_cost, updated.prompt_tokens) == (
+            "RUNNING",
+            0.25,
+            10,
+        )
+        assert updated.updated_at >= created.updated_at
+        assert await storage.get_conversation("u") == updated
+
+    async def test_list_is_newest_first_and_cursor_paged(self, storage: Storage) -> None:
+        ids = [
+            (await storage.create_conversation(NewConversation(id=f"c{i:02d}"))).id
+            for i in range(7)
+        ]
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = await storage.list_conversations(limit=3, cursor=cursor)
+            seen.extend(record.id for record in page.conversations)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert seen == ids[::-1]
+
+    async def test_list_by_owner(self, storage: Storage) -> None:
+        for index, owner in enumerate(["alice", "bob", "alice"]):
+            await storage.create_conversation(NewConversation(id=f"o{index}", owner=owner))
+        page = await storage.list_conversations(owner="alice")
+        assert [record.id for record in page.conversations] == ["o2", "o0"]
+        assert (await storage.list_conversations(owner="carol")).conversations == []
+
+    async def test_list_rejects_foreign_cursor(self, storage: Storage) -> None:
+        with pytest.raises(InvalidCursor):
+            await storage.list_conversations(cursor="not-a-cursor")
+
+    async def test_delete_removes_events_and_frees_the_id(self, storage: Storage) -> None:
+        await storage.create_conversation(NewConversation(id="gone"))
+        await storage.append_many("gone", [say("one"), say("two")])
+        await storage.delete_conversation("gone")
+        with pytest.raises(ConversationNotFound):
+            await storage.get_conversation("gone")
+        with pytest.raises(ConversationNotFound):
+            await storage.search_events("gone")
+        await storage.create_conversation(NewConversation(id="gone"))
+        stored = await storage.append("gone", say("fresh"))
+        assert stored.id == 0
+        assert [event.id for event in (await storage.search_events("gone")).events] == [0]
+
+    # -- appends ---------------------------------------------------------------------
+
+    async def test_append_assigns_id_and_timestamp(
+        self, storage: Storage, conversation: str
+    ) -> None:
+        before = datetime.now(UTC)
+        stored = await storage.append(conversation, say("hello"))
+        wire = stored.to_dict()
+        assert (stored.id, wire["id"]) == (0, 0)
+        stamped = datetime.fromisoformat(wire["timestamp"])
+        assert stamped.utcoffset() == timedelta(0)
+        assert before - timedelta(seconds=1) <= stamped <= datetime.now(UTC)
+        assert wire["args"]["content"] == "hello"
+        assert stored.to_event().id == 0
+
+    async def test_append_ignores_the_callers_id_and_keeps_its_timestamp(
+        self, storage: Storage, conversation: str
+    ) -> None:
+        recorded = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+        event = run("ls", timestamp=recorded).model_copy(update={"id": 41})
+        stored = await storage.append(conversation, event)
+        assert stored.id == 0
+        assert stored.to_event().timestamp == recorded
+
+    async def test_timestamps_never_go_backwards(
+        self, storage: Storage, conversation: str
+    ) -> None:
+        for index in range(20):
+            await storage.append(conversation, say(f"m{index}"))
+        stamps = [e.to_event().timestamp for e in await walk(storage, conversation)]
+        assert stamps == sorted(stamps)
+
+    async def test_racing_appends_get_gapless_ids(self, storage: Storage) -> None:
+        conversations = [
+            (await storage.create_conversation(NewConversation())).id for _ in range(10)
+        ]
+
+        async def writer(conversation_id: str, count: int) -> list[int]:
+            ids = []
+            for index in range(count):
+                ids.append((await storage.append(conversation_id, numbered(index))).id)
+            return ids
+
+        results = await asyncio.gather(
+            *(writer(cid, 30) for cid in conversations for _ in range(3))
+        )
+        for position, conversation_id in enumerate(conversations):
+            ids = sorted(i for r in results[position * 3 : position * 3 + 3] for i in r)
+            assert ids == list(range(90))
+            stored = await walk(storage, conversation_id)
+            assert [event.id for event in stored] == list(range(90))
+            assert [event.to_dict()["id"] for event in stored] == list(range(90))
+
+    async def test_append_many_is_consecutive(self, storage: Storage, conversation: str) -> None:
+        await storage.append(conversation, say("first"))
+        batches = await asyncio.gather(
+            *(storage.append_many(conversation, [numbered(i) for i in range(5)]) for _ in range(4))
+        )
+        for batch in batches:
+            ids = [event.id for event in batch]
+            assert ids == list(range(ids[0], ids[0] + 5))
+        assert await storage.latest_event_id(conversation) == 20
+        assert await storage.append_many(conversation, []) == []
+
+    async def test_failed_append_does_not_disturb_the_batch(
+        self, storage: Storage, conversation: str
+    ) -> None:
+        results = await asyncio.gather(
+            storage.append(conversation, say("a")),
+            storage.append("missing", say("b")),
+            storage.append(conversation, say("c")),
+            return_exceptions=True,
+        )
+        assert isinstance(results[1], ConversationNotFound)
+        assert sorted(r.id for r in results if isinstance(r, StoredEvent)) == [0, 1]
+
+    async def test_events_survive_reopening(self, opener: Opener) -> None:
+        store = await opener()
+        conversation_id = (await store.create_conversation(NewConversation(id="durable"))).id
+        await store.append_many(conversation_id, [numbered(i) for i in range(12)])
+        await store.close()
+        store = await opener()
+        try:
+            assert await store.latest_event_id(conversation_id) == 11
+            stored = await store.append(conversation_id, say("after restart"))
+            assert stored.id == 12
+            events = await walk(store, conversation_id)
+            assert [event.id for event in events] == list(range(13))
+        finally:
+            await store.close()
+
+    # -- search_events ---------------------------------------------------------------
+
+    async def test_pages_forward_and_reverse(self, storage: Storage, conversation: str) -> None:
+        await storage.append_many(conversation, [numbered(i) for i in range(250)])
+        page = await storage.search_events(conversation)
+        assert [e.id for e in page.events] == list(range(100))
+        assert page.next_cursor == 100
+        assert [e.id for e in await walk(storage, conversation, limit=7)] == list(range(250))
+        backwards = await walk(storage, conversation, reverse=True, limit=9)
+        assert [e.id for e in backwards] == list(range(249, -1, -1))
+
+    async def test_range_is_inclusive(self, storage: Storage, conversation: str) -> None:
+        await storage.append_many(conversation, [numbered(i) for i in range(30)])
+        page = await storage.search_events(conversation, start_id=10, end_id=20)
+        assert [e.id for e in page.events] == list(range(10, 21))
+        assert page.next_cursor is None
+        page = await storage.search_events(conversation, start_id=10, end_id=20, reverse=True)
+        assert [e.id for e in page.events] == list(range(20, 9, -1))
+        page = await storage.search_events(conversation, start_id=5, end_id=4)
+        assert page.events == []
+        page = await storage.search_events(conversation, start_id=1000)
+        assert (page.events, page.next_cursor) == ([], None)
+
+    async def test_exact_last_page_has_no_cursor(
+        self, storage: Storage, conversation: str
+    ) -> None:
+        await storage.append_many(conversation, [numbered(i) for i in range(20)])
+        page = await storage.search_events(conversation, limit=20)
+        assert len(page.events) == 20
+        assert page.next_cursor is None
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [{"limit": 0}, {"limit": 101}, {"start_id": -1}, {"end_id": -5}],
+    )
+    async def test_bad_page_arguments(
+        self, storage: Storage, conversation: str, kwargs: dict[str, int]
+    ) -> None:
+        with pytest.raises(ValueError):  # noqa: PT011 - the message is the contract's own
+            await storage.search_events(conversation, **kwargs)
+
+    async def test_filters(self, storage: Storage, conversation: str) -> None:
+        await storage.append_many(
+            conversation,
+            [
+                say("Please build the Straße map"),  # 0
+                run("make map"),  # 1
+                output("make map", "BUILD OK", cause=1),  # 2
+                run("cat secret", hidden=True),  # 3
+                think("the build passed"),  # 4
+                say("thanks", source="agent"),  # 5
+            ],
+        )
+
+        async def ids(**fields: Any) -> list[int]:
+            events = await walk(storage, conversation, filter=build_filter(**fields))
+            return [event.id for event in events]
+
+        assert await ids(include_types=["run"]) == [1, 2, 3]
+        assert await ids(include_types=["CmdRunAction"]) == [1, 3]
+        assert await ids(include_types=["message", "think"]) == [0, 4, 5]
+        assert await ids(exclude_types=["run", "message"]) == [4]
+        assert await ids(source="user") == [0]
+        assert await ids(exclude_hidden=True) == [0, 1, 2, 4, 5]
+        assert await ids(query="build") == [0, 2, 4]
+        assert await ids(query="STRASSE") == [0]  # casefolded, not just lowercased
+        assert await ids(query="map", include_types=["run"]) == [1, 2]
+        assert await ids(query="no such words") == []
+
+    async def test_date_filters(self, storage: Storage, conversation: str) -> None:
+        base = datetime(2025, 1, 1, tzinfo=UTC)
+        await storage.append_many(
+            conversation, [run(f"day {day}", timestamp=base + timedelta(days=day)) for day in range(5)]
+        )
+        window = build_filter(
+            start_date=base + timedelta(days=1), end_date=base + timedelta(days=3)
+        )
+        events = await walk(storage, conversation, filter=window)
+        assert [event.id for event in events] == [1, 2, 3]
+        assert await storage.count_events(conversation, filter=window) == 3
+
+    async def test_filtered_pages_do_not_skip_or_repeat(
+        self, storage: Storage, conversation: str
+    ) -> None:
+        await storage.append_many(conversation, [numbered(i) for i in range(200)])
+        only_runs = build_filter(include_types=["action:run"])
+        forward = await walk(storage, conversation, filter=only_runs, limit=6)
+        assert [e.id for e in forward] == list(range(0, 200, 4))
+        backward = await walk(storage, conversation, filter=only_runs, limit=6, reverse=True)
+        assert [e.id for e in backward] == list(range(196, -1, -4))
+
+    async def test_walk_while_appending_sees_each_event_once(
+        self, storage: Storage, conversation: str
+    ) -> None:
+        await storage.append_many(conversation, [numbered(i) for i in range(50)])
+        done = asyncio.Event()
+
+        async def keep_appending() -> None:
+            for index in range(50, 400):
+                await storage.append(conversation, numbered(index))
+            done.set()
+
+        appender = asyncio.create_task(keep_appending())
+        seen: list[int] = []
+        cursor = 0
+        while True:
+            page = await storage.search_events(conversation, start_id=cursor, limit=13)
+            seen.extend(event.id for event in page.events)
+            if page.next_cursor is not None:
+                cursor = page.next_cursor
+            elif done.is_set() and seen and seen[-1] == 399:
+                break
+            else:
+                cursor = seen[-1] + 1 if seen else 0
+                await asyncio.sleep(0)
+        await appender
+        assert seen == list(range(400))
+
+    # -- counts ----------------------------------------------------------------------
+
+    async def test_counts_match_walks(self, storage: Storage, conversation: str) -> None:
+        assert await storage.count_events(conversation) == 0
+        assert await storage.latest_event_id(conversation) == -1
+        await storage.append_many(conversation, [numbered(i) for i in range(103)])
+        assert await storage.count_events(conversation) == 103
+        assert await storage.count_events(conversation, start_id=100) == 3
+        assert await storage.count_events(conversation, start_id=10, end_id=19) == 10
+        assert await storage.count_events(conversation, start_id=200) == 0
+        for fields in (
+            {"include_types": ["think"]},
+            {"query": "step"},
+            {"exclude_types": ["message"], "source": "agent"},
+        ):
+            expected = len(await walk(storage, conversation, filter=build_filter(**fields)))
+            assert await storage.count_events(conversation, filter=build_filter(**fields)) == (
+                expected
+            )
+            assert expected > 0
+
+    # -- cross-conversation search ---------------------------------------------------
+
+    async def test_search_all(self, storage: Storage) -> None:
+        first = (await storage.create_conversation(NewConversation(id="s1"))).id
+        second = (await storage.create_conversation(NewConversation(id="s2"))).id
+        await storage.append_many(
+            first, [say("the quick brown fox"), run("grep fox zoo.txt"), say("nothing here")]
+        )
+        await storage.append_many(second, [say("a quick brown dog"), say("foxes and hounds")])
+        await storage.wait_indexed()
+
+        results = await storage.search_all("fox")
+        assert [(hit.conversation_id, hit.event.id) for hit in results.hits] == [
+            ("s1", 1),
+            ("s1", 0),
+        ]
+        assert results.pending == 0
+        prefix = await storage.search_all("fox*")
+        assert [(h.conversation_id, h.event.id) for h in prefix.hits] == [
+            ("s2", 1),
+            ("s1", 1),
+            ("s1", 0),
+        ]
+        phrase = await storage.search_all('"quick brown"')
+        assert {(h.conversation_id, h.event.id) for h in phrase.hits} == {("s1", 0), ("s2", 0)}
+        assert (await storage.search_all("QUICK dog")).hits[0].conversation_id == "s2"
+        mine = await storage.search_all("quick", conversation_ids=[second])
+        assert [h.conversation_id for h in mine.hits] == ["s2"]
+        assert (await storage.search_all("quick", conversation_ids=[])).hits == []
+
+    async def test_search_all_pages_newest_first(self, storage: Storage, conversation: str) -> None:
+        await storage.append_many(conversation, [say(f"needle {i}") for i in range(25)])
+        await storage.wait_indexed()
+        found: list[int] = []
+        cursor = None
+        while True:
+            results = await storage.search_all("needle", limit=10, cursor=cursor)
+            found.extend(hit.event.id for hit in results.hits)
+            cursor = results.next_cursor
+            if cursor is None:
+                break
+        assert found == list(range(24, -1, -1))
+
+    async def test_search_all_forgets_deleted_conversations(self, storage: Storage) -> None:
+        kept = (await storage.create_conversation(NewConversation())).id
+        dropped = (await storage.create_conversation(NewConversation())).id
+        await storage.append(kept, say("unique marmalade"))
+        await storage.append(dropped, say("unique marmalade too"))
+        await storage.wait_indexed()
+        await storage.delete_conversation(dropped)
+        await storage.append(dropped := kept, say("marmalade again"))
+        await storage.wait_indexed()
+        hits = (await storage.search_all("marmalade")).hits
+        assert [(h.conversation_id, h.event.id) for h in hits] == [(dropped, 1), (kept, 0)]
+
+    async def test_search_deleted_before_indexed(self, storage: Storage) -> None:
+        doomed = (await storage.create_conversation(NewConversation())).id
+        await storage.append_many(doomed, [say(f"ephemeral {i}") for i in range(50)])
+        await storage.delete_conversation(doomed)
+        other = (await storage.create_conversation(NewConversation())).id
+        await storage.append(other, say("ephemeral survivor"))
+        await storage.wait_indexed()
+        hits = (await storage.search_all("ephemeral")).hits
+        assert [(h.conversation_id, h.event.id) for h in hits] == [(other, 0)]
+
+    @pytest.mark.parametrize("query", ["", "   ", "!!! ---", '""'])
+    async def test_search_all_needs_words(self, storage: Storage, query: str) -> None:
+        with pytest.raises(InvalidSearchQuery):
+            await storage.search_all(query)
+
+    async def test_search_all_rejects_foreign_cursor(self, storage: Storage) -> None:
+        with pytest.raises(InvalidCursor):
+            await storage.search_all("x", cursor="abc")
+
+    # -- subscriptions ---------------------------------------------------------------
+
+    async def test_subscribe_catches_up_then_follows(
+        self, storage: Storage, conversation: str
+    ) -> None:
+        await storage.append_many(conversation, [numbered(i) for i in range(10)])
+        received: list[int] = []
+        async with storage.subscribe(conversation, after_id=4) as events:
+            async for event in events:
+                received.append(event.id)
+                if event.id == 9:
+                    await storage.append(conversation, say("live"))
+                if event.id == 10:
+                    assert event.to_dict()["args"]["content"] == "live"
+                    break
+        assert received == [5, 6, 7, 8, 9, 10]
+
+    async def test_subscribe_during_heavy_appends_is_gapless(self, storage: Storage) -> None:
+        conversation_id = (await storage.create_conversation(NewConversation())).id
+        await storage.append_many(conversation_id, [numbered(i) for i in range(300)])
+        total = 2000
+
+        async def writer(offset: int) -> None:
+            for index in range(offset, total - 300, 4):
+                await storage.append(conversation_id, numbered(index))
+
+        async def reader(after: int) -> list[int]:
+            seen = []
+            async with storage.subscribe(conversation_id, after_id=after) as events:
+                async for event in events:
+                    seen.append(event.id)
+                    if event.id == total - 1:
+                        return seen
+            return seen
+
+        readers = [asyncio.create_task(reader(after)) for after in (-1, 150, 299)]
+        await asyncio.gather(*(writer(offset) for offset in range(4)))
+        results = await asyncio.wait_for(asyncio.gather(*readers), timeout=30)
+        for after, seen in zip((-1, 150, 299), results, strict=True):
+            assert seen == list(range(after + 1, total))
+
+    async def test_slow_subscriber_falls_back_to_the_log(
+        self, storage: Storage, conversation: str
+    ) -> None:
+        release = asyncio.Event()
+        seen: list[int] = []
+        fast_seen: list[int] = []
+        total = 3000
+
+        async def slow() -> int:
+            async with storage.subscribe(conversation) as events:
+                async for event in events:
+                    if not release.is_set():
+                        await release.wait()  # stalls while the writer runs ahead
+                    seen.append(event.id)
+                    if event.id == total - 1:
+                        return events.log_fallbacks
+            return -1
+
+        async def fast() -> None:
+            async with storage.subscribe(conversation) as events:
+                async for event in events:
+                    fast_seen.append(event.id)
+                    if event.id == total - 1:
+                        return
+
+        slow_task = asyncio.create_task(slow())
+        fast_task = asyncio.create_task(fast())
+        await asyncio.sleep(0.01)
+        # The writer is never held up by the stalled reader: every append completes.
+        for start in range(0, total, 100):
+            await asyncio.wait_for(
+                storage.append_many(conversation, [numbered(i) for i in range(start, start + 100)]),
+                timeout=10,
+            )
+        await asyncio.wait_for(fast_task, timeout=10)
+        release.set()
+        fallbacks = await asyncio.wait_for(slow_task, timeout=30)
+        assert fast_seen == list(range(total))
+        assert seen == list(range(total))
+        assert fallbacks >= 1
+
+    async def test_subscription_ends_when_conversation_is_deleted(
+        self, storage: Storage, conversation: str
+    ) -> None:
+        await storage.append(conversation, say("hello"))
+        received: list[int] = []
+
+        async def consume() -> None:
+            async with storage.subscribe(conversation) as events:
+                async for event in events:
+                    received.append(event.id)
+
+        task = asyncio.create_task(consume())
+        while not received:
+            await asyncio.sleep(0.001)
+        await storage.delete_conversation(conversation)
+        await asyncio.wait_for(task, timeout=5)
+        assert received == [0]
+
+    async def test_subscription_ends_when_store_closes(self, opener: Opener) -> None:
+        store = await opener()
+        conversation_id = (await store.create_conversation(NewConversation())).id
+        events = store.subscribe(conversation_id)
+
+        async def consume() -> list[int]:
+            return [event.id async for event in events]
+
+        task = asyncio.create_task(consume())
+        await store.append(conversation_id, say("one"))
+        await asyncio.sleep(0.05)
+        await store.close()
+        assert await asyncio.wait_for(task, timeout=5) == [0]
+
+    async def test_random_walks_agree_with_a_full_read(
+        self, storage: Storage, conversation: str
+    ) -> None:
+        await storage.append_many(conversation, [numbered(i) for i in range(120)])
+        everything = {event.id: event.data for event in await walk(storage, conversation)}
+        generator = random.Random(7)
+        for _ in range(25):
+            start = generator.randrange(0, 130)
+            end = generator.choice([None, generator.randrange(0, 130)])
+            limit = generator.randrange(1, 101)
+            reverse = generator.random() < 0.5
+            events = await walk(
+                storage, conversation, start_id=start, end_id=end, limit=limit, reverse=reverse
+            )
+            top = 119 if end is None else min(end, 119)
+            expected = list(range(start, top + 1))
+            assert [e.id for e in events] == (expected[::-1] if reverse else expected)
+            assert all(everything[e.id] == e.data for e in events)
+
+    # -- properties ------------------------------------------------------------------
+
+    @pytest.mark.slow
+    @settings(
+        max_examples=60,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(schedule=properties.schedules)
+    def test_no_interleaving_loses_skips_or_repeats(
+        self, opener: Opener, schedule: list[list[tuple[Any, ...]]]
+    ) -> None:
+        async def scenario() -> None:
+            store = await opener()
+            try:
+                await properties.run_schedule(store, schedule)
+            finally:
+                await store.close()
+
+        asyncio.run(scenario())
+
+    # -- durability ------------------------------------------------------------------
+
+    @pytest.mark.slow
+    async def test_acknowledged_appends_survive_kill_9(self, storage_url: str) -> None:
+        repository = Path(__file__).resolve().parents[2]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.storage.crash_writer", storage_url, "4", "5",
+            cwd=repository, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert process.stdout is not None
+        assert (await asyncio.wait_for(process.stdout.readline(), 30)).strip() == b"ready"
+        acknowledged: list[tuple[str, int, str]] = []
+        while len(acknowledged) < 3000:
+            line = await asyncio.wait_for(process.stdout.readline(), 30)
+            conversation_id, event_id, marker = line.decode().split()
+            acknowledged.append((conversation_id, int(event_id), marker))
+        os.kill(process.pid, signal.SIGKILL)  # mid-load: appends are in flight
+        for line in (await process.stdout.read()).decode().splitlines():
+            conversation_id, event_id, marker = line.split()  # acked before the kill
+            acknowledged.append((conversation_id, int(event_id), marker))
+        await process.wait()
+
+        store = await open_storage(storage_url)
+        try:
+            for index in range(4):
+                conversation_id = f"crash-{index}"
+                events = await walk(store, conversation_id)
+                assert [event.id for event in events] == list(range(len(events)))
+                markers = [event.to_dict()["args"]["content"] for event in events]
+                assert len(set(markers)) == len(markers)
+                for acked_conversation, event_id, marker in acknowledged:
+                    if acked_conversation == conversation_id:
+                        assert markers[event_id] == marker
+                after = await store.append(conversation_id, say("after the crash"))
+                assert after.id == len(events)
+        finally:
+            await store.close()

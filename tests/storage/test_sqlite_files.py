@@ -1,0 +1,87 @@
+"""SQLite specifics: schema migrations, the rebuildable search file, pragmas."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from storage import NewConversation
+from storage.sqlite import SqliteStorage
+from storage.sqlite.schema import LOG_MIGRATIONS, migrate_log
+from tests.storage.factories import say
+
+
+def _version_1_database(path: Path) -> None:
+    """A database exactly as threadline's schema version 1 wrote it, with data in it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as connection:
+        connection.execute("PRAGMA journal_mode = WAL")
+        assert migrate_log(connection, LOG_MIGRATIONS[:1]) == 1
+        connection.execute(
+            "INSERT INTO conversations (id, owner, title, status, created_us, updated_us) "
+            "VALUES ('old', NULL, 'from v1', 'STOPPED', 1700000000000000, 1700000000000000)"
+        )
+        for event_id in range(3):
+            data = (
+                f'{{"id":{event_id},"timestamp":"2023-11-14T22:13:20.000000+00:00",'
+                f'"source":"user","message":"legacy note {event_id}","action":"message",'
+                f'"args":{{"content":"legacy note {event_id}"}}}}'
+            )
+            connection.execute(
+                "INSERT INTO events (conv, id, kind, source, ts_us, hidden, text, data) "
+                "VALUES (1, ?, 'action:message', 'user', 1700000000000000, 0, ?, ?)",
+                (event_id, f"legacy note {event_id}", data.encode()),
+            )
+
+
+async def test_a_version_1_database_opens_and_keeps_working(tmp_path: Path) -> None:
+    directory = tmp_path / "data"
+    _version_1_database(directory / "events.db")
+    async with await SqliteStorage.open(directory) as storage:
+        record = await storage.get_conversation("old")
+        assert record.title == "from v1"
+        page = await storage.search_events("old")
+        assert [event.to_dict()["args"]["content"] for event in page.events] == [
+            "legacy note 0",
+            "legacy note 1",
+            "legacy note 2",
+        ]
+        assert (await storage.append("old", say("new note"))).id == 3
+        await storage.wait_indexed()  # the index is built from the migrated log
+        assert len((await storage.search_all("legacy")).hits) == 3
+        await storage.delete_conversation("old")  # uses the table migration 2 added
+    with contextlib.closing(sqlite3.connect(directory / "events.db")) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone() == (len(LOG_MIGRATIONS),)
+
+
+async def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    directory = tmp_path / "data"
+    directory.mkdir()
+    with contextlib.closing(sqlite3.connect(directory / "events.db")) as connection:
+        connection.execute(f"PRAGMA user_version = {len(LOG_MIGRATIONS) + 1}")
+    with pytest.raises(RuntimeError, match="schema version"):
+        await SqliteStorage.open(directory)
+
+
+async def test_the_search_file_is_rebuilt_when_lost(tmp_path: Path) -> None:
+    directory = tmp_path / "data"
+    async with await SqliteStorage.open(directory) as storage:
+        conversation = await storage.create_conversation(NewConversation())
+        await storage.append_many(conversation.id, [say(f"rebuild me {i}") for i in range(40)])
+        await storage.wait_indexed()
+    for name in ("search.db", "search.db-wal", "search.db-shm"):
+        (directory / name).unlink(missing_ok=True)
+    async with await SqliteStorage.open(directory) as storage:
+        await storage.wait_indexed()
+        results = await storage.search_all("rebuild", limit=100)
+        assert sorted(hit.event.id for hit in results.hits) == list(range(40))
+
+
+async def test_the_log_file_is_in_wal_mode(tmp_path: Path) -> None:
+    async with await SqliteStorage.open(tmp_path / "data"):
+        pass
+    with contextlib.closing(sqlite3.connect(tmp_path / "data" / "events.db")) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
