@@ -30,7 +30,10 @@ RUN = {"source": "agent", "action": "run", "args": {"command": "ls"}}
         (
             {
                 "action": "task_tracking",
-                "args": {"command": "plan", "task_list": [{"id": "1", "title": "t", "status": "?"}]},
+                "args": {
+                    "command": "plan",
+                    "task_list": [{"id": "1", "title": "t", "status": "?"}],
+                },
             },
             "args.task_list[0].status",
             "'todo', 'in_progress' or 'done'",

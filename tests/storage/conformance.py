@@ -12,9 +12,9 @@ import os
 import random
 import signal
 import sys
-from pathlib import Path
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,6 +37,7 @@ from tests.storage import properties
 from tests.storage.factories import numbered, output, run, say, think
 
 Opener = Callable[[], Awaitable[Storage]]
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 async def walk(storage: Storage, conversation_id: str, **kwargs: Any) -> list[StoredEvent]:
@@ -201,9 +202,7 @@ class StorageConformance:
         assert stored.id == 0
         assert stored.to_event().timestamp == recorded
 
-    async def test_timestamps_never_go_backwards(
-        self, storage: Storage, conversation: str
-    ) -> None:
+    async def test_timestamps_never_go_backwards(self, storage: Storage, conversation: str) -> None:
         for index in range(20):
             await storage.append(conversation, say(f"m{index}"))
         stamps = [e.to_event().timestamp for e in await walk(storage, conversation)]
@@ -291,9 +290,7 @@ class StorageConformance:
         page = await storage.search_events(conversation, start_id=1000)
         assert (page.events, page.next_cursor) == ([], None)
 
-    async def test_exact_last_page_has_no_cursor(
-        self, storage: Storage, conversation: str
-    ) -> None:
+    async def test_exact_last_page_has_no_cursor(self, storage: Storage, conversation: str) -> None:
         await storage.append_many(conversation, [numbered(i) for i in range(20)])
         page = await storage.search_events(conversation, limit=20)
         assert len(page.events) == 20
@@ -339,9 +336,8 @@ class StorageConformance:
 
     async def test_date_filters(self, storage: Storage, conversation: str) -> None:
         base = datetime(2025, 1, 1, tzinfo=UTC)
-        await storage.append_many(
-            conversation, [run(f"day {day}", timestamp=base + timedelta(days=day)) for day in range(5)]
-        )
+        days = [run(f"day {day}", timestamp=base + timedelta(days=day)) for day in range(5)]
+        await storage.append_many(conversation, days)
         window = build_filter(
             start_date=base + timedelta(days=1), end_date=base + timedelta(days=3)
         )
@@ -568,15 +564,16 @@ class StorageConformance:
     ) -> None:
         await storage.append(conversation, say("hello"))
         received: list[int] = []
+        first = asyncio.Event()
 
         async def consume() -> None:
             async with storage.subscribe(conversation) as events:
                 async for event in events:
                     received.append(event.id)
+                    first.set()
 
         task = asyncio.create_task(consume())
-        while not received:
-            await asyncio.sleep(0.001)
+        await asyncio.wait_for(first.wait(), timeout=5)
         await storage.delete_conversation(conversation)
         await asyncio.wait_for(task, timeout=5)
         assert received == [0]
@@ -639,10 +636,9 @@ class StorageConformance:
 
     @pytest.mark.slow
     async def test_acknowledged_appends_survive_kill_9(self, storage_url: str) -> None:
-        repository = Path(__file__).resolve().parents[2]
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tests.storage.crash_writer", storage_url, "4", "5",
-            cwd=repository, stdout=asyncio.subprocess.PIPE,
+            cwd=REPOSITORY, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         assert process.stdout is not None
         assert (await asyncio.wait_for(process.stdout.readline(), 30)).strip() == b"ready"

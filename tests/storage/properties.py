@@ -21,9 +21,7 @@ from tests.storage.factories import numbered
 
 CONVERSATIONS = 3
 
-append_step = st.tuples(
-    st.just("append"), st.integers(0, CONVERSATIONS - 1), st.integers(1, 12)
-)
+append_step = st.tuples(st.just("append"), st.integers(0, CONVERSATIONS - 1), st.integers(1, 12))
 walk_step = st.tuples(
     st.just("walk"),
     st.integers(0, CONVERSATIONS - 1),
@@ -46,10 +44,22 @@ class Follower:
     subscription: Subscription
     seen: list[int] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+    target: int | None = None
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def consume(self) -> None:
         async for event in self.subscription:
             self.seen.append(event.id)
+            self._check()
+
+    def expect_through(self, target: int) -> None:
+        self.target = target
+        self._check()
+
+    def _check(self) -> None:
+        last = self.seen[-1] if self.seen else self.after
+        if self.target is not None and last >= self.target:
+            self.reached.set()
 
 
 async def run_schedule(storage: Storage, schedule: list[list[tuple[Any, ...]]]) -> None:
@@ -103,9 +113,8 @@ async def run_schedule(storage: Storage, schedule: list[list[tuple[Any, ...]]]) 
 
     for follower in followers:
         target = acknowledged[follower.index] - 1
-        async with asyncio.timeout(30):
-            while (follower.seen[-1] if follower.seen else follower.after) < target:
-                await asyncio.sleep(0.001)
+        follower.expect_through(target)
+        await asyncio.wait_for(follower.reached.wait(), timeout=30)
         follower.subscription.close()
         assert follower.task is not None
         await follower.task
