@@ -1,0 +1,83 @@
+"""The subscription state machine on its own, fed by hand.
+
+The conformance suite covers subscriptions against real stores; here the hub is driven
+directly to reach states a single-process store cannot produce on demand: a live event
+arriving ahead of one still missing (as across processes), and duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from storage import StoredEvent, SubscriptionHub
+
+
+class ListLog:
+    """An in-memory stand-in for the durable log: ``read_after`` over a list."""
+
+    def __init__(self) -> None:
+        self.events: list[StoredEvent] = []
+        self.reads = 0
+
+    def add(self, count: int) -> list[StoredEvent]:
+        start = len(self.events)
+        new = [StoredEvent("c", i, b"{}") for i in range(start, start + count)]
+        self.events.extend(new)
+        return new
+
+    async def read_after(self, after: int, limit: int) -> list[StoredEvent]:
+        self.reads += 1
+        return self.events[after + 1 : after + 1 + limit]
+
+
+async def take(subscription: object, count: int) -> list[int]:
+    iterator = subscription.__aiter__()  # type: ignore[attr-defined]
+    return [(await asyncio.wait_for(anext(iterator), 1)).id for _ in range(count)]
+
+
+async def test_a_hole_in_live_events_is_filled_from_the_log() -> None:
+    log, hub = ListLog(), SubscriptionHub()
+    log.add(3)
+    subscription = hub.subscribe("c", -1, log.read_after)
+    assert await take(subscription, 3) == [0, 1, 2]
+    missing, arrived = log.add(1), log.add(1)
+    hub.publish("c", arrived)  # event 4 arrives before event 3 was published
+    assert await take(subscription, 2) == [3, 4]
+    hub.publish("c", missing)  # the late one is dropped, not repeated
+    hub.publish("c", log.add(1))
+    assert await take(subscription, 1) == [5]
+
+
+async def test_events_published_during_catch_up_are_not_repeated() -> None:
+    log, hub = ListLog(), SubscriptionHub()
+    log.add(150)
+    subscription = hub.subscribe("c", 9, log.read_after)
+    hub.publish("c", log.events[140:150])  # already in the log it is about to read
+    hub.publish("c", log.add(5))
+    assert await take(subscription, 145) == list(range(10, 155))
+
+
+async def test_overflow_drops_to_the_log_and_keeps_order() -> None:
+    log, hub = ListLog(), SubscriptionHub(capacity=8)
+    subscription = hub.subscribe("c", -1, log.read_after)
+    for _ in range(10):
+        hub.publish("c", log.add(5))  # 50 events into a buffer of 8
+    assert await take(subscription, 50) == list(range(50))
+    assert subscription.log_fallbacks == 1
+
+
+async def test_close_ends_iteration_and_unregisters() -> None:
+    log, hub = ListLog(), SubscriptionHub()
+    subscription = hub.subscribe("c", -1, log.read_after)
+    assert hub.subscriber_count("c") == 1
+
+    async def drain() -> list[int]:
+        return [event.id async for event in subscription]
+
+    task = asyncio.create_task(drain())
+    hub.publish("c", log.add(2))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    hub.end_conversation("c")
+    assert await asyncio.wait_for(task, 1) == [0, 1]
+    assert hub.subscriber_count("c") == 0
