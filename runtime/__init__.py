@@ -1,1 +1,14 @@
-"""Where actions run: the Runtime protocol and its local and Docker sandboxes."""
+"""Where actions run: the `Runtime` protocol and its sandboxes."""
+
+from runtime.errors import RuntimeFailure, SandboxStartTimeout
+from runtime.local import LocalRuntime
+from runtime.protocol import CommandLimits, Runtime, StatusCallback
+
+__all__ = [
+    "CommandLimits",
+    "LocalRuntime",
+    "Runtime",
+    "RuntimeFailure",
+    "SandboxStartTimeout",
+    "StatusCallback",
+]

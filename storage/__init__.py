@@ -2,14 +2,17 @@
 search and live subscriptions. SQLite (aiosqlite) is the embedded default."""
 
 from storage.errors import (
+    ApiKeyNotFound,
     ConversationExists,
     ConversationNotFound,
     InvalidCursor,
     InvalidSearchQuery,
     StorageClosed,
     StorageError,
+    StorageInUse,
 )
 from storage.models import (
+    ApiKeyRecord,
     ConversationPage,
     ConversationPatch,
     ConversationRecord,
@@ -20,11 +23,14 @@ from storage.models import (
     SearchResults,
     StoredEvent,
 )
-from storage.protocols import MAX_PAGE, ConversationStore, EventLog, Storage
+from storage.protocols import MAX_PAGE, ApiKeyStore, ConversationStore, EventLog, Storage
 from storage.subscription import Subscription, SubscriptionHub
 
 __all__ = [
     "MAX_PAGE",
+    "ApiKeyNotFound",
+    "ApiKeyRecord",
+    "ApiKeyStore",
     "ConversationExists",
     "ConversationNotFound",
     "ConversationPage",
@@ -42,6 +48,7 @@ __all__ = [
     "Storage",
     "StorageClosed",
     "StorageError",
+    "StorageInUse",
     "StoredEvent",
     "Subscription",
     "SubscriptionHub",

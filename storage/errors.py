@@ -5,8 +5,10 @@ their boundary; callers never see a driver type.
     └── StorageError
         ├── ConversationNotFound   no conversation with that id
         ├── ConversationExists     create with an id already taken
+        ├── ApiKeyNotFound         revoke of a key that does not exist
         ├── InvalidCursor          a page cursor this store did not issue
         ├── InvalidSearchQuery     a full-text query with nothing to search for
+        ├── StorageInUse           another process owns this data directory
         └── StorageClosed          the store was closed; no more reads or writes
 """
 
@@ -44,3 +46,13 @@ class InvalidSearchQuery(StorageError, ValueError):
 class StorageClosed(StorageError):
     def __init__(self) -> None:
         super().__init__("the store is closed")
+
+
+class ApiKeyNotFound(StorageError, LookupError):
+    def __init__(self, key_id: int) -> None:
+        self.key_id = key_id
+        super().__init__(f"there is no API key {key_id}")
+
+
+class StorageInUse(StorageError):
+    pass

@@ -134,3 +134,14 @@ class ConversationPatch(BaseModel):
 class ConversationPage:
     conversations: list[ConversationRecord]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """A stored API key: never the key itself, only its digest."""
+
+    id: int
+    user: str
+    label: str
+    created_at: datetime
+    revoked: bool

@@ -11,6 +11,7 @@ from typing import Protocol, runtime_checkable
 
 from events import EventBase, EventFilter
 from storage.models import (
+    ApiKeyRecord,
     ConversationPage,
     ConversationPatch,
     ConversationRecord,
@@ -125,7 +126,28 @@ class ConversationStore(Protocol):
 
 
 @runtime_checkable
-class Storage(EventLog, ConversationStore, Protocol):
+class ApiKeyStore(Protocol):
+    """Keys are stored as digests; the caller hashes (see server.auth)."""
+
+    async def add_api_key(self, user: str, digest: bytes, label: str = "") -> ApiKeyRecord: ...
+
+    async def find_api_key(self, digest: bytes) -> ApiKeyRecord | None:
+        """The key with this digest, unless revoked."""
+        ...
+
+    async def list_api_keys(self, user: str | None = None) -> list[ApiKeyRecord]: ...
+
+    async def revoke_api_key(self, key_id: int) -> None:
+        """Raises `ApiKeyNotFound`."""
+        ...
+
+    async def count_api_keys(self) -> int:
+        """Keys not revoked; zero means the server runs single-user."""
+        ...
+
+
+@runtime_checkable
+class Storage(EventLog, ConversationStore, ApiKeyStore, Protocol):
     """Everything a server needs from one backend."""
 
     async def close(self) -> None:

@@ -56,6 +56,18 @@ LOG_MIGRATIONS: tuple[str, ...] = (
         text TEXT NOT NULL
     );
     """,
+    # 3: API keys (stored as digests) for multi-user servers.
+    """
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        user TEXT NOT NULL,
+        digest BLOB NOT NULL UNIQUE,
+        label TEXT NOT NULL DEFAULT '',
+        created_us INTEGER NOT NULL,
+        revoked_us INTEGER
+    );
+    CREATE INDEX api_keys_by_user ON api_keys (user);
+    """,
 )
 
 SEARCH_VERSION = 1

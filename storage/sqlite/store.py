@@ -10,16 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import aiosqlite
 
 from events import EventBase, EventFilter
-from storage.errors import ConversationNotFound, InvalidCursor, StorageClosed, StorageError
+from storage.errors import (
+    ConversationNotFound,
+    InvalidCursor,
+    StorageClosed,
+    StorageError,
+    StorageInUse,
+)
 from storage.models import (
+    ApiKeyRecord,
     ConversationPage,
     ConversationPatch,
     ConversationRecord,
@@ -31,7 +39,7 @@ from storage.models import (
 )
 from storage.protocols import MAX_PAGE
 from storage.records import now_micros, prepare
-from storage.sqlite import conversations, queries
+from storage.sqlite import api_keys, conversations, queries
 from storage.sqlite.indexer import SearchIndexer
 from storage.sqlite.schema import migrate_log, prepare_search
 from storage.sqlite.writer import LogWriter
@@ -64,6 +72,7 @@ class SqliteStorage:
         for reader in readers:
             self._idle_readers.put_nowait(reader)
         self._closed = False
+        self._lock: IO[bytes] | None = None
 
     @classmethod
     async def open(
@@ -74,11 +83,20 @@ class SqliteStorage:
         synchronous: Synchronous = "NORMAL",
         subscriber_buffer: int = 1024,
         index_interval: float = 0.02,
+        owner: bool = True,
     ) -> SqliteStorage:
+        """``owner=False`` opens a handle for administration beside a running server
+        (API keys, inspection): no directory lock and no search indexer."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         log_path, search_path = directory / LOG_FILE, directory / SEARCH_FILE
-        await asyncio.to_thread(_prepare_files, log_path, search_path)
+        lock = await asyncio.to_thread(_lock_directory, directory) if owner else None
+        try:
+            await asyncio.to_thread(_prepare_files, log_path, search_path)
+        except BaseException:
+            if lock is not None:
+                lock.close()
+            raise
 
         opened: list[aiosqlite.Connection] = []
         try:
@@ -95,6 +113,8 @@ class SqliteStorage:
         except BaseException:
             for connection in opened:
                 await connection.close()
+            if lock is not None:
+                lock.close()
             raise
 
         hub = SubscriptionHub(subscriber_buffer)
@@ -103,11 +123,14 @@ class SqliteStorage:
         indexer = SearchIndexer(indexer_connection, writer, interval=index_interval)
         indexer_ref.append(indexer)
         await writer.start()
-        await indexer.start()
-        return cls(
+        if owner:
+            await indexer.start()
+        store = cls(
             directory, writer, reader_connections, indexer, indexer_connection,
             writer_connection, hub,
         )  # fmt: skip
+        store._lock = lock
+        return store
 
     # -- the event log ---------------------------------------------------------------
 
@@ -254,6 +277,32 @@ class SqliteStorage:
 
         await self._writer.call(conversations.delete(conversation_id), after_commit)
 
+    # -- API keys --------------------------------------------------------------------
+
+    async def add_api_key(self, user: str, digest: bytes, label: str = "") -> ApiKeyRecord:
+        return await self._writer.call(api_keys.insert(user, digest, label, now_micros()))  # type: ignore[no-any-return]
+
+    async def find_api_key(self, digest: bytes) -> ApiKeyRecord | None:
+        rows = await self._read(
+            f"SELECT {api_keys.COLUMNS} FROM api_keys WHERE digest = ? AND revoked_us IS NULL",
+            [digest],
+        )
+        return api_keys.to_record(rows[0]) if rows else None
+
+    async def list_api_keys(self, user: str | None = None) -> list[ApiKeyRecord]:
+        where, params = ("WHERE user = ?", [user]) if user is not None else ("", [])
+        rows = await self._read(
+            f"SELECT {api_keys.COLUMNS} FROM api_keys {where} ORDER BY id", params
+        )
+        return [api_keys.to_record(row) for row in rows]
+
+    async def revoke_api_key(self, key_id: int) -> None:
+        await self._writer.call(api_keys.revoke(key_id, now_micros()))
+
+    async def count_api_keys(self) -> int:
+        rows = await self._read("SELECT count(*) FROM api_keys WHERE revoked_us IS NULL", [])
+        return int(rows[0][0])
+
     # -- lifecycle -------------------------------------------------------------------
 
     async def close(self) -> None:
@@ -265,6 +314,8 @@ class SqliteStorage:
         await self._writer.close()
         for connection in self._all_connections:
             await connection.close()
+        if self._lock is not None:
+            self._lock.close()
 
     async def __aenter__(self) -> SqliteStorage:
         return self
@@ -325,6 +376,17 @@ async def _connect(
     await connection.execute(f"PRAGMA synchronous = {synchronous}")
     await connection.execute("PRAGMA cache_size = -65536")
     return connection
+
+
+def _lock_directory(directory: Path) -> IO[bytes]:
+    """Hold an exclusive lock on the directory for as long as the file stays open."""
+    handle = (directory / "threadline.lock").open("a+b")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StorageInUse(f"{directory} is in use by another threadline process") from None
+    return handle
 
 
 def _prepare_files(log_path: Path, search_path: Path) -> None:

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 
 from events import build_filter
 from storage import (
+    ApiKeyNotFound,
     ConversationExists,
     ConversationNotFound,
     ConversationPatch,
@@ -177,6 +178,26 @@ class StorageConformance:
         stored = await storage.append("gone", say("fresh"))
         assert stored.id == 0
         assert [event.id for event in (await storage.search_events("gone")).events] == [0]
+
+    # -- API keys --------------------------------------------------------------------
+
+    async def test_api_keys(self, storage: Storage) -> None:
+        assert await storage.count_api_keys() == 0
+        alice = await storage.add_api_key("alice", b"digest-a", "laptop")
+        await storage.add_api_key("bob", b"digest-b")
+        assert await storage.count_api_keys() == 2
+        found = await storage.find_api_key(b"digest-a")
+        assert found == alice
+        assert (found.user, found.label, found.revoked) == ("alice", "laptop", False)
+        assert await storage.find_api_key(b"unknown") is None
+        assert [key.user for key in await storage.list_api_keys()] == ["alice", "bob"]
+        assert [key.user for key in await storage.list_api_keys("bob")] == ["bob"]
+        await storage.revoke_api_key(alice.id)
+        assert await storage.find_api_key(b"digest-a") is None
+        assert await storage.count_api_keys() == 1
+        assert [key.revoked for key in await storage.list_api_keys("alice")] == [True]
+        with pytest.raises(ApiKeyNotFound):
+            await storage.revoke_api_key(9999)
 
     # -- appends ---------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from storage import NewConversation
+from storage import NewConversation, StorageInUse
 from storage.sqlite import SqliteStorage
 from storage.sqlite.schema import LOG_MIGRATIONS, migrate_log
 from tests.storage.factories import say
@@ -85,3 +85,12 @@ async def test_the_log_file_is_in_wal_mode(tmp_path: Path) -> None:
         pass
     with contextlib.closing(sqlite3.connect(tmp_path / "data" / "events.db")) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+async def test_one_owner_per_data_directory(tmp_path: Path) -> None:
+    async with await SqliteStorage.open(tmp_path / "data") as owner:
+        with pytest.raises(StorageInUse):
+            await SqliteStorage.open(tmp_path / "data")
+        async with await SqliteStorage.open(tmp_path / "data", owner=False) as admin:
+            await admin.add_api_key("carol", b"d")
+        assert (await owner.find_api_key(b"d")) is not None

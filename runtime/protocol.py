@@ -1,0 +1,46 @@
+"""The runtime contract: where a conversation's actions run."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from events import ActionBase, ObservationBase
+
+StatusCallback = Callable[[str], Awaitable[None]]
+"""Receives human-readable progress ("cloning acme/widgets", ...) while a runtime starts."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommandLimits:
+    """How long and how much a command may run and print."""
+
+    timeout: float = 120.0
+    """Seconds before the command's whole process group is killed."""
+    output_limit: int = 30_000
+    """Characters of output kept; the middle of a longer output is cut."""
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    async def start(
+        self,
+        *,
+        repository: str | None = None,
+        branch: str | None = None,
+        setup_script: str | None = None,
+        on_status: StatusCallback | None = None,
+    ) -> None:
+        """Prepare the sandbox and its workspace. Raises `RuntimeFailure`."""
+        ...
+
+    async def run(self, action: ActionBase) -> ObservationBase:
+        """Run one action and return what it produced. A command that fails, times out
+        or touches a path outside the workspace is an observation, never an exception.
+        Cancelling the call kills whatever the action started."""
+        ...
+
+    async def close(self) -> None:
+        """Kill anything still running and release the sandbox. Idempotent."""
+        ...
