@@ -80,12 +80,14 @@ class EventLog(Protocol):
         query: str,
         *,
         conversation_ids: Sequence[str] | None = None,
+        owner: str | None = None,
         limit: int = 20,
         cursor: str | None = None,
     ) -> SearchResults:
-        """Full-text search across conversations (or within ``conversation_ids``), newest
-        first. Words are matched whole; ``"quoted phrases"`` and a trailing ``*`` prefix
-        work. Raises `InvalidSearchQuery`, `InvalidCursor`."""
+        """Full-text search across conversations (narrowed to ``conversation_ids`` and/or
+        to one ``owner``'s conversations), newest first. Words are matched whole;
+        ``"quoted phrases"`` and a trailing ``*`` prefix work.
+        Raises `InvalidSearchQuery`, `InvalidCursor`."""
         ...
 
     async def wait_indexed(self) -> None:

@@ -98,7 +98,11 @@ def fts_match_expression(query: str) -> str:
 
 
 def search_all_query(
-    match: str, conversation_ids: Sequence[str] | None, before_seq: int | None, limit: int
+    match: str,
+    conversation_ids: Sequence[str] | None,
+    owner: str | None,
+    before_seq: int | None,
+    limit: int,
 ) -> tuple[str, list[Any]]:
     """Newest-first hits ``(seq, conversation id, event id, data)`` from the attached index."""
     clauses = ["f.events_fts MATCH ?"]
@@ -109,6 +113,9 @@ def search_all_query(
     if conversation_ids is not None:
         clauses.append("c.id IN (SELECT value FROM json_each(?))")
         params.append(_json_list(conversation_ids))
+    if owner is not None:
+        clauses.append("c.owner = ?")
+        params.append(owner)
     params.append(limit)
     return (
         "SELECT e.seq, c.id, e.id, e.data FROM search.events_fts AS f "

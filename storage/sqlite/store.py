@@ -205,6 +205,7 @@ class SqliteStorage:
         query: str,
         *,
         conversation_ids: Sequence[str] | None = None,
+        owner: str | None = None,
         limit: int = 20,
         cursor: str | None = None,
     ) -> SearchResults:
@@ -215,7 +216,7 @@ class SqliteStorage:
         pending = max(0, self._writer.last_seq - self._indexer.indexed_through)
         if conversation_ids is not None and not conversation_ids:
             return SearchResults([], None, pending)
-        sql, params = queries.search_all_query(match, conversation_ids, before, limit + 1)
+        sql, params = queries.search_all_query(match, conversation_ids, owner, before, limit + 1)
         rows = await self._read(sql, params)
         hits = [
             SearchHit(conversation_id, StoredEvent(conversation_id, event_id, data))

@@ -454,6 +454,15 @@ class StorageConformance:
         assert [h.conversation_id for h in mine.hits] == ["s2"]
         assert (await storage.search_all("quick", conversation_ids=[])).hits == []
 
+    async def test_search_all_by_owner(self, storage: Storage) -> None:
+        for owner in ("alice", "bob"):
+            record = await storage.create_conversation(NewConversation(owner=owner))
+            await storage.append(record.id, say(f"shared word from {owner}"))
+        await storage.wait_indexed()
+        hits = (await storage.search_all("shared", owner="bob")).hits
+        assert [hit.event.to_dict()["args"]["content"] for hit in hits] == ["shared word from bob"]
+        assert len((await storage.search_all("shared")).hits) == 2
+
     async def test_search_all_pages_newest_first(self, storage: Storage, conversation: str) -> None:
         await storage.append_many(conversation, [say(f"needle {i}") for i in range(25)])
         await storage.wait_indexed()

@@ -1,0 +1,51 @@
+"""The agent contract.
+
+An agent is a coroutine that drives one run of a conversation through an
+`AgentContext`: it reads the history, acts (each action is logged, executed, and its
+observation logged and returned), talks to the user, and returns when it is done. The
+controller behind the context enforces everything else (pause, stop, limits), so agents
+stay small.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from events import ActionBase, EventBase, MessageAction, ObservationBase, TaskItem
+
+
+class AgentContext(Protocol):
+    conversation_id: str
+
+    async def history(self) -> list[EventBase]:
+        """Every event of the conversation so far, oldest first."""
+        ...
+
+    async def act(self, action: ActionBase) -> ObservationBase | None:
+        """Log the action, carry it out, log and return its observation (None for
+        actions that have none: messages, finish)."""
+        ...
+
+    async def say(self, text: str, *, wait_for_response: bool = False) -> None:
+        """Send the user a message."""
+        ...
+
+    async def plan(self, tasks: list[TaskItem]) -> None:
+        """Replace the conversation's task-tracking plan."""
+        ...
+
+    def take_user_messages(self) -> list[MessageAction]:
+        """User messages that arrived since the last call, without waiting."""
+        ...
+
+    async def wait_for_user_message(self) -> MessageAction:
+        """Wait (in state ``awaiting_user_input``) for the user's next message."""
+        ...
+
+
+class Agent(Protocol):
+    name: str
+
+    async def run(self, context: AgentContext) -> None:
+        """Work until done; return normally to finish the run."""
+        ...

@@ -1,0 +1,103 @@
+"""API keys and who is asking.
+
+With no keys in the store the server is single-user: every caller is the anonymous
+owner (``User(None)``) and every conversation is theirs. Once a key exists, every REST
+call needs ``X-Session-API-Key: <key>`` or ``Authorization: Bearer <key>``, every stream
+its ``session_api_key``; a caller sees only the conversations they created.
+
+Keys are random 256-bit tokens; the store keeps their SHA-256 digest only. A slow hash
+buys nothing for tokens of that entropy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from server.errors import NotFound, Unauthorized
+from storage import ApiKeyRecord, ConversationNotFound, ConversationRecord, Storage
+
+KEY_PREFIX = "tl_"
+MODE_CACHE_SECONDS = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    name: str | None
+    """None for the single user of a server without keys."""
+
+
+ANONYMOUS = User(None)
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+async def create_key(storage: Storage, user: str, label: str = "") -> tuple[str, ApiKeyRecord]:
+    """A new key for ``user``; the key itself is returned once and never stored."""
+    if not user.strip():
+        raise ValueError("a key needs a user name")
+    key = new_key()
+    return key, await storage.add_api_key(user, digest(key), label)
+
+
+def key_from_headers(headers: Mapping[str, str]) -> str | None:
+    if key := headers.get("x-session-api-key"):
+        return key
+    authorization = headers.get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return token.strip()
+    return None
+
+
+class Authenticator:
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._keys_exist = False
+        self._checked_at = float("-inf")
+
+    async def keys_required(self) -> bool:
+        # Keys may be created by `threadline keys create` beside the running server.
+        now = time.monotonic()
+        if not self._keys_exist and now - self._checked_at > MODE_CACHE_SECONDS:
+            self._keys_exist = await self._storage.count_api_keys() > 0
+            self._checked_at = now
+        return self._keys_exist
+
+    async def user_for(self, key: str | None) -> User:
+        """The caller a key belongs to. Raises `Unauthorized` when keys are required and
+        the key is missing, unknown or revoked."""
+        if not await self.keys_required():
+            return ANONYMOUS
+        if not key:
+            raise Unauthorized("an API key is required (X-Session-API-Key or Bearer)")
+        record = await self._storage.find_api_key(digest(key))
+        if record is None:
+            raise Unauthorized("the API key is not valid")
+        return User(record.user)
+
+
+def can_see(user: User, conversation: ConversationRecord) -> bool:
+    return user.name is None or conversation.owner == user.name
+
+
+async def visible_conversation(
+    storage: Storage, user: User, conversation_id: str
+) -> ConversationRecord:
+    """The conversation, if this user may see it; others' answer exactly like missing ones."""
+    try:
+        record = await storage.get_conversation(conversation_id)
+    except ConversationNotFound:
+        record = None
+    if record is None or not can_see(user, record):
+        raise NotFound(f"conversation {conversation_id!r} not found")
+    return record

@@ -1,0 +1,91 @@
+"""Helpers the REST handlers share: who is calling, reading bodies and query parameters."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from server.auth import Authenticator, User, key_from_headers
+from server.errors import BadRequest
+
+Model = TypeVar("Model", bound=BaseModel)
+MAX_BODY = 10 * 1024 * 1024
+
+
+async def caller(request: Request) -> User:
+    authenticator: Authenticator = request.app.state.authenticator
+    return await authenticator.user_for(key_from_headers(request.headers))
+
+
+async def read_json(request: Request) -> object:
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise BadRequest(f"the body is larger than {MAX_BODY} bytes", code="too_large")
+    if not body:
+        raise BadRequest("the request needs a JSON body", code="invalid_json")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+
+
+async def read_model(request: Request, model: type[Model]) -> Model:
+    document = await read_json(request)
+    if not isinstance(document, dict):
+        raise BadRequest("the body must be a JSON object", code="invalid_request")
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def validation_error(exc: ValidationError) -> BadRequest:
+    first = exc.errors(include_url=False)[0]
+    field = ".".join(str(part) for part in first["loc"]) or None
+    problem = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        problem = "unknown field"
+    elif first["type"] == "missing":
+        problem = "field required"
+    return BadRequest(
+        f"{field}: {problem}" if field else problem, field=field, code="invalid_request"
+    )
+
+
+def int_param(
+    request: Request, name: str, default: int | None, *, low: int, high: int | None = None
+) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer, got {raw!r}", field=name) from None
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"{low} or more"
+        raise BadRequest(f"{name} must be {bounds}, got {value}", field=name)
+    return value
+
+
+def bool_param(request: Request, name: str, default: bool = False) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise BadRequest(f"{name} must be true or false, got {raw!r}", field=name)
+
+
+def list_param(request: Request, name: str) -> list[str]:
+    """Repeated (``?t=a&t=b``) or comma-separated (``?t=a,b``)."""
+    values: list[str] = []
+    for raw in request.query_params.getlist(name):
+        values.extend(part.strip() for part in raw.split(",") if part.strip())
+    return values

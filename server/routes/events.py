@@ -1,0 +1,119 @@
+"""REST: a conversation's events (OpenHands V0 paging plus filters), user actions, and
+full-text search across conversations."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from events import EventFilter, build_filter, parse_event
+from server.auth import visible_conversation
+from server.errors import BadRequest, json_response
+from server.http import bool_param, caller, int_param, list_param, read_json
+from server.service import ConversationService
+from storage import MAX_PAGE
+
+
+def _service(request: Request) -> ConversationService:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+def _filter(request: Request) -> EventFilter | None:
+    params = request.query_params
+    fields = {
+        "query": params.get("query"),
+        "include_types": list_param(request, "include_types"),
+        "exclude_types": list_param(request, "exclude_types"),
+        "source": params.get("source") or None,
+        "start_date": params.get("start_date") or None,
+        "end_date": params.get("end_date") or None,
+        "exclude_hidden": bool_param(request, "exclude_hidden"),
+    }
+    event_filter = build_filter(**fields)
+    return None if event_filter.is_empty() else event_filter
+
+
+async def list_events(request: Request) -> Response:
+    """``start_id``..``end_id`` (inclusive), ``reverse``, ``limit`` 1..100, and the
+    `EventFilter` fields as query parameters. Answers ``{"events": [...], "has_more"}``."""
+    user = await caller(request)
+    service = _service(request)
+    record = await visible_conversation(
+        service.storage, user, request.path_params["conversation_id"]
+    )
+    start_id = int_param(request, "start_id", 0, low=0) or 0
+    end_id = int_param(request, "end_id", None, low=0)
+    limit = int_param(request, "limit", 20, low=1, high=MAX_PAGE) or 20
+    page = await service.storage.search_events(
+        record.id,
+        start_id=start_id,
+        end_id=end_id,
+        reverse=bool_param(request, "reverse"),
+        filter=_filter(request),
+        limit=limit,
+    )
+    # The stored bytes are the wire format: assemble the answer without re-serializing.
+    body = b'{"events":[' + b",".join(event.data for event in page.events) + b'],"has_more":'
+    body += b"true}" if page.has_more else b"false}"
+    return Response(body, media_type="application/json")
+
+
+async def count_events(request: Request) -> Response:
+    user = await caller(request)
+    service = _service(request)
+    record = await visible_conversation(
+        service.storage, user, request.path_params["conversation_id"]
+    )
+    count = await service.storage.count_events(
+        record.id,
+        start_id=int_param(request, "start_id", 0, low=0) or 0,
+        end_id=int_param(request, "end_id", None, low=0),
+        filter=_filter(request),
+    )
+    return json_response({"count": count})
+
+
+async def post_event(request: Request) -> Response:
+    """A user action in wire shape (a message, a command, a change of agent state)."""
+    user = await caller(request)
+    service = _service(request)
+    record = await visible_conversation(
+        service.storage, user, request.path_params["conversation_id"]
+    )
+    document = await read_json(request)
+    if not isinstance(document, dict):
+        raise BadRequest("the body must be an event object", code="invalid_event")
+    stored = await service.user_event(record.id, parse_event(document))
+    return json_response({"status": "ok", "event_id": stored.id})
+
+
+async def search(request: Request) -> Response:
+    """Full-text search over the caller's conversations, newest first."""
+    user = await caller(request)
+    service = _service(request)
+    query = request.query_params.get("q", "")
+    if not query.strip():
+        raise BadRequest("q is required", field="q")
+    limit = int_param(request, "limit", 20, low=1, high=MAX_PAGE) or 20
+    results = await service.storage.search_all(
+        query,
+        owner=user.name,
+        limit=limit,
+        cursor=request.query_params.get("cursor") or None,
+    )
+    hits = b",".join(
+        b'{"conversation_id":%s,"event":%s}' % (orjson.dumps(hit.conversation_id), hit.event.data)
+        for hit in results.hits
+    )
+    tail = orjson.dumps({"next_cursor": results.next_cursor, "pending": results.pending})
+    return Response(b'{"results":[' + hits + b"]," + tail[1:], media_type="application/json")
+
+
+routes = [
+    Route("/api/conversations/{conversation_id}/events", list_events, methods=["GET"]),
+    Route("/api/conversations/{conversation_id}/events", post_event, methods=["POST"]),
+    Route("/api/conversations/{conversation_id}/events/count", count_events, methods=["GET"]),
+    Route("/api/events/search", search, methods=["GET"]),
+]

@@ -1,0 +1,89 @@
+"""Request bodies and the JSON shapes the API answers with."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from storage import ConversationRecord
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_conversation_id(value: str) -> str:
+    """OpenHands' rules: at most 100 characters, no path traversal, no control characters."""
+    if not value:
+        raise ValueError("must not be empty")
+    if len(value) > 100:
+        raise ValueError("must be at most 100 characters")
+    if ".." in value or "/" in value or "\\" in value:
+        raise ValueError("must not contain '..', '/' or '\\'")
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+class CreateConversation(BaseModel):
+    """``POST /api/conversations`` (OpenHands' InitSessionRequest, plus agent limits)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    initial_user_msg: str | None = None
+    repository: str | None = None
+    git_provider: str | None = None
+    selected_branch: str | None = None
+    image_urls: list[str] = Field(default_factory=list)
+    replay_json: str | None = None
+    conversation_instructions: str | None = None
+    mcp_config: dict[str, Any] | None = None
+    suggested_task: dict[str, Any] | None = None
+    create_microagent: dict[str, Any] | None = None
+    conversation_id: str | None = None
+    title: str | None = None
+    agent: str | None = None
+    max_iterations: int | None = Field(default=None, ge=1)
+    max_budget_per_task: float | None = Field(default=None, gt=0)
+
+    @field_validator("conversation_id")
+    @classmethod
+    def _safe_id(cls, value: str | None) -> str | None:
+        return None if value is None else check_conversation_id(value)
+
+
+class UpdateConversation(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    title: str = Field(min_length=1, max_length=200)
+
+
+class SendMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    message: str = Field(min_length=1)
+    image_urls: list[str] = Field(default_factory=list)
+
+
+def conversation_info(record: ConversationRecord) -> dict[str, Any]:
+    """A conversation as OpenHands' ConversationInfo, plus threadline's fields."""
+    return {
+        "conversation_id": record.id,
+        "title": record.title,
+        "status": record.status,
+        "agent_state": record.agent_state,
+        "created_at": record.created_at.isoformat(),
+        "last_updated_at": record.updated_at.isoformat(),
+        "selected_repository": record.repository,
+        "selected_branch": record.selected_branch,
+        "git_provider": record.git_provider,
+        "trigger": record.trigger,
+        "owner": record.owner,
+        "agent": record.settings.get("agent"),
+        "max_iterations": record.settings.get("max_iterations"),
+        "max_budget_per_task": record.settings.get("max_budget_per_task"),
+        "accumulated_cost": record.accumulated_cost,
+        "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens,
+        "url": f"/api/conversations/{record.id}",
+    }
