@@ -1,45 +1,150 @@
-"""The ``threadline`` command."""
+"""The ``threadline`` command: ``serve`` the server, manage API ``keys``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
-import signal
+import ipaddress
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import uvicorn
+
+from server.app import create_app, prepare_shutdown
+from server.auth import create_key
+from server.settings import Settings
 from storage.sqlite import SqliteStorage
 
-DEFAULT_DATA_DIR = Path(os.environ.get("THREADLINE_DATA_DIR", "data"))
+logger = logging.getLogger("threadline")
+
+
+class ThreadlineServer(uvicorn.Server):
+    """uvicorn, but on SIGTERM/SIGINT the conversations are stopped and the live streams
+    ended *before* uvicorn waits for connections to close."""
+
+    def __init__(self, config: uvicorn.Config, app: Any) -> None:
+        super().__init__(config)
+        self._app = app
+
+    async def shutdown(self, sockets: list[Any] | None = None) -> None:
+        await prepare_shutdown(self._app)
+        await super().shutdown(sockets)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="threadline", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the server on its embedded defaults")
-    serve.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser = _parser()
     arguments = parser.parse_args(argv)
-    if arguments.command == "serve":
-        return asyncio.run(_serve(arguments.data_dir))
+    try:
+        if arguments.command == "serve":
+            return serve(_settings(arguments))
+        if arguments.command == "keys":
+            return asyncio.run(_keys(arguments))
+    except ValueError as exc:
+        parser.error(str(exc))
     return 2
 
 
-async def _serve(data_dir: Path) -> int:
-    storage = await SqliteStorage.open(data_dir)
-    print(f"threadline: event log open in {storage.directory.resolve()}", file=sys.stderr)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signum, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await storage.close()
+def serve(settings: Settings) -> int:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
+    if not _is_loopback(settings.host):
+        logger.warning(
+            "listening on %s: unless API keys exist (threadline keys create), anyone who can "
+            "reach this address can use the server",
+            settings.host,
+        )
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        ws_ping_interval=settings.heartbeat_interval,
+        ws_ping_timeout=settings.heartbeat_interval * 2,
+        ws_per_message_deflate=False,
+        timeout_graceful_shutdown=5,
+        lifespan="on",
+    )
+    ThreadlineServer(config, app).run()
     return 0
+
+
+async def _keys(arguments: argparse.Namespace) -> int:
+    settings = _settings(arguments)
+    store = await SqliteStorage.open(settings.storage_dir, owner=False)
+    try:
+        if arguments.action == "create":
+            key, record = await create_key(store, arguments.user, arguments.label)
+            print(key)
+            print(f"key {record.id} for {record.user}: shown once, store it now", file=sys.stderr)
+        elif arguments.action == "list":
+            for record in await store.list_api_keys(arguments.user):
+                state = "revoked" if record.revoked else "active"
+                print(
+                    f"{record.id}\t{record.user}\t{state}\t{record.created_at:%Y-%m-%d}\t{record.label}"
+                )
+        elif arguments.action == "revoke":
+            await store.revoke_api_key(arguments.key_id)
+            print(f"key {arguments.key_id} revoked", file=sys.stderr)
+    finally:
+        await store.close()
+    return 0
+
+
+def _settings(arguments: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        host=getattr(arguments, "host", None),
+        port=getattr(arguments, "port", None),
+        data_dir=arguments.data_dir,
+        agent=getattr(arguments, "agent", None),
+        log_level=getattr(arguments, "log_level", None),
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    environment = "\n".join(
+        f"  {name:32} {text} (default {default})" for name, default, text in Settings.documented()
+    )
+    parser = argparse.ArgumentParser(
+        prog="threadline",
+        description="An event-streaming server for AI-agent conversations.",
+        epilog=f"environment variables (flags win):\n{environment}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser("serve", help="run the server")
+    serve_parser.add_argument("--host", help="interface (default 127.0.0.1)")
+    serve_parser.add_argument("--port", type=int, help="port (default 3000)")
+    serve_parser.add_argument("--data-dir", type=Path, help="data directory (default ./data)")
+    serve_parser.add_argument("--agent", help="default agent (default demo)")
+    serve_parser.add_argument(
+        "--log-level", choices=["critical", "error", "warning", "info", "debug"]
+    )
+
+    keys = commands.add_parser("keys", help="manage API keys (turns authentication on)")
+    keys.add_argument("--data-dir", type=Path, help="data directory (default ./data)")
+    key_actions = keys.add_subparsers(dest="action", required=True)
+    create = key_actions.add_parser("create", help="create a key and print it once")
+    create.add_argument("--user", required=True)
+    create.add_argument("--label", default="")
+    listing = key_actions.add_parser("list", help="list keys (never the keys themselves)")
+    listing.add_argument("--user")
+    revoke = key_actions.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id", type=int)
+    return parser
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 if __name__ == "__main__":

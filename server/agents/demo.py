@@ -26,7 +26,7 @@ STEPS: list[tuple[str, str, str]] = [
     (
         "toolchain",
         "Check the toolchain",
-        "uname -srm && (python3 --version || true) && git --version",
+        "uname -srm && (python3 --version; git --version) 2>&1",
     ),
     ("report", "Write a report", "wc -c REPORT.md && head -n 5 REPORT.md"),
 ]
@@ -37,6 +37,7 @@ class DemoAgent:
 
     async def run(self, context: AgentContext) -> None:
         history = await context.history()
+        context.take_user_messages()  # already in the history just read
         if any(isinstance(event, AgentFinishAction) for event in history):
             await self._follow_up(context, history)
             return

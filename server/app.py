@@ -1,0 +1,103 @@
+"""`create_app`: the ASGI application (Starlette for REST, python-socketio beside it)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Route, WebSocketRoute
+
+from server.auth import Authenticator
+from server.errors import handle_error, handle_http_exception
+from server.openapi import build_openapi
+from server.routes import conversations, events, meta
+from server.service import ConversationService
+from server.settings import Settings
+from server.streaming.registry import StreamRegistry
+from server.streaming.socketio import SocketIOStreams
+from server.streaming.sse import event_stream
+from server.streaming.websocket import events_socket
+from storage import Storage
+from storage.sqlite import SqliteStorage
+
+Application = Any  # an ASGI callable
+
+
+def create_app(settings: Settings, *, storage: Storage | None = None) -> Application:
+    """Build the server. Without ``storage`` it opens SQLite in ``settings.data_dir`` at
+    startup and closes it at shutdown."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store = storage or await SqliteStorage.open(
+            settings.storage_dir, subscriber_buffer=settings.subscriber_buffer
+        )
+        service = ConversationService(store, settings)
+        app.state.storage = store
+        app.state.service = service
+        app.state.authenticator = Authenticator(store)
+        try:
+            await service.recover()
+            yield
+        finally:
+            await prepare_shutdown(app)
+            if storage is None:
+                await store.close()
+
+    starlette = Starlette(
+        routes=[
+            *conversations.routes,
+            *events.routes,
+            WebSocketRoute("/api/conversations/{conversation_id}/events", events_socket),
+            Route("/api/conversations/{conversation_id}/events/stream", event_stream),
+            *meta.routes,
+        ],
+        middleware=_middleware(settings),
+        exception_handlers={Exception: handle_error, HTTPException: handle_http_exception},
+        lifespan=lifespan,
+    )
+    starlette.state.settings = settings
+    starlette.state.streams = StreamRegistry()
+    starlette.state.openapi = build_openapi()
+    socketio_streams = SocketIOStreams(starlette.state, settings)
+    application = socketio_streams.asgi(starlette)
+    application.state = starlette.state  # what tests and the CLI reach for
+    return application
+
+
+async def prepare_shutdown(app: Any) -> None:
+    """Stop every run (each records why), then end every live stream. Idempotent."""
+    state = app.state
+    if getattr(state, "shut_down", False):
+        return
+    state.shut_down = True
+    if hasattr(state, "service"):
+        await state.service.shutdown()
+    state.streams.close_all()
+
+
+def _stream_routes() -> list[Any]:
+    from starlette.routing import Route
+
+    return [
+        Route("/api/conversations/{conversation_id}/events/stream", event_stream, methods=["GET"])
+    ]
+
+
+def _middleware(settings: Settings) -> list[Middleware]:
+    if not settings.cors_origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["*"],
+        )
+    ]

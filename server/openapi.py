@@ -1,0 +1,247 @@
+"""The OpenAPI document (``/openapi.json``) and a docs page rendered from it (``/docs``).
+
+Request bodies come from the pydantic models the handlers validate with, so the schema
+cannot drift from what the server accepts.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from events import EventFilter
+from server.schemas import CreateConversation, SendMessage, UpdateConversation
+
+ERROR = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {
+        "error": {"type": "string", "description": "a stable code, e.g. not_found"},
+        "message": {"type": "string"},
+        "field": {"type": "string", "description": "the offending field, when there is one"},
+    },
+}
+EVENT = {"type": "object", "description": "an event in the OpenHands V0 wire shape"}
+CONVERSATION_ID = {
+    "name": "conversation_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+FILTER_PARAMETERS = [
+    _query("query", {"type": "string"}, "case-insensitive substring of message/content/args"),
+    _query(
+        "include_types",
+        {"type": "string"},
+        "kinds to keep, comma-separated: run, action:run, CmdRunAction",
+    ),
+    _query("exclude_types", {"type": "string"}, "kinds to drop"),
+    _query("source", {"enum": ["user", "agent", "environment"]}, "who produced the event"),
+    _query("start_date", {"type": "string", "format": "date-time"}, "inclusive lower bound"),
+    _query("end_date", {"type": "string", "format": "date-time"}, "inclusive upper bound"),
+    _query("exclude_hidden", {"type": "boolean"}, "drop events marked hidden"),
+]
+RANGE_PARAMETERS = [
+    _query("start_id", {"type": "integer", "minimum": 0, "default": 0}, "first id (inclusive)"),
+    _query("end_id", {"type": "integer", "minimum": 0}, "last id (inclusive)"),
+]
+
+
+def _body(model: type) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")  # type: ignore[attr-defined]
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    content = {"application/json": {"schema": schema or {"type": "object"}}}
+    errors = {
+        status: {"description": text, "content": {"application/json": {"schema": ERROR}}}
+        for status, text in (
+            ("400", "invalid input"),
+            ("401", "missing or bad API key"),
+            ("404", "no such conversation"),
+        )
+    }
+    return {"200": {"description": description, "content": content}, **errors}
+
+
+def _operation(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"summary": summary, "responses": responses, **extra}
+
+
+def build_openapi() -> dict[str, Any]:
+    conversation_path = {"parameters": [CONVERSATION_ID]}
+    paths: dict[str, Any] = {
+        "/api/conversations": {
+            "post": _operation(
+                "Create a conversation; with initial_user_msg its agent starts at once",
+                {
+                    **_ok("created"),
+                    "201": {"description": "created"},
+                    "409": {"description": "id taken"},
+                },
+                requestBody=_body(CreateConversation),
+            ),
+            "get": _operation(
+                "List conversations, newest first",
+                _ok("a page: results and next_page_id"),
+                parameters=[
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "page size"),
+                    _query("page_id", {"type": "string"}, "next_page_id of the previous page"),
+                ],
+            ),
+        },
+        "/api/conversations/{conversation_id}": {
+            **conversation_path,
+            "get": _operation("A conversation's metadata", _ok("the conversation")),
+            "patch": _operation(
+                "Rename a conversation",
+                _ok("the conversation"),
+                requestBody=_body(UpdateConversation),
+            ),
+            "delete": _operation("Stop and delete a conversation and its events", _ok("deleted")),
+        },
+        "/api/conversations/{conversation_id}/start": {
+            **conversation_path,
+            "post": _operation("Start the conversation's agent", _ok("started")),
+        },
+        "/api/conversations/{conversation_id}/stop": {
+            **conversation_path,
+            "post": _operation("Stop the conversation's agent", _ok("stopped")),
+        },
+        "/api/conversations/{conversation_id}/message": {
+            **conversation_path,
+            "post": _operation(
+                "Send the agent a message", _ok("logged: event_id"), requestBody=_body(SendMessage)
+            ),
+        },
+        "/api/conversations/{conversation_id}/events": {
+            **conversation_path,
+            "get": _operation(
+                "A page of events (OpenHands V0): events and has_more. The same path in "
+                "WebSocket scope streams events live from latest_event_id.",
+                _ok(
+                    "a page",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "events": {"type": "array", "items": EVENT},
+                            "has_more": {"type": "boolean"},
+                        },
+                    },
+                ),
+                parameters=[
+                    *RANGE_PARAMETERS,
+                    _query("reverse", {"type": "boolean"}, "newest first"),
+                    _query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+                        "page size",
+                    ),
+                    *FILTER_PARAMETERS,
+                ],
+            ),
+            "post": _operation(
+                "Send a user action in wire shape",
+                _ok("logged: event_id"),
+                requestBody={"required": True, "content": {"application/json": {"schema": EVENT}}},
+            ),
+        },
+        "/api/conversations/{conversation_id}/events/count": {
+            **conversation_path,
+            "get": _operation(
+                "How many events match",
+                _ok("count"),
+                parameters=[*RANGE_PARAMETERS, *FILTER_PARAMETERS],
+            ),
+        },
+        "/api/conversations/{conversation_id}/events/stream": {
+            **conversation_path,
+            "get": _operation(
+                "Server-Sent Events from latest_event_id (or Last-Event-ID)",
+                {"200": {"description": "text/event-stream; id: = event id"}},
+                parameters=[
+                    _query("latest_event_id", {"type": "integer", "minimum": -1}, "resume after")
+                ],
+            ),
+        },
+        "/api/events/search": {
+            "get": _operation(
+                "Full-text search across the caller's conversations, newest first",
+                _ok("results, next_cursor, pending (events not yet indexed)"),
+                parameters=[
+                    {"name": "q", "in": "query", "required": True, "schema": {"type": "string"}},
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "page size"),
+                    _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
+                ],
+            )
+        },
+        "/api/health": {"get": _operation("Liveness", {"200": {"description": "ok"}})},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "threadline",
+            "version": "0.1.0",
+            "description": (
+                "Conversations, their ordered event logs, and live streams. Socket.IO "
+                "(OpenHands V0: oh_event / oh_user_action) is served on /socket.io."
+            ),
+        },
+        "components": {
+            "securitySchemes": {
+                "sessionKey": {"type": "apiKey", "in": "header", "name": "X-Session-API-Key"},
+                "bearer": {"type": "http", "scheme": "bearer"},
+            },
+            "schemas": {"EventFilter": EventFilter.model_json_schema()},
+        },
+        "security": [{"sessionKey": []}, {"bearer": []}, {}],
+        "paths": paths,
+    }
+
+
+STYLE = (
+    "body{font:15px/1.5 system-ui,sans-serif;margin:2rem;max-width:70rem}"
+    "table{border-collapse:collapse;width:100%}"
+    "td,th{border-bottom:1px solid #ddd;padding:.4rem;text-align:left;vertical-align:top}"
+    "code{background:#f4f4f4}"
+)
+
+
+def render_docs(spec: dict[str, Any]) -> str:
+    """A self-contained HTML page listing every operation; no scripts, no CDN."""
+    rows: list[str] = []
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            parameters = [*item.get("parameters", []), *operation.get("parameters", [])]
+            names = ", ".join(f"<code>{html.escape(p['name'])}</code>" for p in parameters) or "—"
+            body = "JSON body" if "requestBody" in operation else ""
+            rows.append(
+                f"<tr><td><b>{method.upper()}</b></td><td><code>{html.escape(path)}</code></td>"
+                f"<td>{html.escape(operation['summary'])}</td><td>{names} {body}</td></tr>"
+            )
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>threadline API</title><style>{STYLE}</style></head><body>"
+        f"<h1>threadline API</h1><p>{html.escape(spec['info']['description'])}</p>"
+        "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a>. Errors are JSON: "
+        '<code>{"error": code, "message": ...}</code>.</p>'
+        "<table><thead><tr><th>Method</th><th>Path</th><th>What it does</th>"
+        "<th>Parameters</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></body></html>"
+    )

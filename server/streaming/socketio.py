@@ -1,0 +1,127 @@
+"""Socket.IO on ``/socket.io``: the OpenHands V0 protocol.
+
+A client connects with query ``conversation_id``, ``latest_event_id`` (default -1) and
+``session_api_key``; it receives every event after ``latest_event_id`` as ``oh_event``,
+first from the log, then live, with no gap and no duplicate. It sends actions as
+``oh_user_action`` (alias ``oh_action``); the acknowledgement says ``{"status": "ok",
+"event_id": n}`` or ``{"status": "error", "error": ..., "message": ...}``. A refused
+connection gets ``connect_error`` with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+import socketio
+from starlette.datastructures import State
+
+from events import ThreadlineError, parse_event
+from server.errors import ApiError, as_api_error
+from server.settings import Settings
+from server.streaming.access import StreamRequest, open_stream
+
+logger = logging.getLogger(__name__)
+
+
+class _OrjsonCodec:
+    """python-socketio's ``json`` hook: orjson, and `orjson.Fragment` carries an event's
+    stored bytes into the packet without parsing them."""
+
+    @staticmethod
+    def dumps(value: Any, **_: Any) -> str:
+        return orjson.dumps(value).decode()
+
+    @staticmethod
+    def loads(text: str | bytes, **_: Any) -> Any:
+        return orjson.loads(text)
+
+
+class SocketIOStreams:
+    def __init__(self, state: State, settings: Settings) -> None:
+        self._state = state
+        self.sio = socketio.AsyncServer(
+            async_mode="asgi",
+            json=_OrjsonCodec,
+            cors_allowed_origins=list(settings.cors_origins) or [],
+            ping_interval=settings.heartbeat_interval,
+            logger=False,
+            engineio_logger=False,
+        )
+        self._pumps: dict[str, asyncio.Task[None]] = {}
+        self.sio.on("connect", self._connect)
+        self.sio.on("disconnect", self._disconnect)
+        self.sio.on("oh_user_action", self._user_action)
+        self.sio.on("oh_action", self._user_action)
+
+    def asgi(self, other: Callable[..., Any]) -> socketio.ASGIApp:
+        return socketio.ASGIApp(self.sio, other_asgi_app=other, socketio_path="socket.io")
+
+    async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        query = {
+            name: values[0] for name, values in parse_qs(environ.get("QUERY_STRING", "")).items()
+        }
+        key = query.get("session_api_key")
+        if not key and isinstance(auth, dict):
+            key = auth.get("session_api_key")
+        if not key:
+            key = environ.get("HTTP_X_SESSION_API_KEY") or _bearer(
+                environ.get("HTTP_AUTHORIZATION", "")
+            )
+        try:
+            request = await open_stream(
+                self._state.storage,
+                self._state.authenticator,
+                conversation_id=query.get("conversation_id"),
+                key=key,
+                latest_event_id=query.get("latest_event_id"),
+            )
+        except ApiError as exc:
+            raise socketio.exceptions.ConnectionRefusedError(
+                exc.message, {"error": exc.code}
+            ) from None
+        await self.sio.save_session(sid, {"request": request})
+        self._pumps[sid] = asyncio.create_task(self._pump(sid, request), name=f"socketio-{sid}")
+
+    async def _disconnect(self, sid: str, *_: Any) -> None:
+        pump = self._pumps.pop(sid, None)
+        if pump is not None:
+            pump.cancel()
+
+    async def _pump(self, sid: str, request: StreamRequest) -> None:
+        subscription = self._state.storage.subscribe(request.conversation_id, request.after_id)
+        try:
+            with self._state.streams.track(subscription):
+                async for event in subscription:
+                    await self.sio.emit("oh_event", orjson.Fragment(event.data), to=sid)
+        except ThreadlineError as exc:
+            logger.info("stream %s ended: %s", sid, exc)
+        finally:
+            if self._pumps.get(sid) is asyncio.current_task():
+                del self._pumps[sid]
+                if self._state.streams.closing:
+                    await self.sio.disconnect(sid)
+
+    async def _user_action(self, sid: str, data: Any) -> dict[str, Any]:
+        session = await self.sio.get_session(sid)
+        request: StreamRequest = session["request"]
+        try:
+            stored = await self._state.service.user_event(
+                request.conversation_id, parse_event(data)
+            )
+        except Exception as exc:
+            error = as_api_error(exc)
+            if error is None:
+                logger.exception("oh_user_action failed in %s", request.conversation_id)
+                return {"status": "error", "error": "internal", "message": "internal server error"}
+            return {"status": "error", **error.body()}
+        return {"status": "ok", "event_id": stored.id}
+
+
+def _bearer(header: str) -> str | None:
+    scheme, _, token = header.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
