@@ -354,6 +354,42 @@ def _reader_pragmas_sync(connection: sqlite3.Connection, directory: Path) -> Non
         connection.execute("ATTACH DATABASE ? AS search", (str(directory / SEARCH_FILE),))
 
 
+def page_sql(
+    conversation_id: str, start_id: int, event_filter: EventFilter | None
+) -> tuple[str, tuple[Any, ...]]:
+    """The SQL `search_events` runs for a forward page of `PAGE` from ``start_id``."""
+    sql, params = page_query(
+        conversation_id=conversation_id,
+        start_id=start_id,
+        end_id=None,
+        reverse=False,
+        filter=event_filter,
+        limit=PAGE + 1,
+    )
+    return sql, tuple(params)
+
+
+def count_sql(
+    conversation_id: str, event_filter: EventFilter | None
+) -> tuple[str, tuple[Any, ...]]:
+    sql, params = count_query(
+        conversation_id=conversation_id, start_id=0, end_id=None, filter=event_filter
+    )
+    return sql, tuple(params)
+
+
+def search_sql(word: str, conversation_ids: list[str] | None) -> tuple[str, tuple[Any, ...]]:
+    """The SQL of `search_all` for the first `SEARCH_LIMIT` hits."""
+    sql, params = search_all_query(
+        match=fts_match_expression(word),
+        conversation_ids=conversation_ids,
+        owner=None,
+        before_seq=None,
+        limit=SEARCH_LIMIT + 1,
+    )
+    return sql, tuple(params)
+
+
 @dataclass(frozen=True, slots=True)
 class Probe:
     """One question asked of the store and, as the identical SQL, of bare SQLite.
@@ -464,7 +500,7 @@ async def raw_limits(
         for _ in range(samples):
             conversation = f"raw-{rng.randint(1, conversations)}"
             start_id = rng.randrange(per_conversation)
-            sql, params = page_query(conversation, start_id, None, False, None, PAGE + 1)
+            sql, params = page_sql(conversation, start_id, None)
             began = time.perf_counter()
             await aio.execute_fetchall(sql, params)
             middle = time.perf_counter()
@@ -726,7 +762,7 @@ class Reads:
     def _page(self, scope: str, event_filter: EventFilter | None) -> Probe:
         conversation_id, count = self._conversation(scope)
         start_id = self._rng.randrange(count)
-        sql, params = page_query(conversation_id, start_id, None, False, event_filter, PAGE + 1)
+        sql, params = page_sql(conversation_id, start_id, event_filter)
 
         async def ours() -> list[Any]:
             page = await self._store.search_events(
@@ -734,24 +770,24 @@ class Reads:
             )
             return [event.id for event in page.events]
 
-        return Probe(ours, sql, tuple(params), lambda rows: [row[0] for row in rows[:PAGE]])
+        return Probe(ours, sql, params, lambda rows: [row[0] for row in rows[:PAGE]])
 
     def _count(self, scope: str, event_filter: EventFilter | None) -> Probe:
         conversation_id, _ = self._conversation(scope)
-        sql, params = count_query(conversation_id, 0, None, event_filter)
+        sql, params = count_sql(conversation_id, event_filter)
 
         async def ours() -> list[Any]:
             return [await self._store.count_events(conversation_id, filter=event_filter)]
 
-        return Probe(ours, sql, tuple(params), lambda rows: [rows[0][0]])
+        return Probe(ours, sql, params, lambda rows: [rows[0][0]])
 
     def _search(self, name: str) -> Probe:
-        rng = self._rng
-        word = {"common": COMMON_WORD, "rare": rng.choice(RARE_WORDS)}.get(
-            name, rng.choice(MODERATE_WORDS)
-        )
+        if name == "common":
+            word = COMMON_WORD
+        else:
+            word = self._rng.choice(RARE_WORDS if name == "rare" else MODERATE_WORDS)
         within = [self._conversation("typical")[0]] if name == "moderate_one" else None
-        sql, params = search_all_query(fts_match_expression(word), within, None, SEARCH_LIMIT + 1)
+        sql, params = search_sql(word, within)
 
         async def ours() -> list[Any]:
             results = await self._store.search_all(
@@ -760,23 +796,20 @@ class Reads:
             return [(hit.conversation_id, hit.event.id) for hit in results.hits]
 
         return Probe(
-            ours, sql, tuple(params), lambda rows: [(row[1], row[2]) for row in rows[:SEARCH_LIMIT]]
+            ours, sql, params, lambda rows: [(row[1], row[2]) for row in rows[:SEARCH_LIMIT]]
         )
 
 
 def query_plans(connection: sqlite3.Connection, dataset: Dataset) -> dict[str, list[str]]:
     """SQLite's plan for each kind of read, for the report."""
     conversation_id = dataset.big[0]
-    statements: dict[str, tuple[str, list[Any]]] = {}
+    statements: dict[str, tuple[str, tuple[Any, ...]]] = {}
     for name, event_filter in PAGE_FILTERS.items():
-        statements[f"page.{name}"] = page_query(
-            conversation_id, 1, None, False, event_filter, PAGE + 1
-        )
+        statements[f"page.{name}"] = page_sql(conversation_id, 1, event_filter)
     for name, event_filter in COUNT_FILTERS.items():
-        statements[f"count.{name}"] = count_query(conversation_id, 0, None, event_filter)
-    match = fts_match_expression(MODERATE_WORDS[0])
-    statements["search"] = search_all_query(match, None, None, SEARCH_LIMIT + 1)
-    statements["search.one"] = search_all_query(match, [conversation_id], None, SEARCH_LIMIT + 1)
+        statements[f"count.{name}"] = count_sql(conversation_id, event_filter)
+    statements["search"] = search_sql(MODERATE_WORDS[0], None)
+    statements["search.one"] = search_sql(MODERATE_WORDS[0], [conversation_id])
     return {
         name: [row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
         for name, (sql, params) in statements.items()

@@ -12,8 +12,9 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route, WebSocketRoute
 
+from events import ThreadlineError
 from server.auth import Authenticator
-from server.errors import handle_error, handle_http_exception
+from server.errors import handle_error, handle_http_exception, handle_internal_error
 from server.openapi import build_openapi
 from server.routes import conversations, events, meta
 from server.service import ConversationService
@@ -58,7 +59,11 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
             *meta.routes,
         ],
         middleware=_middleware(settings),
-        exception_handlers={Exception: handle_error, HTTPException: handle_http_exception},
+        exception_handlers={
+            ThreadlineError: handle_error,
+            HTTPException: handle_http_exception,
+            Exception: handle_internal_error,
+        },
         lifespan=lifespan,
     )
     starlette.state.settings = settings

@@ -161,19 +161,28 @@ class ConversationRun:
         )
 
     def take_user_messages(self) -> list[MessageAction]:
-        messages, self._inbox = self._inbox, []
+        messages = self._unread()
+        self._inbox.clear()
         self._message_arrived.clear()
         return messages
 
     async def wait_for_user_message(self) -> MessageAction:
-        if not self._inbox:
+        while not self._unread():
+            self._inbox.clear()
+            self._message_arrived.clear()
             await self._set_state("awaiting_user_input")
             await self._message_arrived.wait()
             await self._set_state("running")
-        message = self._inbox.pop(0)
-        if not self._inbox:
+        message, *rest = self._unread()
+        self._inbox[:] = rest
+        if not rest:
             self._message_arrived.clear()
         return message
+
+    def _unread(self) -> list[MessageAction]:
+        """Delivered messages the agent has not already seen in `history()`."""
+        seen = self._history[-1].id if self._history else -1
+        return [m for m in self._inbox if m.id is None or seen is None or m.id > seen]
 
     # -- from the outside ------------------------------------------------------------
 

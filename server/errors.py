@@ -97,11 +97,16 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 async def handle_error(request: Request, exc: Exception) -> Response:
+    """Domain errors: the client's mistake when `as_api_error` knows it, else ours."""
     error = as_api_error(exc)
     if error is None:
-        logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return json_response({"error": "internal", "message": "internal server error"}, 500)
+        return await handle_internal_error(request, exc)
     return json_response(error.body(), error.status)
+
+
+async def handle_internal_error(request: Request, exc: Exception) -> Response:
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return json_response({"error": "internal", "message": "internal server error"}, 500)
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:

@@ -136,7 +136,7 @@ class ConversationService:
             if run is not None:
                 return run
             record = await self.storage.get_conversation(conversation_id)
-            agent = make_agent(record.settings.get("agent", self.settings.agent))
+            agent = make_agent(record.settings.get("agent", self.settings.agent), self.settings)
             runtime = LocalRuntime(
                 self.settings.workspaces / conversation_id,
                 CommandLimits(

@@ -26,6 +26,8 @@ class Settings:
     """Seconds a command may run before its process group is killed."""
     output_limit: int = 30_000
     """Characters of command output kept per command."""
+    demo_pace: float = 0.3
+    """Seconds the demo agent pauses between steps, so people can watch it work."""
     max_iterations: int = 100
     """Default agent steps per run when the creator sets no limit."""
     heartbeat_interval: float = 15.0
@@ -76,6 +78,7 @@ _DESCRIPTIONS = {
     "agent": "default agent for new conversations",
     "command_timeout": "seconds before a command's process group is killed",
     "output_limit": "characters of command output kept",
+    "demo_pace": "seconds the demo agent pauses between steps",
     "max_iterations": "default agent steps per run",
     "heartbeat_interval": "seconds between keep-alives on idle streams",
     "subscriber_buffer": "live events buffered per subscriber",

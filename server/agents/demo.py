@@ -7,6 +7,7 @@ message after it finished gets an answer in a short second run.
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 
 from events import (
@@ -35,9 +36,11 @@ STEPS: list[tuple[str, str, str]] = [
 class DemoAgent:
     name = "demo"
 
+    def __init__(self, *, pace: float = 0.0) -> None:
+        self.pace = pace
+
     async def run(self, context: AgentContext) -> None:
         history = await context.history()
-        context.take_user_messages()  # already in the history just read
         if any(isinstance(event, AgentFinishAction) for event in history):
             await self._follow_up(context, history)
             return
@@ -59,6 +62,7 @@ class DemoAgent:
         await context.plan(tasks)
         outputs: dict[str, str] = {}
         for index, (key, _, command) in enumerate(STEPS):
+            await asyncio.sleep(self.pace)
             await self._answer_pending(context)
             tasks[index] = tasks[index].model_copy(update={"status": "in_progress"})
             await context.plan(tasks)
@@ -81,6 +85,7 @@ class DemoAgent:
             )
             tasks[index] = tasks[index].model_copy(update={"status": "done", "notes": notes})
             await context.plan(tasks)
+        await asyncio.sleep(self.pace)
         await self._answer_pending(context)
         await context.say("All three steps are done; REPORT.md in the workspace has the details.")
         await context.act(_finish("Report written to REPORT.md."))

@@ -1,0 +1,37 @@
+"""Fixtures for tests against a real server process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from tests.server.running import RunningServer
+
+FAST = {"THREADLINE_DEMO_PACE": "0.02"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One server per test module (single-user: no API keys); a brisk demo agent."""
+    running = RunningServer(tmp_path_factory.mktemp("server"), env=FAST).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[RunningServer]:
+    """A server of the test's own, for tests that restart or reconfigure it."""
+    running = RunningServer(tmp_path / "server", env=FAST)
+    yield running
+    if running.process is not None:
+        running.stop()
+
+
+@pytest_asyncio.fixture
+async def client(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        yield http
