@@ -1,0 +1,155 @@
+"""API keys: with keys configured, every call needs one, and users see only their own."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import orjson
+import pytest
+import pytest_asyncio
+import socketio
+import websockets
+
+from tests.server.clients import create, follow
+from tests.server.running import REPOSITORY, RunningServer
+
+
+def keys_cli(server: RunningServer, *arguments: str) -> str:
+    """`threadline keys ...` (works beside a running server); returns its stdout."""
+    command = [sys.executable, "-m", "server.cli", "keys", "--data-dir", str(server.data_dir)]
+    result = subprocess.run(
+        [*command, *arguments], cwd=REPOSITORY, capture_output=True, text=True, check=True
+    )
+    return result.stdout
+
+
+def make_key(server: RunningServer, user: str) -> str:
+    key = keys_cli(server, "create", "--user", user).strip()
+    assert key.startswith("tl_")
+    return key
+
+
+@dataclass
+class Users:
+    server: RunningServer
+    alice: httpx.AsyncClient
+    bob: httpx.AsyncClient
+    alice_key: str
+    bob_key: str
+
+
+@pytest_asyncio.fixture
+async def users(fresh_server: RunningServer) -> AsyncIterator[Users]:
+    alice_key = make_key(fresh_server, "alice")
+    bob_key = make_key(fresh_server, "bob")
+    fresh_server.start()
+    async with (
+        httpx.AsyncClient(
+            base_url=fresh_server.url, headers={"X-Session-API-Key": alice_key}
+        ) as alice,
+        httpx.AsyncClient(
+            base_url=fresh_server.url, headers={"Authorization": f"Bearer {bob_key}"}
+        ) as bob,
+    ):
+        yield Users(fresh_server, alice, bob, alice_key, bob_key)
+
+
+async def test_every_call_needs_a_valid_key(users: Users) -> None:
+    async with httpx.AsyncClient(base_url=users.server.url) as anonymous:
+        for headers in ({}, {"X-Session-API-Key": "tl_wrong"}, {"Authorization": "Bearer nope"}):
+            response = await anonymous.get("/api/conversations", headers=headers)
+            assert response.status_code == 401
+            assert response.json()["error"] == "unauthorized"
+        assert (await anonymous.post("/api/conversations", json={})).status_code == 401
+        assert (await anonymous.get("/api/health")).status_code == 200
+
+
+async def test_users_see_only_their_own(users: Users) -> None:
+    conversation_id = await create(users.alice, initial_user_msg="alice's secret plan")
+    await follow(users.server, conversation_id, key=users.alice_key)
+
+    assert (await users.alice.get(f"/api/conversations/{conversation_id}")).status_code == 200
+    for method, path in [
+        ("GET", ""),
+        ("GET", "/events"),
+        ("GET", "/events/count"),
+        ("GET", "/events/stream"),
+        ("POST", "/start"),
+        ("POST", "/stop"),
+        ("PATCH", ""),
+        ("DELETE", ""),
+    ]:
+        body = {"title": "mine now"} if method == "PATCH" else None
+        response = await users.bob.request(
+            method, f"/api/conversations/{conversation_id}{path}", json=body
+        )
+        assert response.status_code == 404, (method, path, response.text)
+    message = await users.bob.post(
+        f"/api/conversations/{conversation_id}/message", json={"message": "hi"}
+    )
+    assert message.status_code == 404
+
+    listed = (await users.bob.get("/api/conversations")).json()["results"]
+    assert conversation_id not in [item["conversation_id"] for item in listed]
+    mine = (await users.alice.get("/api/conversations")).json()["results"]
+    assert [item["owner"] for item in mine] == ["alice"]
+
+    found = (await users.alice.get("/api/events/search", params={"q": "secret"})).json()
+    for _ in range(100):
+        if found["results"]:
+            break
+        found = (await users.alice.get("/api/events/search", params={"q": "secret"})).json()
+    assert found["results"]
+    assert (await users.bob.get("/api/events/search", params={"q": "secret"})).json()[
+        "results"
+    ] == []
+
+
+async def test_streams_check_keys_and_ownership(users: Users) -> None:
+    conversation_id = await create(users.alice, title="streams")
+    base = f"{users.server.ws_url}/api/conversations/{conversation_id}/events"
+    for query, code in [("", 4401), (f"?session_api_key={users.bob_key}", 4404)]:
+        async with websockets.connect(base + query) as socket:
+            assert orjson.loads(await socket.recv())["error"] in ("unauthorized", "not_found")
+            with pytest.raises(websockets.ConnectionClosed):
+                await socket.recv()
+        assert socket.close_code == code
+    async with websockets.connect(f"{base}?session_api_key={users.alice_key}") as socket:
+        await socket.send('{"action": "think", "args": {"thought": "ok"}}')
+        assert orjson.loads(await socket.recv())["id"] == 0
+
+    for key, reason in [
+        (None, "API key is required"),
+        (users.bob_key, "not found"),
+        ("tl_bad", "not valid"),
+    ]:
+        sio = socketio.AsyncClient(reconnection=False)
+        errors: list[object] = []
+        sio.on("connect_error", errors.append)
+        query = f"conversation_id={conversation_id}" + (f"&session_api_key={key}" if key else "")
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await sio.connect(
+                f"{users.server.url}?{query}", transports=["websocket"], wait_timeout=10
+            )
+        assert reason in str(errors[0])
+    sio = socketio.AsyncClient(reconnection=False)
+    await sio.connect(
+        f"{users.server.url}?conversation_id={conversation_id}&session_api_key={users.alice_key}",
+        transports=["websocket"],
+        wait_timeout=10,
+    )
+    await sio.disconnect()
+
+
+def test_keys_can_be_listed_and_revoked(fresh_server: RunningServer) -> None:
+    make_key(fresh_server, "carol")
+    listing = keys_cli(fresh_server, "list")
+    assert "carol" in listing
+    assert "tl_" not in listing  # keys are never shown again
+    key_id = listing.split()[0]
+    keys_cli(fresh_server, "revoke", key_id)
+    assert "revoked" in keys_cli(fresh_server, "list", "--user", "carol")
