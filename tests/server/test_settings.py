@@ -1,0 +1,41 @@
+"""Settings: defaults, THREADLINE_* variables, flags over both."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from server.settings import Settings
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env({})
+    assert (settings.host, settings.port, settings.agent) == ("127.0.0.1", 3000, "demo")
+    assert settings.storage_dir == Path("data") / "log"
+
+
+def test_environment_then_flags() -> None:
+    environment = {
+        "THREADLINE_PORT": "8080",
+        "THREADLINE_DATA_DIR": "/srv/threadline",
+        "THREADLINE_COMMAND_TIMEOUT": "2.5",
+        "THREADLINE_CORS_ORIGINS": "http://a.example, http://b.example",
+    }
+    settings = Settings.from_env(environment, port=9000, host=None)
+    assert settings.port == 9000
+    assert settings.host == "127.0.0.1"
+    assert settings.data_dir == Path("/srv/threadline")
+    assert settings.command_timeout == 2.5
+    assert settings.cors_origins == ("http://a.example", "http://b.example")
+
+
+def test_a_bad_variable_is_named() -> None:
+    with pytest.raises(ValueError, match="THREADLINE_PORT"):
+        Settings.from_env({"THREADLINE_PORT": "eighty"})
+
+
+def test_every_setting_is_documented() -> None:
+    rows = Settings.documented()
+    assert all(description for _, _, description in rows)
+    assert "THREADLINE_HEARTBEAT_INTERVAL" in {name for name, _, _ in rows}
