@@ -45,13 +45,13 @@ def _discriminate(value: Any) -> str | None:
     return None
 
 
-Event = Annotated[
-    Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in TYPE_BY_KIND.items())],  # type: ignore[valid-type]  # noqa: UP007
+Event = Annotated[  # type: ignore[valid-type]
+    Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in TYPE_BY_KIND.items())],  # noqa: UP007
     Discriminator(_discriminate),
 ]
 """Any action or observation; pydantic picks the model by the ``action``/``observation`` key."""
 
-_ADAPTER: TypeAdapter[EventBase] = TypeAdapter(Event)
+_ADAPTER: TypeAdapter[EventBase] = TypeAdapter(Event)  # type: ignore[arg-type]
 
 
 def parse_event(data: bytes | bytearray | memoryview | str | Mapping[str, Any]) -> EventBase:

@@ -17,23 +17,29 @@ from pathlib import Path
 
 from events import (
     ActionBase,
-    CmdOutputObservation,
     CmdRunAction,
     FileEditAction,
     FileReadAction,
     FileWriteAction,
     ObservationBase,
 )
-from events.observations import CmdOutputExtras, CmdOutputMetadata
 from runtime import files
-from runtime.process import run_command, signal_group
+from runtime.commands import CommandResult, Foreground
+from runtime.errors import RuntimeFailure
+from runtime.observe import attend
+from runtime.process import LocalProcess, signal_group
 from runtime.protocol import CommandLimits, StatusCallback
+from runtime.repository import prepare_checkout, setup_script_path
+
+_USER = getpass.getuser()
+_HOST = socket.gethostname()
 
 
 class LocalRuntime:
     def __init__(self, workspace: Path, limits: CommandLimits | None = None) -> None:
         self.workspace = workspace
         self.limits = limits or CommandLimits()
+        self._foreground: Foreground | None = None
         self._groups: set[int] = set()
         self._closed = False
 
@@ -45,73 +51,79 @@ class LocalRuntime:
         setup_script: str | None = None,
         on_status: StatusCallback | None = None,
     ) -> None:
-        await asyncio.to_thread(self.workspace.mkdir, parents=True, exist_ok=True)
-        if on_status is not None:
-            await on_status(f"workspace ready at {self.workspace}")
+        status = on_status or _ignore
+        await prepare_checkout(self.workspace, repository=repository, branch=branch, status=status)
+        script = setup_script_path(self.workspace, setup_script)
+        if script is not None:
+            await status(f"running the setup script {script}")
+            result = await self._command(f"sh {script}")
+            if result.exit_code != 0:
+                raise RuntimeFailure(
+                    f"the setup script {script} failed (exit {result.exit_code}): "
+                    f"{result.output.strip()[-500:]}"
+                )
+        await status(f"workspace ready at {self.workspace}")
 
     async def run(self, action: ActionBase) -> ObservationBase:
         if self._closed:
             return files.error("the runtime is closed", "RUNTIME_CLOSED")
         match action:
             case CmdRunAction():
-                return await self._run_command(action)
+                return await attend(self, action)
             case FileReadAction():
                 return await asyncio.to_thread(files.read_file, self.workspace, action)
             case FileWriteAction():
                 return await asyncio.to_thread(files.write_file, self.workspace, action)
             case FileEditAction():
                 return await asyncio.to_thread(files.edit_file, self.workspace, action)
-            case _:
-                return files.error(
-                    f"the local runtime cannot run {action.kind} actions", "UNSUPPORTED_ACTION"
-                )
+        return files.error(
+            f"the local runtime cannot run {action.kind} actions", "UNSUPPORTED_ACTION"
+        )
 
     async def close(self) -> None:
         self._closed = True
+        if self._foreground is not None:
+            await self._foreground.kill()
+            self._foreground = None
         for group in self._groups:
             signal_group(group, signal.SIGKILL)
         self._groups.clear()
 
-    async def _run_command(self, action: CmdRunAction) -> ObservationBase:
-        timeout = action.timeout or self.limits.timeout
-        cwd = self.workspace
-        if action.args.cwd:
-            try:
-                cwd = files.confine(self.workspace, action.args.cwd)
-            except files.PathEscapes as exc:
-                return files.error(str(exc), "PATH_OUTSIDE_WORKSPACE")
-        result = await run_command(
-            action.args.command,
-            cwd=cwd,
-            time_limit=timeout,
-            output_limit=self.limits.output_limit,
-            env={**os.environ, "PWD": str(cwd)},
-        )
-        # Background children outlive the command; remember their group to kill at close.
+    # -- what `runtime.observe.attend` uses -----------------------------------------
+
+    user = _USER
+    host = _HOST
+
+    @property
+    def foreground(self) -> Foreground | None:
+        return self._foreground
+
+    @foreground.setter
+    def foreground(self, value: Foreground | None) -> None:
+        self._foreground = value
+
+    def working_dir(self, cwd: str | None) -> Path:
+        """Raises `files.PathEscapes`."""
+        return files.confine(self.workspace, cwd) if cwd else self.workspace
+
+    async def launch(self, command: str, cwd: Path) -> Foreground:
+        process = await LocalProcess.spawn(command, cwd=cwd, env={**os.environ, "PWD": str(cwd)})
+        return Foreground(command, process, self.limits.output_limit)
+
+    def ended(self, foreground: Foreground) -> None:
+        """A command exited; its group lives on if it left background children."""
         self._groups = {group for group in self._groups if signal_group(group, 0)}
-        if not result.timed_out and signal_group(result.pid, 0):
-            self._groups.add(result.pid)
-        suffix = (
-            f"\n[Command timed out after {timeout:g} seconds; its process group was killed.]"
-            if result.timed_out
-            else f"\n[The command completed with exit code {result.exit_code}.]"
-        )
-        return CmdOutputObservation(
-            content=result.output,
-            extras=CmdOutputExtras(
-                command=action.args.command,
-                hidden=action.args.hidden,
-                metadata=CmdOutputMetadata(
-                    exit_code=result.exit_code,
-                    pid=result.pid,
-                    username=_USER,
-                    hostname=_HOST,
-                    working_dir=str(cwd),
-                    suffix=suffix,
-                ),
-            ),
-        )
+        process = foreground.process
+        if isinstance(process, LocalProcess) and process.group_alive():
+            self._groups.add(process.pid)
+
+    async def _command(self, command: str) -> CommandResult:
+        foreground = await self.launch(command, self.workspace)
+        try:
+            return await foreground.collect(time_limit=self.limits.timeout, no_change_timeout=None)
+        finally:
+            self.ended(foreground)
 
 
-_USER = getpass.getuser()
-_HOST = socket.gethostname()
+async def _ignore(_: str) -> None:
+    return None

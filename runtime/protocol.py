@@ -18,6 +18,10 @@ class CommandLimits:
 
     timeout: float = 120.0
     """Seconds before the command's whole process group is killed."""
+    no_change_timeout: float | None = 30.0
+    """Seconds without new output after which the command is left running and what it
+    printed is returned; the agent may then wait more (an empty command with
+    ``is_input``), interrupt it (``C-c``) or type into it (None: wait for the timeout)."""
     output_limit: int = 30_000
     """Characters of output kept; the middle of a longer output is cut."""
 

@@ -2,15 +2,24 @@
 
 A run starts the runtime, drives its agent through the `AgentContext` it implements, and
 logs every step: the action, then the observation it caused (``cause`` = the action's
-id). Agent states are `agent_state_changed` events. Stopping cancels the agent wherever
-it waits; whatever it was running in the sandbox is killed with the runtime.
+id). Agent states are ``agent_state_changed`` events carrying the control values
+(iterations, budget) so every subscriber sees them.
+
+Before each action the run passes its gate: a pause holds it until resumed; a tripped
+control flag moves it to ``error`` with the reason and holds it until a user message or
+a resume raises the limit. Stopping cancels the agent wherever it waits; whatever runs in
+the sandbox dies with the runtime. A hard timeout bounds the whole run, a start timeout
+the sandbox's start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from events import (
     ActionBase,
@@ -40,12 +49,27 @@ from events.observations import (
 )
 from runtime import Runtime, RuntimeFailure
 from server.agents.base import Agent
+from server.flags import ControlFlag
 from storage import Storage, StoredEvent
 
 logger = logging.getLogger(__name__)
 
-RUNTIME_ACTIONS = (CmdRunAction, FileReadAction, FileWriteAction, FileEditAction)
-StateListener = Callable[[str, AgentState, str], Awaitable[None]]
+StateListener = Callable[["ConversationRun", AgentState, str, bool], Awaitable[None]]
+"""Called with (run, state, reason, ended) after each state change is logged."""
+WAITING_STATES: frozenset[str] = frozenset({"awaiting_user_input", "paused", "error"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunLimits:
+    max_iterations: int | None = None
+    max_budget: float | None = None
+    iterations: int = 0
+    """Steps taken by earlier runs of the conversation (the flag counts all of them)."""
+    cost: float = 0.0
+    hard_timeout: float | None = None
+    """Seconds the whole run may take."""
+    start_timeout: float = 120.0
+    """Seconds the sandbox may take to start."""
 
 
 class ConversationRun:
@@ -58,13 +82,21 @@ class ConversationRun:
         storage: Storage,
         runtime: Runtime,
         agent: Agent,
+        limits: RunLimits,
         on_state: StateListener,
     ) -> None:
         self.conversation_id = conversation_id
+        self.owner: str | None = None
         self.storage = storage
         self.runtime = runtime
         self.agent = agent
+        self.limits = limits
         self.state: AgentState = "loading"
+        self.iterations = ControlFlag.make("iteration", limits.iterations, limits.max_iterations)
+        self.budget = ControlFlag.make("budget", limits.cost, limits.max_budget)
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.last_activity = time.monotonic()
         self._on_state = on_state
         self._inbox: list[MessageAction] = []
         self._message_arrived = asyncio.Event()
@@ -72,6 +104,10 @@ class ConversationRun:
         self._plan: list[TaskItem] = []
         self._task: asyncio.Task[None] | None = None
         self._stop_reason = ""
+        self._resumed = asyncio.Event()
+        self._resumed.set()
+        self._flag_cleared = asyncio.Event()
+        self._awaiting_input = False
         self._side_tasks: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -82,6 +118,11 @@ class ConversationRun:
     @property
     def done(self) -> bool:
         return self._task is not None and self._task.done()
+
+    @property
+    def idle(self) -> bool:
+        """Waiting for a person (input, a resume, a raised limit)."""
+        return self.state in WAITING_STATES
 
     async def stop(self, reason: str = "stopped by the user") -> None:
         """Cancel the agent, kill what runs in the sandbox, record ``stopped``."""
@@ -95,35 +136,68 @@ class ConversationRun:
         if self._task is not None:
             await asyncio.shield(self._task)
 
+    async def pause(self, reason: str) -> bool:
+        """Hold the agent before its next action. False when already paused."""
+        if not self._resumed.is_set():
+            return False
+        self._resumed.clear()
+        await self._set_state("paused", reason)
+        return True
+
+    async def resume(self, reason: str) -> bool:
+        """Release a pause, or raise a tripped limit. False when there was nothing to do."""
+        if not self._resumed.is_set():
+            self._resumed.set()
+            await self._set_state(
+                "awaiting_user_input" if self._awaiting_input else "running", reason
+            )
+            return True
+        if self.state == "error" and not self._flag_cleared.is_set():
+            self._flag_cleared.set()
+            return True
+        return False
+
     async def _main(self) -> None:
         final: AgentState = "finished"
         reason = ""
         try:
-            await self._set_state("loading", "starting the runtime")
-            await self.runtime.start(on_status=self._status)
+            await self._set_state("loading", "starting the sandbox")
+            try:
+                async with asyncio.timeout(self.limits.start_timeout):
+                    await self.runtime.start(on_status=self._status)
+            except TimeoutError:
+                raise RuntimeFailure(
+                    f"the sandbox did not start within {self.limits.start_timeout:g} seconds"
+                ) from None
             await self._set_state("running")
-            await self.agent.run(self)
-            if self.state == "rejected":
-                final = "rejected"
+            try:
+                async with asyncio.timeout(self.limits.hard_timeout):
+                    await self.agent.run(self)
+            except TimeoutError:
+                final = "error"
+                reason = f"the hard timeout of {self.limits.hard_timeout:g} seconds was reached"
+            else:
+                if self.state == "rejected":
+                    final = "rejected"
         except asyncio.CancelledError:
             final, reason = "stopped", self._stop_reason or "stopped"
         except RuntimeFailure as exc:
-            final, reason = "error", f"runtime failed: {exc}"
+            final, reason = "error", str(exc)
         except Exception as exc:
             logger.exception("agent %s failed in %s", self.agent.name, self.conversation_id)
-            final, reason = "error", f"{type(exc).__name__}: {exc}"
+            final, reason = "error", f"the agent failed: {type(exc).__name__}: {exc}"
         finally:
             for task in self._side_tasks:
                 task.cancel()
             try:
                 await self.runtime.close()
             finally:
-                await self._set_state(final, reason)
+                await self._set_state(final, reason, ended=True)
 
     # -- AgentContext ----------------------------------------------------------------
 
     async def history(self) -> list[EventBase]:
-        after = self._history[-1].id if self._history else -1
+        after = self._history[-1].id if self._history and self._history[-1].id is not None else -1
         while True:
             page = await self.storage.search_events(self.conversation_id, start_id=after + 1)
             self._history.extend(event.to_event() for event in page.events)
@@ -132,6 +206,15 @@ class ConversationRun:
             after = page.next_cursor - 1
 
     async def act(self, action: ActionBase) -> ObservationBase | None:
+        await self._gate()
+        self.iterations.current += 1
+        if action.llm_metrics is not None:
+            usage = action.llm_metrics.accumulated_token_usage
+            self.budget.current = action.llm_metrics.accumulated_cost
+            self.prompt_tokens, self.completion_tokens = (
+                usage.prompt_tokens,
+                usage.completion_tokens,
+            )
         stored = await self._append(action)
         observation = await self._execute(action)
         if observation is None:
@@ -147,18 +230,12 @@ class ConversationRun:
         return observation.model_copy(update={"id": stored_observation.id})
 
     async def say(self, text: str, *, wait_for_response: bool = False) -> None:
-        await self.act(
-            MessageAction(
-                source="agent", args=MessageArgs(content=text, wait_for_response=wait_for_response)
-            )
-        )
+        arguments = MessageArgs(content=text, wait_for_response=wait_for_response)
+        await self.act(MessageAction(source="agent", args=arguments))
 
     async def plan(self, tasks: list[TaskItem]) -> None:
-        await self.act(
-            TaskTrackingAction(
-                source="agent", args=TaskTrackingArgs(command="plan", task_list=tasks)
-            )
-        )
+        arguments = TaskTrackingArgs(command="plan", task_list=tasks)
+        await self.act(TaskTrackingAction(source="agent", args=arguments))
 
     def take_user_messages(self) -> list[MessageAction]:
         messages = self._unread()
@@ -170,26 +247,29 @@ class ConversationRun:
         while not self._unread():
             self._inbox.clear()
             self._message_arrived.clear()
-            await self._set_state("awaiting_user_input")
-            await self._message_arrived.wait()
-            await self._set_state("running")
+            self._awaiting_input = True
+            try:
+                await self._set_state("awaiting_user_input")
+                await self._message_arrived.wait()
+            finally:
+                self._awaiting_input = False
+            if self._resumed.is_set():
+                await self._set_state("running")
         message, *rest = self._unread()
         self._inbox[:] = rest
         if not rest:
             self._message_arrived.clear()
         return message
 
-    def _unread(self) -> list[MessageAction]:
-        """Delivered messages the agent has not already seen in `history()`."""
-        seen = self._history[-1].id if self._history else -1
-        return [m for m in self._inbox if m.id is None or seen is None or m.id > seen]
-
     # -- from the outside ------------------------------------------------------------
 
     def deliver(self, message: MessageAction) -> None:
-        """A user message was logged; the agent sees it at its next look."""
+        """A user message was logged: the agent sees it at its next look, and a tripped
+        limit is raised."""
         self._inbox.append(message)
         self._message_arrived.set()
+        if self.state == "error":
+            self._flag_cleared.set()
 
     def run_user_action(self, action: ActionBase, stored: StoredEvent) -> None:
         """A user's own command (a terminal line): run it beside the agent."""
@@ -201,7 +281,37 @@ class ConversationRun:
     def current_plan(self) -> list[TaskItem]:
         return list(self._plan)
 
+    def control_values(self) -> dict[str, Any]:
+        """What the flags say now; streamed with every state change."""
+        return {
+            "iteration": int(self.iterations.current),
+            "max_iterations": None if self.iterations.limit is None else int(self.iterations.limit),
+            "accumulated_cost": self.budget.current,
+            "max_budget_per_task": self.budget.limit,
+        }
+
     # -- internals -------------------------------------------------------------------
+
+    async def _gate(self) -> None:
+        while True:
+            if not self._resumed.is_set():
+                await self._resumed.wait()
+                continue
+            tripped = [flag for flag in (self.iterations, self.budget) if flag.tripped]
+            if tripped:
+                self._flag_cleared.clear()
+                await self._set_state("error", tripped[0].reason())
+                await self._flag_cleared.wait()
+                for flag in tripped:
+                    flag.raise_limit()
+                await self._set_state("running", f"{tripped[0].name} limit raised; continuing")
+                continue
+            return
+
+    def _unread(self) -> list[MessageAction]:
+        """Delivered messages the agent has not already seen in `history()`."""
+        seen = self._history[-1].id if self._history else -1
+        return [m for m in self._inbox if m.id is None or seen is None or m.id > seen]
 
     async def _run_for_user(self, action: ActionBase, stored: StoredEvent) -> None:
         observation = await self.runtime.run(action)
@@ -228,35 +338,25 @@ class ConversationRun:
     def _track(self, action: TaskTrackingAction) -> TaskTrackingObservation:
         if action.args.command == "plan":
             self._plan = list(action.args.task_list)
-            content = f"Task list has been updated with {len(self._plan)} items."
             return TaskTrackingObservation(
-                content=content,
+                content=f"Task list has been updated with {len(self._plan)} items.",
                 extras=TaskTrackingExtras(command="plan", task_list=self._plan),
             )
-        lines = [
-            f"- [{'x' if t.status == 'done' else ' '}] {t.title} ({t.status})" for t in self._plan
-        ]
-        content = (
-            "\n".join(lines)
-            if lines
-            else 'No task list found. Use the "plan" command to create one.'
-        )
+        lines = [f"- [{_box(t.status)}] {t.title} ({t.status})" for t in self._plan]
+        content = "\n".join(lines) or 'No task list found. Use the "plan" command to create one.'
         return TaskTrackingObservation(content=content, extras=TaskTrackingExtras(command="view"))
 
     async def _status(self, message: str) -> None:
         await self._set_state("loading", message)
 
-    async def _set_state(self, state: AgentState, reason: str = "") -> None:
+    async def _set_state(self, state: AgentState, reason: str = "", *, ended: bool = False) -> None:
         self.state = state
-        await self._append(
-            AgentStateChangedObservation(
-                source="environment",
-                extras=AgentStateChangedExtras(agent_state=state, reason=reason),
-            )
-        )
-        await self._on_state(self.conversation_id, state, reason)
+        extras = AgentStateChangedExtras(agent_state=state, reason=reason, **self.control_values())
+        await self._append(AgentStateChangedObservation(source="environment", extras=extras))
+        await self._on_state(self, state, reason, ended)
 
     async def _append(self, event: EventBase) -> StoredEvent:
+        self.last_activity = time.monotonic()
         return await self.storage.append(self.conversation_id, event)
 
 

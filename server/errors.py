@@ -12,6 +12,7 @@ ThreadlineError
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -92,7 +93,9 @@ def as_api_error(exc: Exception) -> ApiError | None:
     return None
 
 
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
 

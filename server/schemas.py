@@ -45,6 +45,7 @@ class CreateConversation(BaseModel):
     agent: str | None = None
     max_iterations: int | None = Field(default=None, ge=1)
     max_budget_per_task: float | None = Field(default=None, gt=0)
+    priority: int = Field(default=5, ge=1, le=10)
 
     @field_validator("conversation_id")
     @classmethod
@@ -65,8 +66,9 @@ class SendMessage(BaseModel):
     image_urls: list[str] = Field(default_factory=list)
 
 
-def conversation_info(record: ConversationRecord) -> dict[str, Any]:
-    """A conversation as OpenHands' ConversationInfo, plus threadline's fields."""
+def conversation_info(record: ConversationRecord, live: dict[str, Any]) -> dict[str, Any]:
+    """A conversation as OpenHands' ConversationInfo, plus threadline's fields; ``live``
+    (control values, queue position) wins over what the record last saw."""
     return {
         "conversation_id": record.id,
         "title": record.title,
@@ -80,10 +82,13 @@ def conversation_info(record: ConversationRecord) -> dict[str, Any]:
         "trigger": record.trigger,
         "owner": record.owner,
         "agent": record.settings.get("agent"),
-        "max_iterations": record.settings.get("max_iterations"),
-        "max_budget_per_task": record.settings.get("max_budget_per_task"),
+        "priority": record.priority,
+        "iteration": record.iterations,
+        "max_iterations": record.max_iterations,
         "accumulated_cost": record.accumulated_cost,
+        "max_budget_per_task": record.max_budget,
+        "queue_position": None,
         "prompt_tokens": record.prompt_tokens,
         "completion_tokens": record.completion_tokens,
         "url": f"/api/conversations/{record.id}",
-    }
+    } | live

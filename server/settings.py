@@ -30,6 +30,32 @@ class Settings:
     """Seconds the demo agent pauses between steps, so people can watch it work."""
     max_iterations: int = 100
     """Default agent steps per run when the creator sets no limit."""
+    max_running: int = 20
+    """Conversations running at once, all users together."""
+    max_running_per_user: int | None = None
+    """Conversations one user may run at once (none: only the global cap)."""
+    at_cap: str = "queue"
+    """What a new run meets at a cap: queue (by priority), evict_oldest, or reject (429)."""
+    idle_close_delay: float | None = 900.0
+    """Seconds a run may wait for a person before it is stopped (none: never)."""
+    hard_timeout: float | None = None
+    """Seconds one run of a conversation may take in all (none: no limit)."""
+    no_change_timeout: float | None = 30.0
+    """Seconds without new output after which a command returns what it has printed."""
+    sandbox_start_timeout: float = 120.0
+    """Seconds a sandbox may take to start."""
+    runtime: str = "local"
+    """Where actions run: local (processes in a workspace) or docker (a container each)."""
+    docker_image: str = "threadline-sandbox:latest"
+    """The image Docker sandboxes start from."""
+    llm_base_url: str | None = None
+    """OpenAI-compatible endpoint for the llm agent, e.g. http://127.0.0.1:8000/v1."""
+    llm_model: str = "gpt-4o-mini"
+    llm_api_key: str = ""
+    llm_input_cost: float = 0.0
+    """Currency per million prompt tokens (feeds the budget flag)."""
+    llm_output_cost: float = 0.0
+    """Currency per million completion tokens."""
     heartbeat_interval: float = 15.0
     """Seconds between keep-alives on idle streams (SSE comments, WebSocket pings)."""
     subscriber_buffer: int = 1024
@@ -57,7 +83,18 @@ class Settings:
             if name in environ:
                 values[item.name] = _parse(name, environ[name], item.type)
         values.update({key: value for key, value in overrides.items() if value is not None})
-        return cls(**values)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raises `ValueError` naming the setting that makes no sense."""
+        if self.at_cap not in ("queue", "evict_oldest", "reject"):
+            raise ValueError(f"at_cap must be queue, evict_oldest or reject, not {self.at_cap!r}")
+        if self.runtime not in ("local", "docker"):
+            raise ValueError(f"runtime must be local or docker, not {self.runtime!r}")
+        if self.max_running < 1 or (self.max_running_per_user or 1) < 1:
+            raise ValueError("max_running and max_running_per_user must be at least 1")
 
     @classmethod
     def documented(cls) -> list[tuple[str, str, str]]:
@@ -80,6 +117,20 @@ _DESCRIPTIONS = {
     "output_limit": "characters of command output kept",
     "demo_pace": "seconds the demo agent pauses between steps",
     "max_iterations": "default agent steps per run",
+    "max_running": "conversations running at once, all users together",
+    "max_running_per_user": "conversations one user may run at once",
+    "at_cap": "at a cap: queue, evict_oldest or reject",
+    "idle_close_delay": "seconds a run may wait for a person before it is stopped",
+    "hard_timeout": "seconds one run may take in all",
+    "no_change_timeout": "seconds without output before a command returns what it has",
+    "sandbox_start_timeout": "seconds a sandbox may take to start",
+    "runtime": "where actions run: local or docker",
+    "docker_image": "image of docker sandboxes",
+    "llm_base_url": "OpenAI-compatible endpoint for the llm agent",
+    "llm_model": "model name for the llm agent",
+    "llm_api_key": "API key for the llm endpoint",
+    "llm_input_cost": "currency per million prompt tokens",
+    "llm_output_cost": "currency per million completion tokens",
     "heartbeat_interval": "seconds between keep-alives on idle streams",
     "subscriber_buffer": "live events buffered per subscriber",
     "cors_origins": "comma-separated origins allowed for cross-site browsers",
@@ -89,6 +140,10 @@ _DESCRIPTIONS = {
 
 def _parse(name: str, raw: str, annotation: Any) -> Any:
     kind = str(annotation)
+    if kind.endswith(" | None"):
+        if raw.strip().lower() in ("", "none"):
+            return None
+        kind = kind.removesuffix(" | None")
     try:
         if kind == "int":
             return int(raw)

@@ -87,6 +87,9 @@ class NewConversation(BaseModel):
     selected_branch: str | None = None
     git_provider: str | None = None
     trigger: str | None = None
+    max_iterations: int | None = Field(default=None, ge=1)
+    max_budget: float | None = Field(default=None, gt=0)
+    priority: int = Field(default=5, ge=1, le=10)
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -109,6 +112,10 @@ class ConversationRecord(BaseModel):
     accumulated_cost: float
     prompt_tokens: int
     completion_tokens: int
+    iterations: int
+    max_iterations: int | None
+    max_budget: float | None
+    priority: int
     settings: dict[str, Any]
 
 
@@ -124,6 +131,9 @@ class ConversationPatch(BaseModel):
     accumulated_cost: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    iterations: int | None = None
+    max_iterations: int | None = None
+    max_budget: float | None = None
     settings: dict[str, Any] | None = None
 
     def changes(self) -> dict[str, Any]:

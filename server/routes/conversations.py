@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.auth import visible_conversation
+from server.auth import User, visible_conversation
 from server.errors import json_response
 from server.http import caller, int_param, read_model
 from server.schemas import CreateConversation, SendMessage, UpdateConversation, conversation_info
-from server.service import ConversationService
-from storage import ConversationPatch
+from server.service import Control, ConversationService
+from storage import ConversationNotFound, ConversationPatch
 
 
 def _service(request: Request) -> ConversationService:
@@ -22,9 +24,15 @@ async def create_conversation(request: Request) -> Response:
     """Create a conversation; with an initial message its agent starts at once."""
     user = await caller(request)
     body = await read_model(request, CreateConversation)
-    record = await _service(request).create(body, user)
+    service = _service(request)
+    record = await service.create(body, user)
     return json_response(
-        {"status": "ok", "conversation_id": record.id, "conversation_status": record.status},
+        {
+            "status": "ok",
+            "conversation_id": record.id,
+            "conversation_status": record.status,
+            "queue_position": service.sessions.queue_position(record.id),
+        },
         status=201,
     )
 
@@ -36,9 +44,12 @@ async def list_conversations(request: Request) -> Response:
     page = await _service(request).storage.list_conversations(
         owner=user.name, limit=limit or 20, cursor=request.query_params.get("page_id") or None
     )
+    service = _service(request)
     return json_response(
         {
-            "results": [conversation_info(record) for record in page.conversations],
+            "results": [
+                conversation_info(record, service.live(record)) for record in page.conversations
+            ],
             "next_page_id": page.next_cursor,
         }
     )
@@ -46,10 +57,11 @@ async def list_conversations(request: Request) -> Response:
 
 async def get_conversation(request: Request) -> Response:
     user = await caller(request)
+    service = _service(request)
     record = await visible_conversation(
-        _service(request).storage, user, request.path_params["conversation_id"]
+        service.storage, user, request.path_params["conversation_id"]
     )
-    return json_response(conversation_info(record))
+    return json_response(conversation_info(record, service.live(record)))
 
 
 async def update_conversation(request: Request) -> Response:
@@ -62,7 +74,7 @@ async def update_conversation(request: Request) -> Response:
     record = await service.storage.update_conversation(
         record.id, ConversationPatch(title=body.title)
     )
-    return json_response(conversation_info(record))
+    return json_response(conversation_info(record, service.live(record)))
 
 
 async def delete_conversation(request: Request) -> Response:
@@ -77,29 +89,100 @@ async def delete_conversation(request: Request) -> Response:
 
 
 async def start_conversation(request: Request) -> Response:
+    """Admit a run: it starts, or waits in the queue, or (policy reject) 429."""
     user = await caller(request)
     service = _service(request)
     record = await visible_conversation(
         service.storage, user, request.path_params["conversation_id"]
     )
-    await service.start(record.id)
-    record = await service.storage.get_conversation(record.id)
-    return json_response(
-        {"status": "ok", "conversation_id": record.id, "conversation_status": record.status}
-    )
+    position = await service.start(record.id)
+    return await _status(service, record.id, queue_position=position)
 
 
 async def stop_conversation(request: Request) -> Response:
+    return await _control(request, "stop")
+
+
+async def pause_conversation(request: Request) -> Response:
+    """Hold the agent before its next action (409 when it is not running)."""
+    return await _control(request, "pause")
+
+
+async def resume_conversation(request: Request) -> Response:
+    """Release a pause, raise a tripped limit, or start a run when none is active."""
+    return await _control(request, "resume")
+
+
+async def _control(request: Request, command: Control) -> Response:
     user = await caller(request)
     service = _service(request)
     record = await visible_conversation(
         service.storage, user, request.path_params["conversation_id"]
     )
-    await service.stop(record.id)
-    record = await service.storage.get_conversation(record.id)
+    await service.control(record.id, command, user, via="rest")
+    return await _status(service, record.id)
+
+
+async def _status(service: ConversationService, conversation_id: str, **extra: object) -> Response:
+    record = await service.storage.get_conversation(conversation_id)
+    live = service.live(record)
     return json_response(
-        {"status": "ok", "conversation_id": record.id, "conversation_status": record.status}
+        {
+            "status": "ok",
+            "conversation_id": record.id,
+            "conversation_status": record.status,
+            "agent_state": live.get("agent_state", record.agent_state),
+            "queue_position": live["queue_position"],
+            **extra,
+        }
     )
+
+
+async def get_plan(request: Request) -> Response:
+    """The current task-tracking plan: the last plan applied, and the event that did."""
+    user = await caller(request)
+    service = _service(request)
+    record = await visible_conversation(
+        service.storage, user, request.path_params["conversation_id"]
+    )
+    tasks, event_id = await service.plan(record.id)
+    return json_response({"event_id": event_id, "tasks": [task.model_dump() for task in tasks]})
+
+
+async def sessions(request: Request) -> Response:
+    """Running and queued conversations, and the caps. Other users' conversations are
+    counted, not named."""
+    user = await caller(request)
+    service = _service(request)
+    manager = service.sessions
+    running, queued = manager.running, manager.queued
+    visible = await _visible_ids(service, user, [*running, *queued])
+    return json_response(
+        {
+            "running": [cid for cid in running if cid in visible],
+            "queued": [
+                {"conversation_id": cid, "position": position}
+                for position, cid in enumerate(queued, start=1)
+                if cid in visible
+            ],
+            "running_count": len(running),
+            "queued_count": len(queued),
+            "caps": dataclasses.asdict(manager.caps),
+        }
+    )
+
+
+async def _visible_ids(service: ConversationService, user: User, ids: list[str]) -> set[str]:
+    if user.name is None:
+        return set(ids)
+    visible = set()
+    for conversation_id in ids:
+        try:
+            if (await service.storage.get_conversation(conversation_id)).owner == user.name:
+                visible.add(conversation_id)
+        except ConversationNotFound:
+            continue
+    return visible
 
 
 async def send_message(request: Request) -> Response:
@@ -122,5 +205,9 @@ routes = [
     Route("/api/conversations/{conversation_id}", delete_conversation, methods=["DELETE"]),
     Route("/api/conversations/{conversation_id}/start", start_conversation, methods=["POST"]),
     Route("/api/conversations/{conversation_id}/stop", stop_conversation, methods=["POST"]),
+    Route("/api/conversations/{conversation_id}/pause", pause_conversation, methods=["POST"]),
+    Route("/api/conversations/{conversation_id}/resume", resume_conversation, methods=["POST"]),
+    Route("/api/conversations/{conversation_id}/plan", get_plan, methods=["GET"]),
+    Route("/api/sessions", sessions, methods=["GET"]),
     Route("/api/conversations/{conversation_id}/message", send_message, methods=["POST"]),
 ]

@@ -85,7 +85,7 @@ async def post_event(request: Request) -> Response:
     document = await read_json(request)
     if not isinstance(document, dict):
         raise BadRequest("the body must be an event object", code="invalid_event")
-    stored = await service.user_event(record.id, parse_event(document))
+    stored = await service.user_event(record.id, parse_event(document), user, via="rest")
     return json_response({"status": "ok", "event_id": stored.id})
 
 

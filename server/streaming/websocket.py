@@ -76,7 +76,9 @@ async def _receive_actions(websocket: WebSocket, request: StreamRequest) -> None
             return
         try:
             # The action reaches this client like any other event: through the stream.
-            await service.user_event(request.conversation_id, parse_event(text))
+            await service.user_event(
+                request.conversation_id, parse_event(text), request.user, via="websocket"
+            )
         except Exception as exc:
             error = as_api_error(exc)
             if error is None:

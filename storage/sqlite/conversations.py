@@ -19,7 +19,7 @@ from storage.records import from_micros
 COLUMNS = (
     "id, owner, title, status, agent_state, created_us, updated_us, repository, "
     "selected_branch, git_provider, trigger, accumulated_cost, prompt_tokens, "
-    "completion_tokens, settings"
+    "completion_tokens, iterations, max_iterations, max_budget, priority, settings"
 )
 SELECT_ONE = f"SELECT {COLUMNS} FROM conversations WHERE id = ?"
 
@@ -30,7 +30,7 @@ def to_record(row: sqlite3.Row | tuple[Any, ...]) -> ConversationRecord:
     (
         conversation_id, owner, title, status, agent_state, created_us, updated_us,
         repository, selected_branch, git_provider, trigger, cost, prompt_tokens,
-        completion_tokens, settings,
+        completion_tokens, iterations, max_iterations, max_budget, priority, settings,
     ) = row  # fmt: skip
     return ConversationRecord(
         id=conversation_id,
@@ -47,6 +47,10 @@ def to_record(row: sqlite3.Row | tuple[Any, ...]) -> ConversationRecord:
         accumulated_cost=cost,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
+        iterations=iterations,
+        max_iterations=max_iterations,
+        max_budget=max_budget,
+        priority=priority,
         settings=orjson.loads(settings),
     )
 
@@ -88,8 +92,8 @@ def insert(new: NewConversation, now_us: int) -> Work:
         try:
             await connection.execute(
                 "INSERT INTO conversations (id, owner, title, status, created_us, updated_us, "
-                "repository, selected_branch, git_provider, trigger, settings) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "repository, selected_branch, git_provider, trigger, max_iterations, max_budget, "
+                "priority, settings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     new.id,
                     new.owner,
@@ -101,6 +105,9 @@ def insert(new: NewConversation, now_us: int) -> Work:
                     new.selected_branch,
                     new.git_provider,
                     new.trigger,
+                    new.max_iterations,
+                    new.max_budget,
+                    new.priority,
                     orjson.dumps(new.settings),
                 ),
             )

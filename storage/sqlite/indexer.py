@@ -71,8 +71,10 @@ class SearchIndexer:
         self._purged_through = 0
 
     async def start(self) -> None:
-        rows = await self._connection.execute_fetchall(
-            "SELECT indexed_through, purged_through FROM search_state"
+        rows = list(
+            await self._connection.execute_fetchall(
+                "SELECT indexed_through, purged_through FROM search_state"
+            )
         )
         self.indexed_through, self._purged_through = rows[0]
         if self._purged_through:
@@ -128,7 +130,7 @@ class SearchIndexer:
         connection = self._connection
         await connection.execute("BEGIN")
         try:
-            rows = await connection.execute_fetchall(NEXT_BATCH_END, (start, self._batch))
+            rows = list(await connection.execute_fetchall(NEXT_BATCH_END, (start, self._batch)))
             batch_end, batch_size = rows[0]
             end = batch_end if batch_size == self._batch else durable
             cursor = await connection.execute(INDEX_BATCH, (start, end))
@@ -149,7 +151,7 @@ class SearchIndexer:
         connection = self._connection
         await connection.execute("BEGIN")
         try:
-            rows = await connection.execute_fetchall(NEXT_PURGE_END, (start, self._batch))
+            rows = list(await connection.execute_fetchall(NEXT_PURGE_END, (start, self._batch)))
             end = rows[0][0]
             if end is None:
                 await connection.execute("ROLLBACK")

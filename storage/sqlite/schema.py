@@ -68,6 +68,13 @@ LOG_MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX api_keys_by_user ON api_keys (user);
     """,
+    # 4: control flags and scheduling: iteration and budget limits, queue priority.
+    """
+    ALTER TABLE conversations ADD COLUMN iterations INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE conversations ADD COLUMN max_iterations INTEGER;
+    ALTER TABLE conversations ADD COLUMN max_budget REAL;
+    ALTER TABLE conversations ADD COLUMN priority INTEGER NOT NULL DEFAULT 5;
+    """,
 )
 
 SEARCH_VERSION = 1

@@ -91,8 +91,10 @@ class LogWriter:
         return self._durable_seq
 
     async def start(self) -> None:
-        rows = await self._connection.execute_fetchall(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'events'"
+        rows = list(
+            await self._connection.execute_fetchall(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'events'"
+            )
         )
         self._durable_seq = rows[0][0] if rows else 0
         self._next_seq = self._durable_seq + 1

@@ -89,14 +89,19 @@ class StorageConformance:
                 selected_branch="main",
                 git_provider="github",
                 trigger="gui",
-                settings={"agent": "demo", "max_iterations": 10},
+                max_iterations=10,
+                max_budget=2.5,
+                priority=8,
+                settings={"agent": "demo"},
             )
         )
         fetched = await storage.get_conversation("conv-1")
         assert fetched == created
         assert fetched.owner == "alice"
         assert fetched.status == "STOPPED"
-        assert fetched.settings == {"agent": "demo", "max_iterations": 10}
+        assert fetched.settings == {"agent": "demo"}
+        assert (fetched.max_iterations, fetched.max_budget, fetched.priority) == (10, 2.5, 8)
+        assert fetched.iterations == 0
         assert fetched.created_at.tzinfo is not None
         assert fetched.created_at == fetched.updated_at
 
@@ -129,9 +134,13 @@ class StorageConformance:
     async def test_update_writes_only_given_fields(self, storage: Storage) -> None:
         created = await storage.create_conversation(NewConversation(id="u", title="before"))
         updated = await storage.update_conversation(
-            "u", ConversationPatch(status="RUNNING", accumulated_cost=0.25, prompt_tokens=10)
+            "u",
+            ConversationPatch(
+                status="RUNNING", accumulated_cost=0.25, prompt_tokens=10, iterations=3
+            ),
         )
         assert updated.title == "before"
+        assert updated.iterations == 3
         assert (updated.status, updated.accumulated_cost, updated.prompt_tokens) == (
             "RUNNING",
             0.25,

@@ -1,0 +1,263 @@
+"""The session manager: how many conversations run at once, and what happens at the cap.
+
+A global cap and a per-user cap bound the running conversations (loading, working,
+waiting for input, paused or held by a flag all count). At a cap the policy decides:
+
+- ``evict_oldest``: the least recently active run that frees the cap is stopped, with an
+  event in its log saying why (OpenHands' behaviour);
+- ``reject``: HTTP 429 naming the cap, and nothing is written;
+- ``queue``: the conversation waits in a priority queue (1-10, higher first, FIFO within
+  a priority); its position is in its metadata and in its log, and changes as runs end.
+
+Every decision is taken under one lock, so concurrent creations cannot both pass a check.
+Runs idle (waiting for a person) longer than the close delay are stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from server.errors import TooManyRequests
+
+logger = logging.getLogger(__name__)
+
+Policy = Literal["evict_oldest", "reject", "queue"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Caps:
+    max_running: int = 20
+    max_running_per_user: int | None = None
+    policy: Policy = "queue"
+    idle_close_delay: float | None = 900.0
+
+
+@dataclass(order=True)
+class _Queued:
+    sort_key: tuple[int, int]
+    conversation_id: str = field(compare=False)
+    owner: str | None = field(compare=False)
+    priority: int = field(compare=False)
+
+
+class RunHandle(Protocol):
+    """What the manager needs to know about a running conversation."""
+
+    owner: str | None
+    last_activity: float
+
+    @property
+    def idle(self) -> bool: ...
+
+
+Launch = Callable[[str], Awaitable[RunHandle]]
+Stop = Callable[[str, str], Awaitable[None]]
+QueueNotice = Callable[[str, int, int], Awaitable[None]]
+
+
+class SessionManager:
+    def __init__(self, caps: Caps, *, launch: Launch, stop: Stop, queued: QueueNotice) -> None:
+        self.caps = caps
+        self._launch = launch
+        self._stop = stop
+        self._notify_queued = queued
+        self._running: dict[str, RunHandle] = {}
+        self._queue: list[_Queued] = []
+        self._order = itertools.count()
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._idle_task: asyncio.Task[None] | None = None
+
+    # -- what callers see ------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def admission(self) -> AsyncIterator[Admission]:
+        """Hold the admission lock while preparing and admitting a conversation."""
+        async with self._lock:
+            yield Admission(self)
+
+    def queue_position(self, conversation_id: str) -> int | None:
+        for position, entry in enumerate(sorted(self._queue), start=1):
+            if entry.conversation_id == conversation_id:
+                return position
+        return None
+
+    def is_running(self, conversation_id: str) -> bool:
+        return conversation_id in self._running
+
+    @property
+    def running(self) -> list[str]:
+        return list(self._running)
+
+    @property
+    def queued(self) -> list[str]:
+        """Queued conversations, first to start first."""
+        return [entry.conversation_id for entry in sorted(self._queue)]
+
+    def owner_of_running(self, conversation_id: str) -> str | None:
+        return self._running[conversation_id].owner
+
+    # -- run lifecycle ---------------------------------------------------------------
+
+    def ended(self, conversation_id: str) -> None:
+        """A run ended (finished, stopped, failed): its slot may go to the queue."""
+        if self._running.pop(conversation_id, None) is not None:
+            self._spawn(self._fill_from_queue())
+
+    def forget(self, conversation_id: str) -> None:
+        """A conversation was deleted: drop it from the queue."""
+        before = len(self._queue)
+        self._queue = [e for e in self._queue if e.conversation_id != conversation_id]
+        if len(self._queue) != before:
+            heapq.heapify(self._queue)
+            self._spawn(self._announce_positions())
+
+    def start_idle_watch(self, interval: float = 1.0) -> None:
+        if self.caps.idle_close_delay is not None and self._idle_task is None:
+            self._idle_task = asyncio.create_task(self._watch_idle(interval))
+
+    async def close(self) -> None:
+        if self._idle_task is not None:
+            self._idle_task.cancel()
+        for task in (*self._tasks, *([self._idle_task] if self._idle_task else [])):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # -- internals (lock held unless noted) -----------------------------------------
+
+    def _room_for(self, owner: str | None) -> Literal["ok", "global", "user"]:
+        if len(self._running) >= self.caps.max_running:
+            return "global"
+        per_user = self.caps.max_running_per_user
+        if per_user is not None and self._count(owner) >= per_user:
+            return "user"
+        return "ok"
+
+    def _count(self, owner: str | None) -> int:
+        return sum(1 for handle in self._running.values() if handle.owner == owner)
+
+    def _cap_message(self, blocked: str, owner: str | None) -> str:
+        if blocked == "user":
+            return (
+                f"{owner or 'this user'} already runs {self._count(owner)} conversations, "
+                f"the per-user cap is {self.caps.max_running_per_user}"
+            )
+        return f"{len(self._running)} conversations run, the global cap is {self.caps.max_running}"
+
+    async def _start(self, conversation_id: str) -> None:
+        self._running[conversation_id] = await self._launch(conversation_id)
+
+    async def _evict_for(self, owner: str | None, blocked: str) -> None:
+        candidates = [
+            (handle.last_activity, conversation_id)
+            for conversation_id, handle in self._running.items()
+            if blocked == "global" or handle.owner == owner
+        ]
+        _, victim = min(candidates)
+        self._running.pop(victim)
+        reason = f"evicted to make room: {self._cap_message(blocked, owner)}"
+        await self._stop(victim, reason)
+
+    async def _fill_from_queue(self) -> None:
+        async with self._lock:
+            started = False
+            waiting: list[_Queued] = []
+            while self._queue:
+                entry = heapq.heappop(self._queue)
+                if self._room_for(entry.owner) == "ok":
+                    try:
+                        await self._start(entry.conversation_id)
+                        started = True
+                    except Exception:
+                        logger.exception("could not start queued %s", entry.conversation_id)
+                else:
+                    waiting.append(entry)
+                    if len(self._running) >= self.caps.max_running:
+                        break
+            for entry in waiting:
+                heapq.heappush(self._queue, entry)
+            if started or waiting:
+                await self._announce_positions()
+
+    async def _announce_positions(self) -> None:
+        ordered = sorted(self._queue)
+        for position, entry in enumerate(ordered, start=1):
+            await self._notify_queued(entry.conversation_id, position, len(ordered))
+
+    async def _watch_idle(self, interval: float) -> None:
+        delay = self.caps.idle_close_delay
+        assert delay is not None
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            stale = [
+                conversation_id
+                for conversation_id, handle in self._running.items()
+                if handle.idle and now - handle.last_activity > delay
+            ]
+            for conversation_id in stale:
+                await self._stop(conversation_id, f"closed after {delay:g} seconds idle")
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+class Admission:
+    """Decisions taken while `SessionManager.admission()` holds the lock."""
+
+    def __init__(self, manager: SessionManager) -> None:
+        self._manager = manager
+
+    def check(self, owner: str | None) -> None:
+        """Raise `TooManyRequests` now if the policy would refuse: before anything is
+        written."""
+        manager = self._manager
+        blocked = manager._room_for(owner)
+        if blocked != "ok" and manager.caps.policy == "reject":
+            cap = (
+                manager.caps.max_running
+                if blocked == "global"
+                else manager.caps.max_running_per_user
+            )
+            raise TooManyRequests(
+                f"too many running conversations: {manager._cap_message(blocked, owner)}",
+                cap=cap,
+                scope=blocked,
+            )
+
+    async def admit(self, conversation_id: str, owner: str | None, priority: int) -> int | None:
+        """Start the conversation, evicting or queueing per the policy. Returns its queue
+        position when it was queued, None when it runs."""
+        manager = self._manager
+        if conversation_id in manager._running:
+            return None
+        position = manager.queue_position(conversation_id)
+        if position is not None:
+            return position
+        blocked = manager._room_for(owner)
+        if blocked == "ok":
+            await manager._start(conversation_id)
+            return None
+        match manager.caps.policy:
+            case "reject":
+                self.check(owner)
+            case "evict_oldest":
+                await manager._evict_for(owner, blocked)
+                await manager._start(conversation_id)
+                return None
+        heapq.heappush(
+            manager._queue,
+            _Queued((-priority, next(manager._order)), conversation_id, owner, priority),
+        )
+        await manager._announce_positions()
+        return manager.queue_position(conversation_id)
