@@ -229,6 +229,12 @@ class ConversationRun:
         stored_observation = await self._append(observation)
         return observation.model_copy(update={"id": stored_observation.id})
 
+    async def checkpoint(self) -> None:
+        await self._gate()
+
+    async def log(self, observation: ObservationBase) -> None:
+        await self._append(observation)
+
     async def say(self, text: str, *, wait_for_response: bool = False) -> None:
         arguments = MessageArgs(content=text, wait_for_response=wait_for_response)
         await self.act(MessageAction(source="agent", args=arguments))

@@ -30,7 +30,7 @@ from events import (
 )
 from events.actions import ChangeAgentStateArgs, MessageArgs
 from events.observations import AgentStateChangedExtras
-from server.agents import AGENTS, make_agent
+from server.agents import Agents, AgentUnavailable
 from server.auth import User
 from server.controller import ConversationRun, RunLimits
 from server.errors import BadRequest, Conflict
@@ -67,6 +67,7 @@ class ConversationService:
         self.storage = storage
         self.settings = settings
         self._runs: dict[str, ConversationRun] = {}
+        self.agents = Agents(settings)
         self.sessions = SessionManager(
             Caps(
                 max_running=settings.max_running,
@@ -111,14 +112,16 @@ class ConversationService:
         await asyncio.gather(
             *(run.stop("the server is shutting down") for run in runs), return_exceptions=True
         )
+        await self.agents.close()
 
     # -- conversations ---------------------------------------------------------------
 
     async def create(self, request: CreateConversation, user: User) -> ConversationRecord:
         agent = request.agent or self.settings.agent
-        if agent not in AGENTS:
-            known = ", ".join(sorted(AGENTS))
-            raise BadRequest(f"unknown agent {agent!r}; known: {known}", field="agent")
+        try:
+            self.agents.check(agent)
+        except AgentUnavailable as exc:
+            raise BadRequest(str(exc), field="agent") from None
         replay = _parse_replay(request.replay_json) if request.replay_json else []
         settings: dict[str, Any] = {
             "agent": agent,
@@ -288,7 +291,10 @@ class ConversationService:
             conversation_id,
             storage=self.storage,
             runtime=make_runtime(settings, conversation_id),
-            agent=make_agent(record.settings.get("agent", settings.agent), settings),
+            agent=self.agents.make(
+                record.settings.get("agent", settings.agent),
+                record.settings.get("conversation_instructions"),
+            ),
             limits=RunLimits(
                 max_iterations=record.max_iterations,
                 max_budget=record.max_budget,

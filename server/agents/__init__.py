@@ -1,19 +1,69 @@
 """Agents: what turns a conversation into its next action."""
 
-from collections.abc import Callable
+from __future__ import annotations
+
+from openai import AsyncOpenAI
 
 from server.agents.base import Agent, AgentContext
 from server.agents.demo import DemoAgent
+from server.agents.llm import LLMAgent
 from server.settings import Settings
 
-AGENTS: dict[str, Callable[[Settings], Agent]] = {
-    "demo": lambda settings: DemoAgent(pace=settings.demo_pace),
-}
+AGENT_NAMES = ("demo", "llm")
 
 
-def make_agent(name: str, settings: Settings) -> Agent:
-    """Raises `KeyError` for an unknown agent name."""
-    return AGENTS[name](settings)
+class AgentUnavailable(ValueError):
+    pass
 
 
-__all__ = ["AGENTS", "Agent", "AgentContext", "DemoAgent", "make_agent"]
+class Agents:
+    """Makes agents from the settings; holds what they share (the model client)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: AsyncOpenAI | None = None
+
+    def check(self, name: str) -> None:
+        """Raises `AgentUnavailable` saying why ``name`` cannot run here."""
+        if name not in AGENT_NAMES:
+            raise AgentUnavailable(f"unknown agent {name!r}; known: {', '.join(AGENT_NAMES)}")
+        if name == "llm" and not self._settings.llm_base_url:
+            raise AgentUnavailable("the llm agent needs THREADLINE_LLM_BASE_URL")
+
+    def make(self, name: str, instructions: str | None = None) -> Agent:
+        self.check(name)
+        settings = self._settings
+        if name == "llm":
+            return LLMAgent(
+                self._model_client(),
+                model=settings.llm_model,
+                input_cost=settings.llm_input_cost,
+                output_cost=settings.llm_output_cost,
+                instructions=instructions,
+            )
+        return DemoAgent(pace=settings.demo_pace)
+
+    def _model_client(self) -> AsyncOpenAI:
+        if self._client is None:
+            self._client = AsyncOpenAI(
+                base_url=self._settings.llm_base_url,
+                api_key=self._settings.llm_api_key or "unused",
+                max_retries=2,
+                timeout=120.0,
+            )
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+
+__all__ = [
+    "AGENT_NAMES",
+    "Agent",
+    "AgentContext",
+    "AgentUnavailable",
+    "Agents",
+    "DemoAgent",
+    "LLMAgent",
+]

@@ -26,6 +26,15 @@ class AgentContext(Protocol):
         actions that have none: messages, finish)."""
         ...
 
+    async def checkpoint(self) -> None:
+        """Pass the controller's gate without acting: wait out a pause or a tripped
+        limit. Agents call it before spending (a model call)."""
+        ...
+
+    async def log(self, observation: ObservationBase) -> None:
+        """Log an observation no action caused (e.g. a malformed tool call)."""
+        ...
+
     async def say(self, text: str, *, wait_for_response: bool = False) -> None:
         """Send the user a message."""
         ...

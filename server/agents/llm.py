@@ -1,0 +1,217 @@
+"""The LLM agent: an OpenAI-compatible chat-completions model with tools.
+
+Each step asks the model for the next move given the conversation so far; every tool
+call becomes an action (with OpenHands' ``tool_call_metadata``), its observation goes
+back as the tool's answer. A reply without tool calls is a message to the user, and the
+agent waits for the answer. Token usage is priced with the configured rates and carried
+on every action as ``llm_metrics``; the controller's budget flag reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from openai import AsyncOpenAI
+
+from events import (
+    ActionBase,
+    AgentFinishAction,
+    CmdOutputObservation,
+    ErrorObservation,
+    EventBase,
+    LLMMetrics,
+    MessageAction,
+    ObservationBase,
+    ToolCallMetadata,
+)
+from events.actions import MessageArgs
+from events.base import TokenUsage
+from events.observations import ErrorExtras
+from server.agents.base import AgentContext
+from server.agents.tools import TOOLS, ToolCallError, action_for
+
+SYSTEM_PROMPT = (
+    "You are a software agent working in a sandboxed workspace. Plan with task_tracker, "
+    "act with execute_bash and str_replace_editor, keep the plan up to date, and call "
+    "finish when the task is done. Ask the user only when you cannot go on."
+)
+
+
+class LLMAgent:
+    name = "llm"
+
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        *,
+        model: str,
+        input_cost: float = 0.0,
+        output_cost: float = 0.0,
+        instructions: str | None = None,
+    ) -> None:
+        self._client = client
+        self._model = model
+        self._input_cost = input_cost / 1_000_000
+        self._output_cost = output_cost / 1_000_000
+        self._instructions = instructions
+        self._prompt_tokens = 0
+        self._completion_tokens = 0
+        self._cost = 0.0
+
+    async def run(self, context: AgentContext) -> None:
+        history = await context.history()
+        self._restore_usage(history)
+        messages: list[Any] = self._transcript(history)
+        while True:
+            await context.checkpoint()
+            response = await self._client.chat.completions.create(
+                model=self._model, messages=messages, tools=TOOLS, tool_choice="auto"
+            )
+            metrics = self._account(response)
+            choice = response.choices[0].message
+            calls = _function_calls(choice)
+            if not calls:
+                text = choice.content or ""
+                await context.act(
+                    MessageAction(
+                        source="agent",
+                        llm_metrics=metrics,
+                        args=MessageArgs(content=text, wait_for_response=True),
+                    )
+                )
+                messages.append({"role": "assistant", "content": text})
+                reply = await context.wait_for_user_message()
+                messages.append({"role": "user", "content": reply.args.content})
+                continue
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": choice.content,
+                    "tool_calls": [
+                        call.model_dump(include={"id", "type", "function"}) for call in calls
+                    ],
+                }
+            )
+            finished = False
+            for call in calls:
+                metadata = ToolCallMetadata(
+                    function_name=call.function.name,
+                    tool_call_id=call.id,
+                    model_response={"id": response.id, "model": response.model},
+                    total_calls_in_response=len(calls),
+                )
+                try:
+                    action = action_for(call.function.name, call.function.arguments, metadata)
+                except ToolCallError as exc:
+                    await context.log(
+                        ErrorObservation(
+                            source="agent",
+                            content=str(exc),
+                            tool_call_metadata=metadata,
+                            extras=ErrorExtras(error_id="BAD_TOOL_CALL"),
+                        )
+                    )
+                    messages.append({"role": "tool", "tool_call_id": call.id, "content": str(exc)})
+                    continue
+                action = action.model_copy(update={"llm_metrics": metrics})
+                observation = await context.act(action)
+                messages.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": call.id,
+                        "content": _tool_answer(action, observation),
+                    }
+                )
+                finished = finished or isinstance(action, AgentFinishAction)
+            if finished:
+                return
+
+    def _account(self, response: Any) -> LLMMetrics:
+        usage = response.usage
+        if usage is not None:
+            self._prompt_tokens += usage.prompt_tokens
+            self._completion_tokens += usage.completion_tokens
+            self._cost += (
+                usage.prompt_tokens * self._input_cost + usage.completion_tokens * self._output_cost
+            )
+        return LLMMetrics(
+            accumulated_cost=self._cost,
+            accumulated_token_usage=TokenUsage(
+                model=self._model,
+                prompt_tokens=self._prompt_tokens,
+                completion_tokens=self._completion_tokens,
+                response_id=response.id or "",
+            ),
+        )
+
+    def _restore_usage(self, history: Sequence[EventBase]) -> None:
+        """A later run of the same conversation goes on counting from where it was."""
+        for event in reversed(history):
+            if event.llm_metrics is not None:
+                self._cost = event.llm_metrics.accumulated_cost
+                usage = event.llm_metrics.accumulated_token_usage
+                self._prompt_tokens, self._completion_tokens = (
+                    usage.prompt_tokens,
+                    usage.completion_tokens,
+                )
+                return
+
+    def _transcript(self, history: Sequence[EventBase]) -> list[dict[str, Any]]:
+        """The chat so far, rebuilt from the log: user and agent messages, tool calls and
+        their answers."""
+        system = SYSTEM_PROMPT + (f"\n\n{self._instructions}" if self._instructions else "")
+        messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
+        answered: dict[str, str] = {}
+        for event in history:
+            metadata = event.tool_call_metadata
+            if isinstance(event, ObservationBase) and metadata is not None:
+                answered[metadata.tool_call_id] = event.content
+        pending: list[dict[str, Any]] = []
+        for event in history:
+            metadata = event.tool_call_metadata
+            if isinstance(event, MessageAction) and metadata is None:
+                role = "user" if event.source == "user" else "assistant"
+                messages.append({"role": role, "content": event.args.content})
+            elif isinstance(event, ActionBase) and metadata is not None:
+                call = {
+                    "id": metadata.tool_call_id,
+                    "type": "function",
+                    "function": {
+                        "name": metadata.function_name,
+                        "arguments": orjson.dumps(event.args.model_dump()).decode(),
+                    },
+                }
+                pending.append(call)
+                if len(pending) == metadata.total_calls_in_response:
+                    messages.append({"role": "assistant", "content": None, "tool_calls": pending})
+                    for done in pending:
+                        answer = answered.get(done["id"], "(no result was recorded)")
+                        messages.append(
+                            {"role": "tool", "tool_call_id": done["id"], "content": answer}
+                        )
+                    pending = []
+        return messages
+
+
+def _function_calls(message: Any) -> list[Any]:
+    """The function tool calls of a reply (custom tool calls are not ours)."""
+    return [call for call in message.tool_calls or [] if getattr(call, "function", None)]
+
+
+def _call_dict(call: Any) -> dict[str, Any]:
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.function.name, "arguments": call.function.arguments},
+    }
+
+
+def _tool_answer(action: ActionBase, observation: ObservationBase | None) -> str:
+    """What the model is told a tool call did."""
+    if observation is None:
+        return "done" if isinstance(action, AgentFinishAction) else "ok"
+    if isinstance(observation, CmdOutputObservation):
+        return observation.content + observation.extras.metadata.suffix
+    return observation.content

@@ -1,0 +1,244 @@
+"""The runtime conformance suite: one set of tests every `Runtime` passes.
+
+A backend's test module subclasses `RuntimeConformance` and provides the ``make``
+fixture: a function that builds a runtime over a given workspace directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from events import (
+    CmdOutputObservation,
+    CmdRunAction,
+    ErrorObservation,
+    FileEditAction,
+    FileEditObservation,
+    FileReadAction,
+    FileReadObservation,
+    FileWriteAction,
+    FileWriteObservation,
+    MessageAction,
+)
+from events.actions import EditArgs, MessageArgs, ReadArgs, RunArgs, WriteArgs
+from runtime import CommandLimits, Runtime, RuntimeFailure
+
+Make = Callable[[Path, CommandLimits], Runtime]
+LIMITS = CommandLimits(timeout=10, no_change_timeout=None, output_limit=2000)
+
+
+def run(command: str, **args: object) -> CmdRunAction:
+    return CmdRunAction(source="agent", args=RunArgs(command=command, **args))  # type: ignore[arg-type]
+
+
+def output(observation: object) -> CmdOutputObservation:
+    assert isinstance(observation, CmdOutputObservation), observation
+    return observation
+
+
+class RuntimeConformance:
+    @pytest.fixture
+    def make(self) -> Make:
+        raise NotImplementedError
+
+    @pytest_asyncio.fixture
+    async def runtime(self, make: Make, tmp_path: Path) -> AsyncIterator[Runtime]:
+        runtime = make(tmp_path / "workspace", LIMITS)
+        await runtime.start()
+        yield runtime
+        await runtime.close()
+
+    def processes_of(self, marker: str) -> list[str]:
+        """Live processes whose command line contains ``marker`` (the process table)."""
+        listing = subprocess.run(
+            ["ps", "-eo", "pid,stat,args"], capture_output=True, text=True
+        ).stdout
+        return [
+            line for line in listing.splitlines()
+            if marker in line and "ps -eo" not in line and " Z" not in line.split(marker)[0]
+        ]  # fmt: skip
+
+    # -- commands --------------------------------------------------------------------
+
+    async def test_command_output_and_exit_code(self, runtime: Runtime) -> None:
+        result = output(await runtime.run(run("echo hello; echo oops >&2; exit 3")))
+        assert "hello" in result.content
+        assert "oops" in result.content
+        assert result.exit_code == 3
+        assert result.success is False
+        assert "exit code 3" in result.extras.metadata.suffix
+
+    async def test_commands_share_the_workspace(self, runtime: Runtime) -> None:
+        await runtime.run(run("mkdir -p src && echo data > src/file.txt"))
+        result = output(await runtime.run(run("cat file.txt", cwd="src")))
+        assert result.content.strip() == "data"
+        assert result.exit_code == 0
+
+    async def test_output_is_capped_keeping_head_and_tail(self, runtime: Runtime) -> None:
+        result = output(await runtime.run(run("seq 1 20000")))
+        assert result.content.startswith("1\n2\n")
+        assert result.content.rstrip().endswith("20000")
+        assert "bytes of output cut" in result.content
+        assert len(result.content) < 2200
+
+    async def test_timeout_kills_the_whole_process_group(self, runtime: Runtime) -> None:
+        marker = "sleep 3141"
+        action = run(f"{marker} & {marker} & echo started; wait").model_copy(
+            update={"timeout": 1.0}
+        )
+        result = output(await runtime.run(action))
+        assert "started" in result.content
+        assert result.exit_code == -1
+        assert "timed out after 1 seconds" in result.extras.metadata.suffix
+        assert self.processes_of(marker) == []
+
+    async def test_no_change_timeout_returns_and_the_command_can_be_continued(
+        self, make: Make, tmp_path: Path
+    ) -> None:
+        limits = CommandLimits(timeout=20, no_change_timeout=0.5, output_limit=2000)
+        runtime = make(tmp_path / "workspace", limits)
+        await runtime.start()
+        try:
+            marker = "sleep 2718"
+            first = output(await runtime.run(run(f"echo first; {marker}; echo second")))
+            assert first.content.strip() == "first"
+            assert first.exit_code == -1
+            assert "no new output after 0.5 seconds" in first.extras.metadata.suffix
+            refused = await runtime.run(run("echo other"))
+            assert isinstance(refused, ErrorObservation)
+            assert "still running" in refused.content
+            waited = output(await runtime.run(run("", is_input=True)))
+            assert waited.exit_code == -1  # still quiet: returns again
+            interrupted = output(await runtime.run(run("C-c", is_input=True)))
+            assert interrupted.exit_code != 0
+            assert self.processes_of(marker) == []
+            after = output(await runtime.run(run("echo free again")))
+            assert after.content.strip() == "free again"
+        finally:
+            await runtime.close()
+
+    async def test_input_reaches_a_waiting_command(self, make: Make, tmp_path: Path) -> None:
+        limits = CommandLimits(timeout=20, no_change_timeout=0.5, output_limit=2000)
+        runtime = make(tmp_path / "workspace", limits)
+        await runtime.start()
+        try:
+            prompt = output(await runtime.run(run("echo name?; read name; echo hello $name")))
+            assert prompt.content.strip() == "name?"
+            answered = output(await runtime.run(run("world", is_input=True)))
+            assert "hello world" in answered.content
+            assert answered.exit_code == 0
+        finally:
+            await runtime.close()
+
+    async def test_cancelling_a_command_kills_it(self, runtime: Runtime) -> None:
+        marker = "sleep 1618"
+        task = asyncio.create_task(runtime.run(run(f"{marker}")))
+        for _ in range(200):
+            if self.processes_of(marker):
+                break
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert self.processes_of(marker) == []
+
+    async def test_close_kills_background_jobs(self, make: Make, tmp_path: Path) -> None:
+        runtime = make(tmp_path / "workspace", LIMITS)
+        await runtime.start()
+        marker = "sleep 1414"
+        result = output(await runtime.run(run(f"nohup {marker} >/dev/null 2>&1 & echo spawned")))
+        assert "spawned" in result.content
+        assert self.processes_of(marker) != []  # background jobs outlive their command
+        await runtime.close()
+        for _ in range(100):
+            if not self.processes_of(marker):
+                break
+            await asyncio.sleep(0.02)
+        assert self.processes_of(marker) == []
+
+    # -- files -----------------------------------------------------------------------
+
+    async def test_write_read_and_edit(self, runtime: Runtime) -> None:
+        written = await runtime.run(
+            FileWriteAction(
+                source="agent", args=WriteArgs(path="notes/a.txt", content="one\ntwo\n")
+            )
+        )
+        assert isinstance(written, FileWriteObservation)
+        read = await runtime.run(FileReadAction(source="agent", args=ReadArgs(path="notes/a.txt")))
+        assert isinstance(read, FileReadObservation)
+        assert read.content == "one\ntwo\n"
+        edited = await runtime.run(
+            FileEditAction(
+                source="agent",
+                args=EditArgs(
+                    path="notes/a.txt", command="str_replace", old_str="two", new_str="2"
+                ),
+            )
+        )
+        assert isinstance(edited, FileEditObservation)
+        assert "-two" in (edited.extras.diff or "")
+        assert "+2" in (edited.extras.diff or "")
+        shown = output(await runtime.run(run("cat notes/a.txt")))
+        assert shown.content == "one\n2\n"
+        ambiguous = await runtime.run(
+            FileEditAction(
+                source="agent",
+                args=EditArgs(path="notes/a.txt", command="str_replace", old_str="absent", new_str="0"),
+            )
+        )
+        assert isinstance(ambiguous, ErrorObservation)
+
+    @pytest.mark.parametrize("path", ["../outside.txt", "/etc/passwd", "link/secret"])
+    async def test_paths_outside_the_workspace_are_refused(
+        self, runtime: Runtime, path: str
+    ) -> None:
+        await runtime.run(run("ln -s /etc link"))
+        read = await runtime.run(FileReadAction(source="agent", args=ReadArgs(path=path)))
+        assert isinstance(read, ErrorObservation)
+        assert "outside the workspace" in read.content
+        write = await runtime.run(
+            FileWriteAction(source="agent", args=WriteArgs(path=path, content="x"))
+        )
+        assert isinstance(write, ErrorObservation)
+
+    async def test_unsupported_actions_are_error_observations(self, runtime: Runtime) -> None:
+        result = await runtime.run(MessageAction(source="agent", args=MessageArgs(content="hi")))
+        assert isinstance(result, ErrorObservation)
+
+    # -- repository preparation ------------------------------------------------------
+
+    async def test_clone_checkout_and_setup_script(
+        self, make: Make, tmp_path: Path, bare_repository: Path
+    ) -> None:
+        statuses: list[str] = []
+
+        async def status(message: str) -> None:
+            statuses.append(message)
+
+        runtime = make(tmp_path / "workspace", LIMITS)
+        await runtime.start(repository=str(bare_repository), branch="feature", on_status=status)
+        try:
+            branch = output(await runtime.run(run("git rev-parse --abbrev-ref HEAD")))
+            assert branch.content.strip() == "feature"
+            marker = output(await runtime.run(run("cat setup-ran.txt")))
+            assert marker.content.strip() == "setup ran"
+        finally:
+            await runtime.close()
+        assert any(message.startswith("cloning") for message in statuses)
+        assert any("checking out feature" in message for message in statuses)
+        assert any("setup script" in message for message in statuses)
+
+    async def test_a_failing_setup_step_is_a_runtime_failure(
+        self, make: Make, tmp_path: Path
+    ) -> None:
+        runtime = make(tmp_path / "workspace", LIMITS)
+        with pytest.raises(RuntimeFailure, match="git clone failed"):
+            await runtime.start(repository=str(tmp_path / "no-such-repository"))
+        await runtime.close()
