@@ -35,7 +35,7 @@ class CommandProcess(Protocol):
         """Kill the command and everything it started."""
         ...
 
-    def release(self) -> None:
+    async def release(self) -> None:
         """Stop reading its output."""
         ...
 
@@ -122,7 +122,7 @@ class Foreground:
         except TimeoutError:
             timed_out = True
             await self.kill()
-        self.release()
+        await self.release()
         return self._result(running=False, timed_out=timed_out)
 
     async def send(self, text: str) -> None:
@@ -133,9 +133,16 @@ class Foreground:
         with contextlib.suppress(asyncio.CancelledError):
             await self._exit
 
-    def release(self) -> None:
+    async def release(self) -> None:
         self._pump.cancel()
-        self.process.release()
+        await self.process.release()
+
+    async def abandon(self) -> None:
+        """Kill the command and stop reading it: nobody is attending any more."""
+        try:
+            await self.kill()
+        finally:
+            await self.release()
 
     def _result(self, *, running: bool, timed_out: bool = False) -> CommandResult:
         output, truncated = self._output.take()

@@ -83,7 +83,7 @@ class LocalRuntime:
     async def close(self) -> None:
         self._closed = True
         if self._foreground is not None:
-            await self._foreground.kill()
+            await self._foreground.abandon()
             self._foreground = None
         for group in self._groups:
             signal_group(group, signal.SIGKILL)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Protocol
 
@@ -25,9 +26,13 @@ INTERRUPT = "C-c"
 
 class CommandHost(Protocol):
     limits: CommandLimits
-    user: str
-    host: str
     foreground: Foreground | None
+
+    @property
+    def user(self) -> str: ...
+
+    @property
+    def host(self) -> str: ...
 
     def working_dir(self, cwd: str | None) -> Path: ...
 
@@ -67,20 +72,32 @@ async def attend(host: CommandHost, action: CmdRunAction) -> ObservationBase:
             cwd = host.working_dir(action.args.cwd)
         except files.PathEscapes as exc:
             return files.error(str(exc), "PATH_OUTSIDE_WORKSPACE")
-        foreground = await host.launch(text, cwd)
+        foreground = await _launch(host, text, cwd)
         host.foreground = foreground
     try:
         result = await foreground.collect(
             time_limit=time_limit, no_change_timeout=host.limits.no_change_timeout
         )
     except asyncio.CancelledError:
-        await foreground.kill()
         host.foreground = None
+        await foreground.abandon()
         raise
     if not result.running:
         host.ended(foreground)
         host.foreground = None
     return _observation(host, action, foreground.command, cwd, result, time_limit)
+
+
+async def _launch(host: CommandHost, command: str, cwd: Path) -> Foreground:
+    """Start the command; a cancellation meanwhile lets the start finish, then kills it,
+    so a command can never be left running unattended."""
+    launching = asyncio.ensure_future(host.launch(command, cwd))
+    try:
+        return await asyncio.shield(launching)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await (await launching).abandon()
+        raise
 
 
 def _observation(

@@ -72,7 +72,8 @@ class LocalProcess:
         await stdin.drain()
 
     async def kill(self, grace: float = KILL_GRACE) -> None:
-        """SIGTERM the process group, then SIGKILL it after ``grace`` seconds."""
+        """SIGTERM the process group, then SIGKILL it after ``grace`` seconds; return
+        once no process of the group is left (or a second after the SIGKILL)."""
         if signal_group(self.pid, signal.SIGTERM):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(grace):
@@ -80,8 +81,12 @@ class LocalProcess:
             signal_group(self.pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
             await self._process.wait()
+        for _ in range(100):  # members are reaped by init a moment after they die
+            if not signal_group(self.pid, 0):
+                return
+            await asyncio.sleep(0.01)
 
-    def release(self) -> None:
+    async def release(self) -> None:
         """Stop reading; the group may live on (background children)."""
         self._transport.close()
         if self._process.stdin is not None:
