@@ -187,13 +187,9 @@ class RuntimeConformance:
         assert "+2" in (edited.extras.diff or "")
         shown = output(await runtime.run(run("cat notes/a.txt")))
         assert shown.content == "one\n2\n"
-        ambiguous = await runtime.run(
-            FileEditAction(
-                source="agent",
-                args=EditArgs(path="notes/a.txt", command="str_replace", old_str="absent", new_str="0"),
-            )
-        )
-        assert isinstance(ambiguous, ErrorObservation)
+        missing = EditArgs(path="notes/a.txt", command="str_replace", old_str="nope", new_str="0")
+        refused = await runtime.run(FileEditAction(source="agent", args=missing))
+        assert isinstance(refused, ErrorObservation)
 
     @pytest.mark.parametrize("path", ["../outside.txt", "/etc/passwd", "link/secret"])
     async def test_paths_outside_the_workspace_are_refused(
