@@ -61,6 +61,8 @@ WAITING_STATES: frozenset[str] = frozenset({"awaiting_user_input", "paused", "er
 
 @dataclass(frozen=True, kw_only=True)
 class RunLimits:
+    """What bounds a run, and what it starts from."""
+
     max_iterations: int | None = None
     max_budget: float | None = None
     iterations: int = 0
@@ -70,6 +72,9 @@ class RunLimits:
     """Seconds the whole run may take."""
     start_timeout: float = 120.0
     """Seconds the sandbox may take to start."""
+    repository: str | None = None
+    """Cloned into the workspace when the sandbox starts."""
+    branch: str | None = None
 
 
 class ConversationRun:
@@ -164,7 +169,11 @@ class ConversationRun:
             await self._set_state("loading", "starting the sandbox")
             try:
                 async with asyncio.timeout(self.limits.start_timeout):
-                    await self.runtime.start(on_status=self._status)
+                    await self.runtime.start(
+                        repository=self.limits.repository,
+                        branch=self.limits.branch,
+                        on_status=self._status,
+                    )
             except TimeoutError:
                 raise RuntimeFailure(
                     f"the sandbox did not start within {self.limits.start_timeout:g} seconds"
@@ -357,9 +366,10 @@ class ConversationRun:
 
     async def _set_state(self, state: AgentState, reason: str = "", *, ended: bool = False) -> None:
         self.state = state
+        # The record first: a client that sees the event finds the metadata agreeing.
+        await self._on_state(self, state, reason, ended)
         extras = AgentStateChangedExtras(agent_state=state, reason=reason, **self.control_values())
         await self._append(AgentStateChangedObservation(source="environment", extras=extras))
-        await self._on_state(self, state, reason, ended)
 
     async def _append(self, event: EventBase) -> StoredEvent:
         self.last_activity = time.monotonic()

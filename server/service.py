@@ -302,6 +302,8 @@ class ConversationService:
                 cost=record.accumulated_cost,
                 hard_timeout=settings.hard_timeout,
                 start_timeout=settings.sandbox_start_timeout,
+                repository=record.repository,
+                branch=record.selected_branch,
             ),
             on_state=self._on_state,
         )

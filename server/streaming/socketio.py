@@ -111,7 +111,7 @@ class SocketIOStreams:
         request: StreamRequest = session["request"]
         try:
             stored = await self._state.service.user_event(
-                request.conversation_id, parse_event(data)
+                request.conversation_id, parse_event(data), request.user, via="socketio"
             )
         except Exception as exc:
             error = as_api_error(exc)

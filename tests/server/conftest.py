@@ -35,3 +35,36 @@ def fresh_server(tmp_path: Path) -> Iterator[RunningServer]:
 async def client(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
         yield http
+
+
+@pytest.fixture
+def bare_repository_with_slow_setup(tmp_path: Path) -> Path:
+    """A local bare repository whose setup script takes longer than a second."""
+    import subprocess
+
+    source = tmp_path / "slow-source"
+    (source / ".openhands").mkdir(parents=True)
+    (source / ".openhands" / "setup.sh").write_text("sleep 30\n")
+    for command in (
+        ["git", "init", "--quiet", "--initial-branch=main"],
+        ["git", "add", "."],
+        [
+            "git",
+            "-c",
+            "user.email=t@example.invalid",
+            "-c",
+            "user.name=t",
+            "commit",
+            "--quiet",
+            "-m",
+            "slow",
+        ],
+    ):
+        subprocess.run(command, cwd=source, check=True, capture_output=True)
+    bare = tmp_path / "slow.git"
+    subprocess.run(
+        ["git", "clone", "--quiet", "--bare", str(source), str(bare)],
+        check=True,
+        capture_output=True,
+    )
+    return bare
