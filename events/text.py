@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from events.actions import ActionBase
 from events.base import EventBase
-from events.observations import ObservationBase
+from events.serialization import event_to_dict
 
 
 def searchable_text(event: EventBase) -> str:
     """Casefolded message, content, and every string inside args / extras."""
-    parts: list[str] = [event.message] if event.message else []
-    if isinstance(event, ActionBase):
-        _collect(event.args.model_dump(), parts)
-    elif isinstance(event, ObservationBase):
-        if event.content and event.content != event.message:
-            parts.append(event.content)
-        _collect(event.extras.model_dump(), parts)
+    return wire_text(event_to_dict(event))
+
+
+def wire_text(wire: Mapping[str, Any]) -> str:
+    """`searchable_text` of an event already in wire shape (no second serialization)."""
+    message = wire.get("message") or ""
+    parts: list[str] = [message] if message else []
+    content = wire.get("content")
+    if content and content != message:
+        parts.append(content)
+    _collect(wire.get("args") or wire.get("extras") or {}, parts)
     return "\n".join(parts).casefold()
 
 
@@ -28,6 +32,6 @@ def _collect(value: Any, parts: list[str]) -> None:
     elif isinstance(value, dict):
         for item in value.values():
             _collect(item, parts)
-    elif isinstance(value, list | tuple):
+    elif isinstance(value, list):
         for item in value:
             _collect(item, parts)

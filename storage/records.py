@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from events import EventBase, event_to_dict, searchable_text
+from events import EventBase, event_to_dict
+from events.text import wire_text
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -50,7 +51,7 @@ def prepare(event: EventBase) -> PreparedEvent:
         kind=event.kind,
         source=event.source,
         hidden=event.hidden,
-        text=searchable_text(event),
+        text=wire_text(wire),
         timestamp_us=micros(event.timestamp) if event.timestamp is not None else None,
         body=orjson.dumps(wire),
     )

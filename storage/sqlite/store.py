@@ -40,6 +40,7 @@ from storage.models import (
 from storage.protocols import MAX_PAGE
 from storage.records import now_micros, prepare
 from storage.sqlite import api_keys, conversations, queries
+from storage.sqlite.checkpointer import Checkpointer
 from storage.sqlite.indexer import SearchIndexer
 from storage.sqlite.schema import migrate_log, prepare_search
 from storage.sqlite.writer import LogWriter
@@ -73,6 +74,7 @@ class SqliteStorage:
             self._idle_readers.put_nowait(reader)
         self._closed = False
         self._lock: IO[bytes] | None = None
+        self._checkpointer: Checkpointer | None = None
 
     @classmethod
     async def open(
@@ -101,13 +103,18 @@ class SqliteStorage:
         opened: list[aiosqlite.Connection] = []
         try:
             writer_connection = await _connect(log_path, synchronous, opened)
-            await writer_connection.execute("PRAGMA foreign_keys = ON")
+            # The writer checks a conversation exists before its events join a batch, so
+            # SQLite's per-row foreign-key probe would only repeat that work.
+            # Checkpoints run on their own connection (see `_checkpoints`), never inside
+            # an append's commit.
+            await writer_connection.execute("PRAGMA wal_autocheckpoint = 0")
             reader_connections = []
             for _ in range(readers):
                 reader = await _connect(log_path, synchronous, opened)
                 await reader.execute("PRAGMA query_only = ON")
                 await reader.execute("ATTACH DATABASE ? AS search", (str(search_path),))
                 reader_connections.append(reader)
+            checkpoint_connection = await _connect(log_path, synchronous, opened)
             indexer_connection = await _connect(search_path, "NORMAL", opened)
             await indexer_connection.execute("ATTACH DATABASE ? AS log", (str(log_path),))
         except BaseException:
@@ -118,11 +125,18 @@ class SqliteStorage:
             raise
 
         hub = SubscriptionHub(subscriber_buffer)
+        checkpointer = Checkpointer(checkpoint_connection)
         indexer_ref: list[SearchIndexer] = []
-        writer = LogWriter(writer_connection, hub, on_commit=lambda: indexer_ref[0].wake())
+
+        def committed() -> None:
+            checkpointer.committed()
+            indexer_ref[0].wake()
+
+        writer = LogWriter(writer_connection, hub, on_commit=committed)
         indexer = SearchIndexer(indexer_connection, writer, interval=index_interval)
         indexer_ref.append(indexer)
         await writer.start()
+        checkpointer.start()
         if owner:
             await indexer.start()
         store = cls(
@@ -130,6 +144,8 @@ class SqliteStorage:
             writer_connection, hub,
         )  # fmt: skip
         store._lock = lock
+        store._checkpointer = checkpointer
+        store._all_connections.append(checkpoint_connection)
         return store
 
     # -- the event log ---------------------------------------------------------------
@@ -313,6 +329,8 @@ class SqliteStorage:
         self._hub.close()
         await self._indexer.close()
         await self._writer.close()
+        if self._checkpointer is not None:
+            await self._checkpointer.close()
         for connection in self._all_connections:
             await connection.close()
         if self._lock is not None:

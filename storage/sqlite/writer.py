@@ -141,6 +141,9 @@ class LogWriter:
                 break
             batch.append(first)
             queued = len(first.events) if isinstance(first, _Append) else 1
+            # One turn of the loop lets writers woken by the last commit queue again, so
+            # they join this batch instead of waiting out the next transaction.
+            await asyncio.sleep(0)
             while queued < self._max_batch and not self._queue.empty():
                 op = self._queue.get_nowait()
                 if op is None:
