@@ -16,6 +16,7 @@ from events import ThreadlineError
 from server.auth import Authenticator
 from server.errors import handle_error, handle_http_exception, handle_internal_error
 from server.openapi import build_openapi
+from server.origins import OriginGuard
 from server.routes import conversations, events, meta
 from server.service import ConversationService
 from server.settings import Settings
@@ -70,8 +71,8 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
     starlette.state.streams = StreamRegistry()
     starlette.state.openapi = build_openapi()
     socketio_streams = SocketIOStreams(starlette.state, settings)
-    application = socketio_streams.asgi(starlette)
-    application.state = starlette.state  # what tests and the CLI reach for
+    application = OriginGuard(socketio_streams.asgi(starlette), settings.cors_origins)
+    application.state = starlette.state  # type: ignore[attr-defined]  # for tests and the CLI
     return application
 
 
@@ -84,14 +85,6 @@ async def prepare_shutdown(app: Any) -> None:
     if hasattr(state, "service"):
         await state.service.shutdown()
     state.streams.close_all()
-
-
-def _stream_routes() -> list[Any]:
-    from starlette.routing import Route
-
-    return [
-        Route("/api/conversations/{conversation_id}/events/stream", event_stream, methods=["GET"])
-    ]
 
 
 def _middleware(settings: Settings) -> list[Middleware]:

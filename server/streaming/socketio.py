@@ -47,7 +47,8 @@ class SocketIOStreams:
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
             json=_OrjsonCodec,
-            cors_allowed_origins=list(settings.cors_origins) or [],
+            # None: the server's own origin only. (An empty list would turn the check off.)
+            cors_allowed_origins=list(settings.cors_origins) or None,
             ping_interval=settings.heartbeat_interval,
             logger=False,
             engineio_logger=False,
