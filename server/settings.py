@@ -116,7 +116,7 @@ _DESCRIPTIONS = {
     "command_timeout": "seconds before a command's process group is killed",
     "output_limit": "characters of command output kept",
     "demo_pace": "seconds the demo agent pauses between steps",
-    "max_iterations": "default agent steps per run",
+    "max_iterations": "default iteration limit of a conversation",
     "max_running": "conversations running at once, all users together",
     "max_running_per_user": "conversations one user may run at once",
     "at_cap": "at a cap: queue, evict_oldest or reject",

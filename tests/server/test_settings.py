@@ -39,3 +39,18 @@ def test_every_setting_is_documented() -> None:
     rows = Settings.documented()
     assert all(description for _, _, description in rows)
     assert "THREADLINE_HEARTBEAT_INTERVAL" in {name for name, _, _ in rows}
+
+
+def test_the_readme_documents_every_setting() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [name for name, _, _ in Settings.documented() if f"`{name}`" not in readme]
+    assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("THREADLINE_AT_CAP", "panic"), ("THREADLINE_RUNTIME", "vm"), ("THREADLINE_MAX_RUNNING", "0")],
+)
+def test_nonsense_settings_are_refused(variable: str, value: str) -> None:
+    with pytest.raises(ValueError, match=variable.removeprefix("THREADLINE_").lower()):
+        Settings.from_env({variable: value})
