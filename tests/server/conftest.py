@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -40,8 +41,6 @@ async def client(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def bare_repository_with_slow_setup(tmp_path: Path) -> Path:
     """A local bare repository whose setup script takes longer than a second."""
-    import subprocess
-
     source = tmp_path / "slow-source"
     (source / ".openhands").mkdir(parents=True)
     (source / ".openhands" / "setup.sh").write_text("sleep 30\n")
