@@ -25,7 +25,7 @@ class StoredEvent:
     data: bytes
 
     def to_dict(self) -> dict[str, Any]:
-        return orjson.loads(self.data)  # type: ignore[no-any-return]
+        return orjson.loads(self.data)
 
     def to_event(self) -> EventBase:
         return parse_event(self.data)

@@ -17,7 +17,7 @@ from storage import ConversationNotFound, ConversationPatch
 
 
 def _service(request: Request) -> ConversationService:
-    return request.app.state.service  # type: ignore[no-any-return]
+    return request.app.state.service
 
 
 async def create_conversation(request: Request) -> Response:

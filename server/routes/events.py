@@ -17,7 +17,7 @@ from storage import MAX_PAGE
 
 
 def _service(request: Request) -> ConversationService:
-    return request.app.state.service  # type: ignore[no-any-return]
+    return request.app.state.service
 
 
 def _filter(request: Request) -> EventFilter | None:

@@ -257,7 +257,7 @@ class SqliteStorage:
     # -- conversations ---------------------------------------------------------------
 
     async def create_conversation(self, new: NewConversation) -> ConversationRecord:
-        return await self._writer.call(conversations.insert(new, now_micros()))  # type: ignore[no-any-return]
+        return await self._writer.call(conversations.insert(new, now_micros()))
 
     async def get_conversation(self, conversation_id: str) -> ConversationRecord:
         rows = await self._read(conversations.SELECT_ONE, [conversation_id])
@@ -282,9 +282,7 @@ class SqliteStorage:
     async def update_conversation(
         self, conversation_id: str, patch: ConversationPatch
     ) -> ConversationRecord:
-        return await self._writer.call(  # type: ignore[no-any-return]
-            conversations.update(conversation_id, patch, now_micros())
-        )
+        return await self._writer.call(conversations.update(conversation_id, patch, now_micros()))
 
     async def delete_conversation(self, conversation_id: str) -> None:
         def after_commit() -> None:
@@ -297,7 +295,7 @@ class SqliteStorage:
     # -- API keys --------------------------------------------------------------------
 
     async def add_api_key(self, user: str, digest: bytes, label: str = "") -> ApiKeyRecord:
-        return await self._writer.call(api_keys.insert(user, digest, label, now_micros()))  # type: ignore[no-any-return]
+        return await self._writer.call(api_keys.insert(user, digest, label, now_micros()))
 
     async def find_api_key(self, digest: bytes) -> ApiKeyRecord | None:
         rows = await self._read(

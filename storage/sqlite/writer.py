@@ -117,7 +117,7 @@ class LogWriter:
             raise StorageClosed()
         op = _Call(work, after_commit)
         self._queue.put_nowait(op)
-        return await op.future  # type: ignore[no-any-return]
+        return await op.future
 
     def forget(self, conversation_id: str) -> None:
         """Drop the cached id counter of a deleted conversation. Writer task only."""
