@@ -20,20 +20,11 @@ from aiodocker.containers import DockerContainer
 from aiodocker.execs import Exec
 from aiodocker.stream import Stream
 
-from events import (
-    ActionBase,
-    CmdRunAction,
-    FileEditAction,
-    FileReadAction,
-    FileWriteAction,
-    ObservationBase,
-)
 from runtime import files
-from runtime.commands import CommandResult, Foreground
+from runtime.commands import Foreground
 from runtime.errors import RuntimeFailure
-from runtime.observe import attend
 from runtime.protocol import CommandLimits, StatusCallback
-from runtime.repository import prepare_checkout, setup_script_path
+from runtime.sandbox import FileAction, Sandbox
 
 MOUNT = "/workspace"
 KILL_GRACE = 2.0
@@ -131,7 +122,9 @@ class DockerProcess:
         self._pending += rest
 
 
-class DockerRuntime:
+class DockerRuntime(Sandbox):
+    kind = "docker"
+
     def __init__(
         self,
         workspace: Path,
@@ -140,31 +133,17 @@ class DockerRuntime:
         limits: CommandLimits | None = None,
         name: str | None = None,
     ) -> None:
-        self.workspace = workspace
+        super().__init__(workspace, limits)
         self.image = image
-        self.limits = limits or CommandLimits()
         self.name = name
-        self.foreground: Foreground | None = None
         self._docker: aiodocker.Docker | None = None
         self._container: DockerContainer | None = None
-        self._closed = False
-
-    user = "root"
 
     @property
     def host(self) -> str:
-        return (self._container.id[:12] if self._container is not None else "") or "container"
+        return self._container.id[:12] if self._container is not None else "container"
 
-    async def start(
-        self,
-        *,
-        repository: str | None = None,
-        branch: str | None = None,
-        setup_script: str | None = None,
-        on_status: StatusCallback | None = None,
-    ) -> None:
-        status = on_status or _ignore
-        await prepare_checkout(self.workspace, repository=repository, branch=branch, status=status)
+    async def boot(self, status: StatusCallback) -> None:
         await status(f"starting a container from {self.image}")
         self._docker = aiodocker.Docker()
         config: dict[str, Any] = {
@@ -183,38 +162,12 @@ class DockerRuntime:
             raise RuntimeFailure(
                 f"could not start a container from {self.image}: {exc.message}"
             ) from exc
-        script = setup_script_path(self.workspace, setup_script)
-        if script is not None:
-            await status(f"running the setup script {script}")
-            result = await self._command(f"sh {script}")
-            if result.exit_code != 0:
-                raise RuntimeFailure(
-                    f"the setup script {script} failed (exit {result.exit_code}): "
-                    f"{result.output.strip()[-500:]}"
-                )
-        await status(f"container {self.host} ready, workspace at {MOUNT}")
 
-    async def run(self, action: ActionBase) -> ObservationBase:
-        if self._closed or self._container is None:
-            return files.error("the runtime is not running", "RUNTIME_CLOSED")
-        match action:
-            case CmdRunAction():
-                return await attend(self, action)
-            case FileReadAction():
-                return await asyncio.to_thread(files.read_file, self.workspace, _inside(action))
-            case FileWriteAction():
-                return await asyncio.to_thread(files.write_file, self.workspace, _inside(action))
-            case FileEditAction():
-                return await asyncio.to_thread(files.edit_file, self.workspace, _inside(action))
-        return files.error(
-            f"the docker runtime cannot run {action.kind} actions", "UNSUPPORTED_ACTION"
-        )
+    def ready_message(self) -> str:
+        return f"container {self.host} ready, workspace at {MOUNT}"
 
     async def close(self) -> None:
-        self._closed = True
-        if self.foreground is not None:
-            await self.foreground.abandon()
-            self.foreground = None
+        await super().close()
         if self._container is not None:
             with contextlib.suppress(aiodocker.DockerError):
                 await self._container.delete(force=True)
@@ -223,26 +176,26 @@ class DockerRuntime:
             await self._docker.close()
             self._docker = None
 
-    # -- what `runtime.observe.attend` uses -----------------------------------------
+    def on_host(self, action: FileAction) -> FileAction:
+        """The agent names paths as the container sees them (``/workspace/...``)."""
+        return action.model_copy(
+            update={
+                "args": action.args.model_copy(update={"path": _host_relative(action.args.path)})
+            }
+        )
 
     def working_dir(self, cwd: str | None) -> Path:
-        """Raises `files.PathEscapes`. Returned as the path inside the container."""
+        """The directory inside the container. Raises `files.PathEscapes`."""
         if not cwd:
             return Path(MOUNT)
         inside = files.confine(self.workspace, _host_relative(cwd))
         return Path(MOUNT) / inside.relative_to(self.workspace.resolve())
 
     async def launch(self, command: str, cwd: Path) -> Foreground:
-        assert self._container is not None
+        if self._container is None:
+            raise RuntimeFailure("the container is not running")
         process = await DockerProcess.spawn(self._container, command, str(cwd))
         return Foreground(command, process, self.limits.output_limit)
-
-    def ended(self, foreground: Foreground) -> None:
-        """Background children live on in the container until it is removed."""
-
-    async def _command(self, command: str) -> CommandResult:
-        foreground = await self.launch(command, Path(MOUNT))
-        return await foreground.collect(time_limit=self.limits.timeout, no_change_timeout=None)
 
 
 def _host_relative(path: str) -> str:
@@ -250,13 +203,3 @@ def _host_relative(path: str) -> str:
     if path == MOUNT:
         return "."
     return path.removeprefix(MOUNT + "/") if path.startswith(MOUNT + "/") else path
-
-
-def _inside(action: Any) -> Any:
-    return action.model_copy(
-        update={"args": action.args.model_copy(update={"path": _host_relative(action.args.path)})}
-    )
-
-
-async def _ignore(_: str) -> None:
-    return None
