@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from server.auth import Authenticator, User, key_from_headers
+from server.auth import Authenticator, User, key_from_headers, visible_conversation
 from server.errors import BadRequest
+from server.service import ConversationService
+from storage import ConversationRecord
 
 Model = TypeVar("Model", bound=BaseModel)
 MAX_BODY = 10 * 1024 * 1024
@@ -18,6 +20,23 @@ MAX_BODY = 10 * 1024 * 1024
 async def caller(request: Request) -> User:
     authenticator: Authenticator = request.app.state.authenticator
     return await authenticator.user_for(key_from_headers(request.headers))
+
+
+class Target(NamedTuple):
+    """A request about one conversation: who asks, and the conversation, if they may see it."""
+
+    service: ConversationService
+    user: User
+    conversation: ConversationRecord
+
+
+async def target(request: Request) -> Target:
+    """Raises `Unauthorized`, or `NotFound` for a conversation missing or not theirs."""
+    user = await caller(request)
+    service: ConversationService = request.app.state.service
+    conversation_id = request.path_params["conversation_id"]
+    record = await visible_conversation(service.storage, user, conversation_id)
+    return Target(service, user, record)
 
 
 async def read_json(request: Request) -> object:

@@ -8,9 +8,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.auth import User, visible_conversation
+from server.auth import User
 from server.errors import json_response
-from server.http import caller, int_param, read_model
+from server.http import caller, int_param, read_model, target
 from server.schemas import CreateConversation, SendMessage, UpdateConversation, conversation_info
 from server.service import Control, ConversationService
 from storage import ConversationNotFound, ConversationPatch
@@ -40,11 +40,11 @@ async def create_conversation(request: Request) -> Response:
 async def list_conversations(request: Request) -> Response:
     """Newest first; ``page_id`` continues from ``next_page_id``."""
     user = await caller(request)
+    service = _service(request)
     limit = int_param(request, "limit", 20, low=1, high=100)
-    page = await _service(request).storage.list_conversations(
+    page = await service.storage.list_conversations(
         owner=user.name, limit=limit or 20, cursor=request.query_params.get("page_id") or None
     )
-    service = _service(request)
     return json_response(
         {
             "results": [
@@ -56,20 +56,12 @@ async def list_conversations(request: Request) -> Response:
 
 
 async def get_conversation(request: Request) -> Response:
-    user = await caller(request)
-    service = _service(request)
-    record = await visible_conversation(
-        service.storage, user, request.path_params["conversation_id"]
-    )
+    service, _, record = await target(request)
     return json_response(conversation_info(record, service.live(record)))
 
 
 async def update_conversation(request: Request) -> Response:
-    user = await caller(request)
-    service = _service(request)
-    record = await visible_conversation(
-        service.storage, user, request.path_params["conversation_id"]
-    )
+    service, _, record = await target(request)
     body = await read_model(request, UpdateConversation)
     record = await service.storage.update_conversation(
         record.id, ConversationPatch(title=body.title)
@@ -79,22 +71,14 @@ async def update_conversation(request: Request) -> Response:
 
 async def delete_conversation(request: Request) -> Response:
     """Stop the conversation if it runs, then delete it and its events."""
-    user = await caller(request)
-    service = _service(request)
-    record = await visible_conversation(
-        service.storage, user, request.path_params["conversation_id"]
-    )
+    service, _, record = await target(request)
     await service.delete(record.id)
     return json_response({"status": "ok"})
 
 
 async def start_conversation(request: Request) -> Response:
     """Admit a run: it starts, or waits in the queue, or (policy reject) 429."""
-    user = await caller(request)
-    service = _service(request)
-    record = await visible_conversation(
-        service.storage, user, request.path_params["conversation_id"]
-    )
+    service, _, record = await target(request)
     position = await service.start(record.id)
     return await _status(service, record.id, queue_position=position)
 
@@ -114,11 +98,7 @@ async def resume_conversation(request: Request) -> Response:
 
 
 async def _control(request: Request, command: Control) -> Response:
-    user = await caller(request)
-    service = _service(request)
-    record = await visible_conversation(
-        service.storage, user, request.path_params["conversation_id"]
-    )
+    service, user, record = await target(request)
     await service.control(record.id, command, user, via="rest")
     return await _status(service, record.id)
 
@@ -140,11 +120,7 @@ async def _status(service: ConversationService, conversation_id: str, **extra: o
 
 async def get_plan(request: Request) -> Response:
     """The current task-tracking plan: the last plan applied, and the event that did."""
-    user = await caller(request)
-    service = _service(request)
-    record = await visible_conversation(
-        service.storage, user, request.path_params["conversation_id"]
-    )
+    service, _, record = await target(request)
     tasks, event_id = await service.plan(record.id)
     return json_response({"event_id": event_id, "tasks": [task.model_dump() for task in tasks]})
 
@@ -187,11 +163,7 @@ async def _visible_ids(service: ConversationService, user: User, ids: list[str])
 
 async def send_message(request: Request) -> Response:
     """Log a user message and hand it to the agent (starting a run if none is active)."""
-    user = await caller(request)
-    service = _service(request)
-    record = await visible_conversation(
-        service.storage, user, request.path_params["conversation_id"]
-    )
+    service, _, record = await target(request)
     body = await read_model(request, SendMessage)
     stored = await service.send_message(record.id, body.message, body.image_urls)
     return json_response({"status": "ok", "event_id": stored.id})

@@ -9,9 +9,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from events import EventFilter, build_filter, parse_event
-from server.auth import visible_conversation
 from server.errors import BadRequest, json_response
-from server.http import bool_param, caller, int_param, list_param, read_json
+from server.http import bool_param, caller, int_param, list_param, read_json, target
 from server.service import ConversationService
 from storage import MAX_PAGE
 
@@ -38,11 +37,7 @@ def _filter(request: Request) -> EventFilter | None:
 async def list_events(request: Request) -> Response:
     """``start_id``..``end_id`` (inclusive), ``reverse``, ``limit`` 1..100, and the
     `EventFilter` fields as query parameters. Answers ``{"events": [...], "has_more"}``."""
-    user = await caller(request)
-    service = _service(request)
-    record = await visible_conversation(
-        service.storage, user, request.path_params["conversation_id"]
-    )
+    service, _, record = await target(request)
     start_id = int_param(request, "start_id", 0, low=0) or 0
     end_id = int_param(request, "end_id", None, low=0)
     limit = int_param(request, "limit", 20, low=1, high=MAX_PAGE) or 20
@@ -61,11 +56,7 @@ async def list_events(request: Request) -> Response:
 
 
 async def count_events(request: Request) -> Response:
-    user = await caller(request)
-    service = _service(request)
-    record = await visible_conversation(
-        service.storage, user, request.path_params["conversation_id"]
-    )
+    service, _, record = await target(request)
     count = await service.storage.count_events(
         record.id,
         start_id=int_param(request, "start_id", 0, low=0) or 0,
@@ -77,11 +68,7 @@ async def count_events(request: Request) -> Response:
 
 async def post_event(request: Request) -> Response:
     """A user action in wire shape (a message, a command, a change of agent state)."""
-    user = await caller(request)
-    service = _service(request)
-    record = await visible_conversation(
-        service.storage, user, request.path_params["conversation_id"]
-    )
+    service, user, record = await target(request)
     document = await read_json(request)
     if not isinstance(document, dict):
         raise BadRequest("the body must be an event object", code="invalid_event")
