@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,7 +11,8 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 
 from events import ThreadlineError
 from server.auth import Authenticator
@@ -45,6 +47,10 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
         app.state.authenticator = Authenticator(store)
         try:
             await service.recover()
+            # Everything built so far lives as long as the server: keep it out of the
+            # collector's full passes, which otherwise stall delivery for 100+ ms once
+            # thousands of subscribers are connected.
+            gc.freeze()
             yield
         finally:
             await prepare_shutdown(app)
@@ -58,6 +64,8 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
             WebSocketRoute("/api/conversations/{conversation_id}/events", events_socket),
             Route("/api/conversations/{conversation_id}/events/stream", event_stream),
             *meta.routes,
+            # The page (server/static): last, so every route above wins.
+            Mount("/", StaticFiles(packages=[("server", "static")], html=True)),
         ],
         middleware=_middleware(settings),
         exception_handlers={

@@ -94,11 +94,17 @@ class SocketIOStreams:
             pump.cancel()
 
     async def _pump(self, sid: str, request: StreamRequest) -> None:
+        # Each event goes to the client's Engine.IO socket as a ready-made Socket.IO
+        # EVENT packet (the stored bytes spliced in), through python-engineio's public
+        # `send`. `sio.emit(to=sid)` would spawn a task per recipient and re-encode the
+        # payload for each one; for a log fanned out to many watchers that was most of
+        # the cost of a delivery.
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
         subscription = self._state.storage.subscribe(request.conversation_id, request.after_id)
         try:
             with self._state.streams.track(subscription):
                 async for event in subscription:
-                    await self.sio.emit("oh_event", orjson.Fragment(event.data), to=sid)
+                    await self.sio.eio.send(eio_sid, _event_packet(event.data))
         except ThreadlineError as exc:
             logger.info("stream %s ended: %s", sid, exc)
         finally:
@@ -121,6 +127,11 @@ class SocketIOStreams:
                 return {"status": "error", "error": "internal", "message": "internal server error"}
             return {"status": "error", **error.body()}
         return {"status": "ok", "event_id": stored.id}
+
+
+def _event_packet(data: bytes) -> str:
+    """``2["oh_event",<event>]``: a Socket.IO EVENT packet for the default namespace."""
+    return '2["oh_event",' + data.decode() + "]"
 
 
 def _bearer(header: str) -> str | None:
