@@ -60,6 +60,12 @@ class NodeScript:
         self.records.append(record)
         return record
 
+    async def send(self, record: Record) -> None:
+        """One JSON line on the script's stdin (scripts started with ``interactive=True``)."""
+        assert self.process.stdin is not None, "start the script with interactive=True"
+        self.process.stdin.write(orjson.dumps(record) + b"\n")
+        await self.process.stdin.drain()
+
     async def finish(self, time_limit: float = 60) -> tuple[int, list[Record]]:
         """Every remaining record, then the exit code."""
         assert self.process.stdout is not None
@@ -77,16 +83,18 @@ class NodeScript:
 
 
 @contextlib.asynccontextmanager
-async def node_script(script: str, *arguments: str, needs: str) -> AsyncIterator[NodeScript]:
+async def node_script(
+    script: str, *arguments: str, needs: str, interactive: bool = False
+) -> AsyncIterator[NodeScript]:
     """Start ``node tests/js/<script> <arguments>``; it is killed if still running at the
-    end of the block."""
+    end of the block. ``interactive`` gives it a stdin to `NodeScript.send` to."""
     node = node_executable(needs)
     process = await asyncio.create_subprocess_exec(
         node,
         str(JS / script),
         *arguments,
         cwd=JS,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.PIPE if interactive else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
