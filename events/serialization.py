@@ -74,7 +74,8 @@ def parse_event(data: bytes | bytearray | memoryview | str | Mapping[str, Any]) 
 
 def event_to_dict(event: EventBase) -> dict[str, Any]:
     """The OpenHands V0 wire dict of an event."""
-    omit = {key for key in OMITTED_WHEN_NONE if getattr(event, key, None) is None}
+    fields = event.__dict__  # declared fields only: no pydantic __getattr__ on misses
+    omit = {key for key in OMITTED_WHEN_NONE if fields.get(key) is None}
     return event.model_dump(mode="json", exclude=omit)
 
 

@@ -22,7 +22,9 @@ def wire_text(wire: Mapping[str, Any]) -> str:
     if content and content != message:
         parts.append(content)
     _collect(wire.get("args") or wire.get("extras") or {}, parts)
-    return "\n".join(parts).casefold()
+    # A message often repeats an argument verbatim (a chat message is its content): keep
+    # each string once, so neither the text column nor the index stores it twice.
+    return "\n".join(dict.fromkeys(parts)).casefold()
 
 
 def _collect(value: Any, parts: list[str]) -> None:

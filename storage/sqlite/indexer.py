@@ -87,10 +87,17 @@ class SearchIndexer:
         """New events are durable (or a conversation was deleted)."""
         self._wake.set()
 
-    async def wait_for(self, seq: int) -> None:
-        """Return once every event up to ``seq`` is searchable."""
+    async def wait_for(self, seq: int, *, purged_through: int = 0) -> None:
+        """Return once every event up to ``seq`` is searchable and every deletion queued
+        up to ``purged_through`` has left the index."""
+        self.wake()
         async with self._progress:
-            await self._progress.wait_for(lambda: self.indexed_through >= seq or self._closing)
+            await self._progress.wait_for(
+                lambda: (
+                    (self.indexed_through >= seq and self._purged_through >= purged_through)
+                    or self._closing
+                )
+            )
 
     async def close(self) -> None:
         self._closing = True
@@ -163,7 +170,9 @@ class SearchIndexer:
         except BaseException:
             await connection.execute("ROLLBACK")
             raise
-        self._purged_through = end
+        async with self._progress:
+            self._purged_through = end
+            self._progress.notify_all()
         await self._writer.call(_forget_purges(end))
         return True
 

@@ -116,14 +116,21 @@ def migrate_log(
     return len(migrations)
 
 
-def prepare_search(connection: sqlite3.Connection, purged_through: int) -> None:
-    """Create (or recreate) the search index when its version is not current."""
+def prepare_search(connection: sqlite3.Connection, purged_through: int, last_seq: int) -> None:
+    """Create the search index, or rebuild it from scratch when its version is not
+    current or it claims more than the log holds (the log lost its newest commits in a
+    power cut that the index survived: those sequence numbers will be reused)."""
     (version,) = connection.execute("PRAGMA user_version").fetchone()
     if version == SEARCH_VERSION:
-        return
+        (indexed_through,) = connection.execute(
+            "SELECT indexed_through FROM search_state"
+        ).fetchone()
+        if indexed_through <= last_seq:
+            return
     connection.execute("BEGIN IMMEDIATE")
     try:
         connection.execute("DROP TABLE IF EXISTS events_fts")
+        connection.execute("DROP TABLE IF EXISTS indexed_events")
         connection.execute("DROP TABLE IF EXISTS search_state")
         for statement in _statements(SEARCH_SCHEMA):
             connection.execute(statement)

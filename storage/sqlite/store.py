@@ -74,6 +74,7 @@ class SqliteStorage:
             self._idle_readers.put_nowait(reader)
         self._closed = False
         self._lock: IO[bytes] | None = None
+        self._owner = True
         self._checkpointer: Checkpointer | None = None
 
     @classmethod
@@ -102,7 +103,11 @@ class SqliteStorage:
 
         opened: list[aiosqlite.Connection] = []
         try:
-            writer_connection = await _connect(log_path, synchronous, opened)
+            # "IMMEDIATE": the first INSERT of a batch opens its write transaction, so a
+            # batch costs two hops to the connection's thread (executemany, commit).
+            writer_connection = await _connect(
+                log_path, synchronous, opened, isolation_level="IMMEDIATE"
+            )
             # The writer checks a conversation exists before its events join a batch, so
             # SQLite's per-row foreign-key probe would only repeat that work.
             # Checkpoints run on their own connection (see `_checkpoints`), never inside
@@ -144,6 +149,7 @@ class SqliteStorage:
             writer_connection, hub,
         )  # fmt: skip
         store._lock = lock
+        store._owner = owner
         store._checkpointer = checkpointer
         store._all_connections.append(checkpoint_connection)
         return store
@@ -242,7 +248,10 @@ class SqliteStorage:
         return SearchResults(hits, next_cursor, pending)
 
     async def wait_indexed(self) -> None:
-        await self._indexer.wait_for(self._writer.last_seq)
+        if not self._owner:
+            raise StorageError("only the owner of the data directory runs the search index")
+        rows = await self._read("SELECT coalesce(max(id), 0) FROM search_purges", [])
+        await self._indexer.wait_for(self._writer.last_seq, purged_through=int(rows[0][0]))
 
     def subscribe(self, conversation_id: str, after_id: int = -1) -> Subscription:
         if self._closed:
@@ -385,9 +394,13 @@ def _decode_seq(cursor: str) -> int:
 
 
 async def _connect(
-    path: Path, synchronous: Synchronous, opened: list[aiosqlite.Connection]
+    path: Path,
+    synchronous: Synchronous,
+    opened: list[aiosqlite.Connection],
+    *,
+    isolation_level: str | None = None,
 ) -> aiosqlite.Connection:
-    connection = await aiosqlite.connect(path, isolation_level=None)
+    connection = await aiosqlite.connect(path, isolation_level=isolation_level)
     opened.append(connection)
     await connection.execute("PRAGMA busy_timeout = 10000")
     await connection.execute(f"PRAGMA synchronous = {synchronous}")
@@ -413,6 +426,9 @@ def _prepare_files(log_path: Path, search_path: Path) -> None:
         (purged_through,) = connection.execute(
             "SELECT coalesce(max(id), 0) FROM search_purges"
         ).fetchone()
+        (last_seq,) = connection.execute(
+            "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'events'"
+        ).fetchone()
     with contextlib.closing(sqlite3.connect(search_path, isolation_level=None)) as connection:
         connection.execute("PRAGMA journal_mode = WAL")
-        prepare_search(connection, purged_through)
+        prepare_search(connection, purged_through, last_seq)

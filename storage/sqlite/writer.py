@@ -221,10 +221,10 @@ class LogWriter:
         if not rows:
             return
         try:
-            await self._connection.execute("BEGIN IMMEDIATE")
             try:
+                # The connection opens the transaction itself at the first INSERT.
                 await self._connection.executemany(INSERT_EVENT, rows)
-                await self._connection.execute("COMMIT")
+                await self._connection.commit()
             except BaseException:
                 await self._rollback()
                 raise
@@ -252,7 +252,7 @@ class LogWriter:
             await self._connection.execute("BEGIN IMMEDIATE")
             try:
                 result = await op.work(self._connection)
-                await self._connection.execute("COMMIT")
+                await self._connection.commit()
             except BaseException:
                 await self._rollback()
                 raise
@@ -270,7 +270,7 @@ class LogWriter:
     async def _rollback(self) -> None:
         # Suppressed: when BEGIN itself failed there is no transaction to roll back.
         with contextlib.suppress(sqlite3.Error):
-            await self._connection.execute("ROLLBACK")
+            await self._connection.rollback()
 
 
 def _fail(future: asyncio.Future[Any], error: BaseException) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from storage import NewConversation, StorageInUse
+from storage import NewConversation, StorageError, StorageInUse
 from storage.sqlite import SqliteStorage
 from storage.sqlite.schema import LOG_MIGRATIONS, migrate_log
 from tests.storage.factories import say
@@ -94,3 +94,31 @@ async def test_one_owner_per_data_directory(tmp_path: Path) -> None:
         async with await SqliteStorage.open(tmp_path / "data", owner=False) as admin:
             await admin.add_api_key("carol", b"d")
         assert (await owner.find_api_key(b"d")) is not None
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "PRAGMA user_version = 0",  # an index written by another version
+        "UPDATE search_state SET indexed_through = indexed_through + 1000",  # ahead of the log
+    ],
+)
+async def test_a_search_file_that_does_not_fit_is_rebuilt(tmp_path: Path, damage: str) -> None:
+    directory = tmp_path / "data"
+    async with await SqliteStorage.open(directory) as storage:
+        conversation = await storage.create_conversation(NewConversation())
+        await storage.append_many(conversation.id, [say(f"keep me {i}") for i in range(10)])
+        await storage.wait_indexed()
+    with contextlib.closing(sqlite3.connect(directory / "search.db", isolation_level=None)) as db:
+        db.execute(damage)
+    async with await SqliteStorage.open(directory) as storage:
+        await storage.append(conversation.id, say("keep me too"))
+        await storage.wait_indexed()
+        hits = (await storage.search_all("keep", limit=100)).hits
+        assert sorted(hit.event.id for hit in hits) == list(range(11))
+
+
+async def test_an_admin_handle_has_no_search_index_to_wait_for(tmp_path: Path) -> None:
+    async with await SqliteStorage.open(tmp_path / "data", owner=False) as admin:
+        with pytest.raises(StorageError, match="owner"):
+            await admin.wait_indexed()
