@@ -40,7 +40,7 @@ class ActionBase(EventBase):
 
     @property
     def hidden(self) -> bool:
-        return bool(getattr(self.args, "hidden", False))
+        return bool(self.args.__dict__.get("hidden", False))  # no pydantic getattr miss
 
     def default_message(self) -> str:
         return ""

@@ -25,7 +25,7 @@ class ObservationBase(EventBase):
 
     @property
     def hidden(self) -> bool:
-        return bool(getattr(self.extras, "hidden", False))
+        return bool(self.extras.__dict__.get("hidden", False))  # no pydantic getattr miss
 
     def default_message(self) -> str:
         return self.content

@@ -28,12 +28,16 @@ def wire_text(wire: Mapping[str, Any]) -> str:
 
 
 def _collect(value: Any, parts: list[str]) -> None:
-    if isinstance(value, str):
-        if value:
-            parts.append(value)
-    elif isinstance(value, dict):
-        for item in value.values():
-            _collect(item, parts)
-    elif isinstance(value, list):
-        for item in value:
-            _collect(item, parts)
+    """Every non-empty string inside ``value`` (dicts and lists, any depth). Iterative:
+    this runs for every append."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is str:
+            if item:
+                parts.append(item)
+        elif kind is dict:
+            pending.extend(reversed(item.values()))
+        elif kind is list:
+            pending.extend(reversed(item))
