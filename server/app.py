@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
@@ -65,7 +66,7 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
             Route("/api/conversations/{conversation_id}/events/stream", event_stream),
             *meta.routes,
             # The page (server/static): last, so every route above wins.
-            Mount("/", StaticFiles(packages=[("server", "static")], html=True)),
+            Mount("/", RevalidatedStaticFiles(packages=[("server", "static")], html=True)),
         ],
         middleware=_middleware(settings),
         exception_handlers={
@@ -93,6 +94,16 @@ async def prepare_shutdown(app: Any) -> None:
     if hasattr(state, "service"):
         await state.service.shutdown()
     state.streams.close_all()
+
+
+class RevalidatedStaticFiles(StaticFiles):
+    """The page's files, revalidated on every load: after an upgrade a browser must not
+    mix cached modules of the old version with new ones."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
 
 
 def _middleware(settings: Settings) -> list[Middleware]:

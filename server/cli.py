@@ -13,6 +13,7 @@ from typing import Any
 
 import uvicorn
 
+from server import logs
 from server.app import create_app, prepare_shutdown
 from server.auth import create_key
 from server.settings import Settings
@@ -48,9 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve(settings: Settings) -> int:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level)
     if not _is_loopback(settings.host):
         logger.warning(
             "listening on %s: unless API keys exist (threadline keys create), anyone who can "
@@ -69,6 +68,7 @@ def serve(settings: Settings) -> int:
         timeout_graceful_shutdown=5,
         lifespan="on",
     )
+    logs.redact_uvicorn()  # after uvicorn.Config, which installs its own logging setup
     ThreadlineServer(config, app).run()
     return 0
 

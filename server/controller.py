@@ -371,12 +371,28 @@ class ConversationRun:
         self.state = state
         # The record first: a client that sees the event finds the metadata agreeing.
         await self._on_state(self, state, reason, ended)
-        extras = AgentStateChangedExtras(agent_state=state, reason=reason, **self.control_values())
+        extras = AgentStateChangedExtras.model_validate(
+            {
+                "agent_state": state,
+                "reason": reason,
+                "conversation_status": status_for(state, ended=ended),
+                **self.control_values(),
+            }
+        )
         await self._append(AgentStateChangedObservation(source="environment", extras=extras))
 
     async def _append(self, event: EventBase) -> StoredEvent:
         self.last_activity = time.monotonic()
         return await self.storage.append(self.conversation_id, event)
+
+
+def status_for(state: AgentState, *, ended: bool) -> str:
+    """The conversation status that goes with an agent state."""
+    if state == "loading":
+        return "STARTING"
+    if ended:
+        return "ERROR" if state == "error" else "STOPPED"
+    return "RUNNING"
 
 
 def plan_changes(before: list[TaskItem], after: list[TaskItem]) -> list[dict[str, Any]]:

@@ -121,6 +121,30 @@ def build_openapi() -> dict[str, Any]:
             **conversation_path,
             "post": _operation("Stop the conversation's agent", _ok("stopped")),
         },
+        "/api/conversations/{conversation_id}/pause": {
+            **conversation_path,
+            "post": _operation(
+                "Hold the agent before its next action (409 when not running)", _ok("paused")
+            ),
+        },
+        "/api/conversations/{conversation_id}/resume": {
+            **conversation_path,
+            "post": _operation(
+                "Release a pause, raise a tripped limit, or start a run", _ok("resumed")
+            ),
+        },
+        "/api/conversations/{conversation_id}/plan": {
+            **conversation_path,
+            "get": _operation(
+                "The current task-tracking plan and the event that applied it",
+                _ok("tasks and event_id"),
+            ),
+        },
+        "/api/sessions": {
+            "get": _operation(
+                "Running and queued conversations, and the caps", _ok("running, queued, caps")
+            )
+        },
         "/api/conversations/{conversation_id}/message": {
             **conversation_path,
             "post": _operation(
@@ -188,7 +212,13 @@ def build_openapi() -> dict[str, Any]:
                 ],
             )
         },
-        "/api/health": {"get": _operation("Liveness", {"200": {"description": "ok"}})},
+        "/api/health": {
+            "get": _operation(
+                "Liveness, and whether API keys are required",
+                {"200": {"description": "status and keys_required"}},
+            )
+        },
+        "/alive": {"get": _operation("Liveness", {"200": {"description": "ok"}})},
     }
     return {
         "openapi": "3.1.0",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import orjson
 
@@ -32,7 +32,7 @@ from events.actions import ChangeAgentStateArgs, MessageArgs
 from events.observations import AgentStateChangedExtras
 from server.agents import Agents, AgentUnavailable
 from server.auth import User
-from server.controller import ConversationRun, RunLimits
+from server.controller import ConversationRun, RunLimits, status_for
 from server.errors import BadRequest, Conflict
 from server.runtimes import make_runtime
 from server.schemas import CreateConversation
@@ -51,15 +51,6 @@ from storage.models import new_conversation_id
 logger = logging.getLogger(__name__)
 
 Control = Literal["pause", "resume", "stop"]
-
-
-def status_for(state: AgentState, *, ended: bool) -> ConversationStatus:
-    """The conversation status that goes with an agent state."""
-    if state == "loading":
-        return "STARTING"
-    if ended:
-        return "ERROR" if state == "error" else "STOPPED"
-    return "RUNNING"
 
 
 class ConversationService:
@@ -91,9 +82,11 @@ class ConversationService:
             page = await self.storage.list_conversations(limit=100, cursor=cursor)
             for record in page.conversations:
                 if record.status in ("RUNNING", "STARTING"):
-                    await self._log_state(record.id, "stopped", "the server restarted")
                     await self.storage.update_conversation(
                         record.id, ConversationPatch(status="STOPPED", agent_state="stopped")
+                    )
+                    await self._log_state(
+                        record.id, "stopped", "the server restarted", conversation_status="STOPPED"
                     )
                 elif record.status == "QUEUED":
                     requeue.append(record)
@@ -273,7 +266,16 @@ class ConversationService:
     async def _carry_out(self, conversation_id: str, command: Control, who: str) -> None:
         run = self.run_of(conversation_id)
         if command == "stop":
-            self.sessions.forget(conversation_id)
+            if self.sessions.forget(conversation_id):  # it was waiting in the queue
+                await self.storage.update_conversation(
+                    conversation_id, ConversationPatch(status="STOPPED", agent_state="stopped")
+                )
+                await self._log_state(
+                    conversation_id,
+                    "stopped",
+                    f"stopped by {who} while queued",
+                    conversation_status="STOPPED",
+                )
             await self.stop(conversation_id, f"stopped by {who}")
         elif command == "pause" and run is not None:
             await run.pause(f"paused by {who}")
@@ -322,7 +324,7 @@ class ConversationService:
         await self.storage.update_conversation(
             run.conversation_id,
             ConversationPatch(
-                status=status_for(state, ended=ended),
+                status=cast(ConversationStatus, status_for(state, ended=ended)),
                 agent_state=state,
                 iterations=values["iteration"],
                 max_iterations=values["max_iterations"],
@@ -336,13 +338,20 @@ class ConversationService:
             self.sessions.ended(run.conversation_id)
 
     async def _queued(self, conversation_id: str, position: int, total: int) -> None:
+        record = await self.storage.update_conversation(
+            conversation_id, ConversationPatch(status="QUEUED", agent_state="loading")
+        )
         await self._log_state(
             conversation_id,
             "loading",
             f"queued: position {position} of {total}",
             queue_position=position,
+            conversation_status="QUEUED",
+            iteration=record.iterations,
+            max_iterations=record.max_iterations,
+            accumulated_cost=record.accumulated_cost,
+            max_budget_per_task=record.max_budget,
         )
-        await self.storage.update_conversation(conversation_id, ConversationPatch(status="QUEUED"))
 
     async def _log_state(
         self, conversation_id: str, state: AgentState, reason: str, **extra: Any

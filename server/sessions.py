@@ -112,13 +112,16 @@ class SessionManager:
         if self._running.pop(conversation_id, None) is not None:
             self._spawn(self._fill_from_queue())
 
-    def forget(self, conversation_id: str) -> None:
-        """A conversation was deleted: drop it from the queue."""
+    def forget(self, conversation_id: str) -> bool:
+        """Drop the conversation from the queue (stopped or deleted while waiting);
+        True when it was queued."""
         before = len(self._queue)
         self._queue = [e for e in self._queue if e.conversation_id != conversation_id]
-        if len(self._queue) != before:
-            heapq.heapify(self._queue)
-            self._spawn(self._announce_positions())
+        if len(self._queue) == before:
+            return False
+        heapq.heapify(self._queue)
+        self._spawn(self._announce_positions())
+        return True
 
     def start_idle_watch(self, interval: float = 1.0) -> None:
         if self.caps.idle_close_delay is not None and self._idle_task is None:

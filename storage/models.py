@@ -52,6 +52,7 @@ class EventPage:
 class SearchHit:
     conversation_id: str
     event: StoredEvent
+    conversation_title: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,7 +91,8 @@ async def search(request: Request) -> Response:
         cursor=request.query_params.get("cursor") or None,
     )
     hits = b",".join(
-        b'{"conversation_id":%s,"event":%s}' % (orjson.dumps(hit.conversation_id), hit.event.data)
+        b'{"conversation_id":%s,"conversation_title":%s,"event":%s}'
+        % (orjson.dumps(hit.conversation_id), orjson.dumps(hit.conversation_title), hit.event.data)
         for hit in results.hits
     )
     tail = orjson.dumps({"next_cursor": results.next_cursor, "pending": results.pending})

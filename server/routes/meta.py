@@ -11,6 +11,12 @@ from server.openapi import build_openapi, render_docs
 
 
 async def health(request: Request) -> Response:
+    """Liveness; ``keys_required`` tells a client whether to ask for an API key."""
+    keys_required = await request.app.state.authenticator.keys_required()
+    return json_response({"status": "ok", "keys_required": keys_required})
+
+
+async def alive(request: Request) -> Response:
     return json_response({"status": "ok"})
 
 
@@ -24,7 +30,7 @@ async def docs(request: Request) -> Response:
 
 routes = [
     Route("/api/health", health, methods=["GET"]),
-    Route("/alive", health, methods=["GET"]),
+    Route("/alive", alive, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
     Route("/docs", docs, methods=["GET"]),
 ]

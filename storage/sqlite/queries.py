@@ -104,7 +104,7 @@ def search_all_query(
     before_seq: int | None,
     limit: int,
 ) -> tuple[str, list[Any]]:
-    """Newest-first hits ``(seq, conversation id, event id, data)`` from the attached index."""
+    """Newest-first hits ``(seq, conversation id, event id, data, title)`` from the index."""
     clauses = ["f.events_fts MATCH ?"]
     params: list[Any] = [match]
     if before_seq is not None:
@@ -118,7 +118,7 @@ def search_all_query(
         params.append(owner)
     params.append(limit)
     return (
-        "SELECT e.seq, c.id, e.id, e.data FROM search.events_fts AS f "
+        "SELECT e.seq, c.id, e.id, e.data, c.title FROM search.events_fts AS f "
         "JOIN events AS e ON e.seq = f.rowid JOIN conversations AS c ON c.key = e.conv "
         f"WHERE {' AND '.join(clauses)} ORDER BY f.rowid DESC LIMIT ?",
         params,

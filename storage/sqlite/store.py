@@ -241,8 +241,8 @@ class SqliteStorage:
         sql, params = queries.search_all_query(match, conversation_ids, owner, before, limit + 1)
         rows = await self._read(sql, params)
         hits = [
-            SearchHit(conversation_id, StoredEvent(conversation_id, event_id, data))
-            for _, conversation_id, event_id, data in rows[:limit]
+            SearchHit(conversation_id, StoredEvent(conversation_id, event_id, data), title)
+            for _, conversation_id, event_id, data, title in rows[:limit]
         ]
         next_cursor = str(rows[limit - 1][0]) if len(rows) > limit else None
         return SearchResults(hits, next_cursor, pending)

@@ -23,9 +23,12 @@ def free_port() -> int:
 
 
 class RunningServer:
-    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *, env: dict[str, str] | None = None, log_level: str = "warning"
+    ) -> None:
         self.data_dir = data_dir
         self.env = env or {}
+        self.log_level = log_level
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.log = data_dir / "server.log"
@@ -46,7 +49,7 @@ class RunningServer:
                 [
                     sys.executable, "-m", "server.cli", "serve",
                     "--port", str(self.port), "--data-dir", str(self.data_dir),
-                    "--log-level", "warning",
+                    "--log-level", self.log_level,
                 ],
                 cwd=REPOSITORY, env=environment, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import orjson
@@ -65,7 +66,8 @@ async def test_every_call_needs_a_valid_key(users: Users) -> None:
             assert response.status_code == 401
             assert response.json()["error"] == "unauthorized"
         assert (await anonymous.post("/api/conversations", json={})).status_code == 401
-        assert (await anonymous.get("/api/health")).status_code == 200
+        health = await anonymous.get("/api/health")
+        assert health.json() == {"status": "ok", "keys_required": True}
 
 
 async def test_users_see_only_their_own(users: Users) -> None:
@@ -153,3 +155,25 @@ def test_keys_can_be_listed_and_revoked(fresh_server: RunningServer) -> None:
     key_id = listing.split()[0]
     keys_cli(fresh_server, "revoke", key_id)
     assert "revoked" in keys_cli(fresh_server, "list", "--user", "carol")
+
+
+async def test_keys_stay_out_of_the_access_log(tmp_path: Path) -> None:
+    server = RunningServer(tmp_path / "server", log_level="info")
+    key = make_key(server, "dora")
+    server.start()
+    try:
+        async with httpx.AsyncClient(
+            base_url=server.url, headers={"X-Session-API-Key": key}
+        ) as http:
+            conversation_id = await create(http, title="logged")
+        url = f"{server.ws_url}/api/conversations/{conversation_id}/events?session_api_key={key}"
+        async with websockets.connect(url) as socket:
+            await socket.send('{"action": "think", "args": {"thought": "hi"}}')
+            assert orjson.loads(await socket.recv())["id"] == 0
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            await http.get(f"/api/conversations?session_api_key={key}")
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    assert "session_api_key=***" in log
+    assert key not in log

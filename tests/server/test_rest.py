@@ -237,6 +237,7 @@ async def test_full_text_search(client: httpx.AsyncClient) -> None:
             break
         await asyncio.sleep(0.02)
     assert [r["conversation_id"] for r in results] == [conversation_id]
+    assert results[0]["conversation_title"] == "search"
     assert results[0]["event"]["args"]["thought"] == "zanzibar quokka"
     assert (await client.get("/api/events/search")).status_code == 400
     assert (await client.get("/api/events/search", params={"q": "!!!"})).status_code == 400
@@ -265,10 +266,28 @@ async def test_unknown_paths_and_methods_answer_json(client: httpx.AsyncClient) 
     assert wrong.json()["error"] == "method_not_allowed"
 
 
+async def test_health_says_whether_keys_are_needed(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/api/health")).json() == {"status": "ok", "keys_required": False}
+
+
+async def test_the_page_is_served_and_revalidated(client: httpx.AsyncClient) -> None:
+    page = await client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.headers["cache-control"] == "no-cache"
+
+
 async def test_openapi_and_docs(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     assert spec["openapi"].startswith("3.")
-    assert "/api/conversations/{conversation_id}/events" in spec["paths"]
+    for path in (
+        "/api/conversations/{conversation_id}/events",
+        "/api/conversations/{conversation_id}/pause",
+        "/api/conversations/{conversation_id}/resume",
+        "/api/conversations/{conversation_id}/plan",
+        "/api/sessions",
+    ):
+        assert path in spec["paths"]
     create_schema = spec["paths"]["/api/conversations"]["post"]["requestBody"]
     assert (
         "initial_user_msg" in create_schema["content"]["application/json"]["schema"]["properties"]

@@ -176,3 +176,29 @@ async def test_idle_runs_are_closed(tmp_path: Path) -> None:
                 assert (await client.get("/api/sessions")).json()["running_count"] == 0
         finally:
             server.stop()
+
+
+async def test_stopping_a_queued_conversation(tmp_path: Path) -> None:
+    server = RunningServer(tmp_path / "s", env=_env(max_running="1", demo_pace="0.3")).start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            blocker = await create(client, initial_user_msg="blocker")
+            waiting = await create(client, initial_user_msg="waiting")
+            assert (await client.get(f"/api/conversations/{waiting}")).json()["queue_position"] == 1
+            stopped = await client.post(f"/api/conversations/{waiting}/stop")
+            assert stopped.json()["conversation_status"] == "STOPPED"
+            events = await follow(server, waiting, until=lambda e: agent_state(e) == "stopped")
+            assert events[-1]["extras"]["reason"] == "stopped by the local user while queued"
+            assert events[-1]["extras"]["conversation_status"] == "STOPPED"
+            info = (await client.get(f"/api/conversations/{waiting}")).json()
+            assert (info["status"], info["agent_state"], info["queue_position"]) == (
+                "STOPPED",
+                "stopped",
+                None,
+            )
+            assert (await client.get("/api/sessions")).json()["queued"] == []
+            await follow(server, blocker)
+            sessions = (await client.get("/api/sessions")).json()
+            assert sessions["running_count"] == 0  # the stopped one did not start
+    finally:
+        server.stop()

@@ -436,7 +436,7 @@ class StorageConformance:
     # -- cross-conversation search ---------------------------------------------------
 
     async def test_search_all(self, storage: Storage) -> None:
-        first = (await storage.create_conversation(NewConversation(id="s1"))).id
+        first = (await storage.create_conversation(NewConversation(id="s1", title="First"))).id
         second = (await storage.create_conversation(NewConversation(id="s2"))).id
         await storage.append_many(
             first, [say("the quick brown fox"), run("grep fox zoo.txt"), say("nothing here")]
@@ -450,6 +450,7 @@ class StorageConformance:
             ("s1", 0),
         ]
         assert results.pending == 0
+        assert results.hits[0].conversation_title == "First"
         prefix = await storage.search_all("fox*")
         assert [(h.conversation_id, h.event.id) for h in prefix.hits] == [
             ("s2", 1),
