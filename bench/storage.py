@@ -53,8 +53,10 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
-# Run as `python bench/storage.py`, this file's directory comes first on sys.path and
-# would shadow the `storage` package it measures: put the repository root before it.
+# Run as `python bench/storage.py`, sys.path[0] is bench/, whose modules would shadow the
+# `storage` package measured here (and `http` of the standard library): search the
+# repository root instead. Run as `python -m bench.storage`, sys.path[0] is the root.
+sys.path.pop(0)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiosqlite
@@ -93,6 +95,8 @@ from storage.sqlite.writer import INSERT_EVENT
 
 T = TypeVar("T")
 Metrics = dict[str, float]
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PAGE = 100
 RAW_BATCH = 100
@@ -852,11 +856,13 @@ async def measure_run(
         metrics |= await append_benchmark("append.hundred", scratch / "hundred", workload.streams)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    for name, section in (("pages", reads.pages), ("counts", reads.counts),
-                          ("searches", reads.searches)):  # fmt: skip
+    sections = {"pages": reads.pages, "counts": reads.counts, "searches": reads.searches}
+    for name, section in sections.items():
         log(f"run {run + 1}: {name}")
         metrics[f"warm.{name}"] = warm(dataset.directory)
         metrics |= await section()
+    # The machines are shared: a load well above what this process makes flags a noisy run.
+    metrics["loadavg"] = os.getloadavg()[0]
     return metrics
 
 
@@ -880,8 +886,8 @@ SEARCH_LABELS = {
     "rare": "a word in ~0.01% of events",
     "moderate_one": "a ~1% word, conversation_ids=[1]",
 }
-COMPARED = ["ours p50", "ours p99", "aio p50", "aio p99", "sqlite3 p50", "sqlite3 p99",
-            "ours/aio p99"]  # fmt: skip
+COMPARED = [f"{variant} {p}" for variant in ("ours", "aio", "sqlite3") for p in ("p50", "p99")]
+COMPARED.append("ours/aio p99")
 
 
 @dataclass(frozen=True, slots=True)
@@ -944,10 +950,14 @@ def _rate(m: Metrics, key: str) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
+def _percentiles(m: Metrics, prefix: str) -> list[str]:
+    return [_ms(m, f"{prefix}.p50"), _ms(m, f"{prefix}.p99")]
+
+
 def _compared(m: Metrics, label: str, prefix: str) -> list[str]:
     cells = [label]
     for variant in Comparer.VARIANTS:
-        cells += [_ms(m, f"{prefix}.{variant}.p50"), _ms(m, f"{prefix}.{variant}.p99")]
+        cells += _percentiles(m, f"{prefix}.{variant}")
     ours, bare = m.get(f"{prefix}.ours.p99"), m.get(f"{prefix}.aiosqlite.p99")
     cells.append("-" if ours is None or not bare else f"{ours / bare:.2f}x")
     return cells
@@ -961,7 +971,8 @@ def report(result: dict[str, Any]) -> str:
     lines = [
         f"threadline storage benchmark: {config['events']:,} events in "
         f"{config['conversations']:,} conversations + 1 of {config['big_conversation']:,}; "
-        f"median of {len(result['runs'])} run(s)",
+        f"median of {len(result['runs'])} run(s); 1-min load average after each run: "
+        + ", ".join(f"{run['loadavg']:.1f}" for run in result["runs"]),
         f"{env['machine']}, {env['cpus']} CPUs, Python {env['python']}, SQLite {env['sqlite']}, "
         f"aiosqlite {env['aiosqlite']}; events {config['event_bytes']:.0f} B + text "
         f"{config['text_bytes']:.0f} B on average; commit {env['commit']}",
@@ -970,24 +981,9 @@ def report(result: dict[str, Any]) -> str:
             "(a) raw limits (WAL, synchronous=NORMAL)",
             ["", "events/s", "p50 ms", "p99 ms"],
             [
-                [
-                    f"sqlite3 executemany, {RAW_BATCH} rows/txn, {WRITERS} conversations",
-                    _rate(m, "raw.insert.rate"),
-                    "",
-                    "",
-                ],
-                [
-                    "page of 100, bare aiosqlite (execute_fetchall)",
-                    "",
-                    _ms(m, "raw.page.aiosqlite.p50"),
-                    _ms(m, "raw.page.aiosqlite.p99"),
-                ],
-                [
-                    "page of 100, plain sqlite3",
-                    "",
-                    _ms(m, "raw.page.sqlite3.p50"),
-                    _ms(m, "raw.page.sqlite3.p99"),
-                ],
+                [f"sqlite3 executemany, {RAW_BATCH} rows/txn", _rate(m, "raw.insert.rate"), "", ""],
+                ["page of 100, bare aiosqlite", "", *_percentiles(m, "raw.page.aiosqlite")],
+                ["page of 100, plain sqlite3", "", *_percentiles(m, "raw.page.sqlite3")],
             ],
         ),
         "",
@@ -1037,11 +1033,9 @@ def report(result: dict[str, Any]) -> str:
 
 
 def _appends(m: Metrics, label: str, prefix: str) -> list[str]:
-    return [
-        label, _rate(m, f"{prefix}.rate"), _rate(m, f"{prefix}.rate_fts"),
-        _ms(m, f"{prefix}.p50"), _ms(m, f"{prefix}.p99"),
-        _ms(m, f"{prefix}.lag.p50"), _ms(m, f"{prefix}.lag.p99"), _ms(m, f"{prefix}.catch_up"),
-    ]  # fmt: skip
+    rates = [_rate(m, f"{prefix}.rate"), _rate(m, f"{prefix}.rate_fts")]
+    lags = [*_percentiles(m, f"{prefix}.lag"), _ms(m, f"{prefix}.catch_up")]
+    return [label, *rates, *_percentiles(m, prefix), *lags]
 
 
 def environment() -> dict[str, Any]:
@@ -1066,7 +1060,6 @@ def environment() -> dict[str, Any]:
 
 # -- main ------------------------------------------------------------------------------
 
-ROOT = Path(__file__).resolve().parents[1]
 STARTED = time.perf_counter()
 
 
