@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletion
 
 from events import (
     ActionBase,
@@ -31,6 +32,7 @@ from events.base import TokenUsage
 from events.observations import ErrorExtras
 from server.agents.base import AgentContext
 from server.agents.tools import TOOLS, ToolCallError, action_for
+from server.agents.transcript import Transcript
 
 SYSTEM_PROMPT = (
     "You are a software agent working in a sandboxed workspace. Plan with task_tracker, "
@@ -63,11 +65,14 @@ class LLMAgent:
     async def run(self, context: AgentContext) -> None:
         history = await context.history()
         self._restore_usage(history)
-        messages: list[Any] = self._transcript(history)
+        messages = self._transcript(history)
         while True:
             await context.checkpoint()
-            response = await self._client.chat.completions.create(
-                model=self._model, messages=messages, tools=TOOLS, tool_choice="auto"
+            response = await self._client.post(
+                "/chat/completions",
+                cast_to=ChatCompletion,
+                content=messages.request_body(),
+                options={"headers": {"Content-Type": "application/json"}},
             )
             metrics = self._account(response)
             choice = response.choices[0].message
@@ -81,11 +86,11 @@ class LLMAgent:
                         args=MessageArgs(content=text, wait_for_response=True),
                     )
                 )
-                messages.append({"role": "assistant", "content": text})
+                messages.add({"role": "assistant", "content": text})
                 reply = await context.wait_for_user_message()
-                messages.append({"role": "user", "content": reply.args.content})
+                messages.add({"role": "user", "content": reply.args.content})
                 continue
-            messages.append(
+            messages.add(
                 {
                     "role": "assistant",
                     "content": choice.content,
@@ -113,11 +118,11 @@ class LLMAgent:
                             extras=ErrorExtras(error_id="BAD_TOOL_CALL"),
                         )
                     )
-                    messages.append({"role": "tool", "tool_call_id": call.id, "content": str(exc)})
+                    messages.add({"role": "tool", "tool_call_id": call.id, "content": str(exc)})
                     continue
                 action = action.model_copy(update={"llm_metrics": metrics})
                 observation = await context.act(action)
-                messages.append(
+                messages.add(
                     {
                         "role": "tool",
                         "tool_call_id": call.id,
@@ -158,11 +163,12 @@ class LLMAgent:
                 )
                 return
 
-    def _transcript(self, history: Sequence[EventBase]) -> list[dict[str, Any]]:
+    def _transcript(self, history: Sequence[EventBase]) -> Transcript:
         """The chat so far, rebuilt from the log: user and agent messages, tool calls and
         their answers."""
         system = SYSTEM_PROMPT + (f"\n\n{self._instructions}" if self._instructions else "")
-        messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
+        messages = Transcript(model=self._model, tools=TOOLS)
+        messages.add({"role": "system", "content": system})
         answered: dict[str, str] = {}
         for event in history:
             metadata = event.tool_call_metadata
@@ -173,7 +179,7 @@ class LLMAgent:
             metadata = event.tool_call_metadata
             if isinstance(event, MessageAction) and metadata is None:
                 role = "user" if event.source == "user" else "assistant"
-                messages.append({"role": role, "content": event.args.content})
+                messages.add({"role": role, "content": event.args.content})
             elif isinstance(event, ActionBase) and metadata is not None:
                 call = {
                     "id": metadata.tool_call_id,
@@ -185,10 +191,10 @@ class LLMAgent:
                 }
                 pending.append(call)
                 if len(pending) == metadata.total_calls_in_response:
-                    messages.append({"role": "assistant", "content": None, "tool_calls": pending})
+                    messages.add({"role": "assistant", "content": None, "tool_calls": pending})
                     for done in pending:
                         answer = answered.get(done["id"], "(no result was recorded)")
-                        messages.append(
+                        messages.add(
                             {"role": "tool", "tool_call_id": done["id"], "content": answer}
                         )
                     pending = []
