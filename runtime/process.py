@@ -48,6 +48,7 @@ class LocalProcess:
             raise
         finally:
             os.close(write_fd)
+        _lower_priority(process.pid)
         reader = asyncio.StreamReader()
         transport, _ = await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
@@ -94,6 +95,21 @@ class LocalProcess:
 
     def group_alive(self) -> bool:
         return signal_group(self.pid, 0)
+
+
+COMMAND_NICENESS = 10
+
+
+def _lower_priority(pid: int) -> None:
+    """Let the server win the CPU over the commands it runs.
+
+    With the kernel's autogroup scheduling (common on desktops and VMs), each new session
+    is its own scheduling group weighted like the whole server, and a plain ``nice`` does
+    not reach across groups: twenty busy commands could starve the server's loop. The
+    session's autogroup takes a niceness of its own; best effort, Linux only.
+    """
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/autogroup").write_text(str(COMMAND_NICENESS))
 
 
 def signal_group(pgid: int, signum: int) -> bool:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,9 +31,22 @@ class ThreadlineServer(uvicorn.Server):
         super().__init__(config)
         self._app = app
 
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        _watch_children_with_pidfds()
+        await super().startup(sockets)
+
     async def shutdown(self, sockets: list[Any] | None = None) -> None:
         await prepare_shutdown(self._app)
         await super().shutdown(sockets)
+
+
+def _watch_children_with_pidfds() -> None:
+    """Python 3.11 reaps each command with a thread of its own; a pidfd watcher does it
+    from the event loop (3.12 does so by default). Called in the running loop."""
+    if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
+        watcher = asyncio.PidfdChildWatcher()
+        watcher.attach_loop(asyncio.get_running_loop())
+        asyncio.get_event_loop_policy().set_child_watcher(watcher)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -90,10 +90,11 @@ def list_query(owner: str | None, cursor: str | None, limit: int) -> tuple[str, 
 def insert(new: NewConversation, now_us: int) -> Work:
     async def work(connection: aiosqlite.Connection) -> ConversationRecord:
         try:
-            await connection.execute(
+            rows = await connection.execute_fetchall(
                 "INSERT INTO conversations (id, owner, title, status, created_us, updated_us, "
                 "repository, selected_branch, git_provider, trigger, max_iterations, max_budget, "
-                "priority, settings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "priority, settings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"RETURNING {COLUMNS}",
                 (
                     new.id,
                     new.owner,
@@ -113,7 +114,7 @@ def insert(new: NewConversation, now_us: int) -> Work:
             )
         except sqlite3.IntegrityError:
             raise ConversationExists(new.id) from None
-        return await _reload(connection, new.id)
+        return to_record(next(iter(rows)))
 
     return work
 
@@ -125,13 +126,15 @@ def update(conversation_id: str, patch: ConversationPatch, now_us: int) -> Work:
             changes["settings"] = orjson.dumps(changes["settings"])
         changes["updated_us"] = now_us
         assignments = ", ".join(f"{column} = ?" for column in changes)
-        cursor = await connection.execute(
-            f"UPDATE conversations SET {assignments} WHERE id = ?",
-            (*changes.values(), conversation_id),
+        rows = list(
+            await connection.execute_fetchall(
+                f"UPDATE conversations SET {assignments} WHERE id = ? RETURNING {COLUMNS}",
+                (*changes.values(), conversation_id),
+            )
         )
-        if cursor.rowcount == 0:
+        if not rows:
             raise ConversationNotFound(conversation_id)
-        return await _reload(connection, conversation_id)
+        return to_record(rows[0])
 
     return work
 
@@ -154,8 +157,3 @@ def delete(conversation_id: str) -> Work:
         await connection.execute("DELETE FROM conversations WHERE key = ?", (key,))
 
     return work
-
-
-async def _reload(connection: aiosqlite.Connection, conversation_id: str) -> ConversationRecord:
-    rows = list(await connection.execute_fetchall(SELECT_ONE, (conversation_id,)))
-    return to_record(rows[0])

@@ -249,8 +249,10 @@ class LogWriter:
 
     async def _run_call(self, op: _Call) -> None:
         try:
-            await self._connection.execute("BEGIN IMMEDIATE")
             try:
+                # The first write of `work` opens the transaction (the connection's
+                # isolation level); reads before it see the same data, as only this
+                # task writes.
                 result = await op.work(self._connection)
                 await self._connection.commit()
             except BaseException:
