@@ -206,6 +206,11 @@ class SqliteStorage:
             latest = await self.latest_event_id(conversation_id)
             last = latest if end_id is None else min(end_id, latest)
             return max(0, last - start_id + 1)
+        if start_id == 0 and end_id is None and _types_only(filter):
+            # Kept per kind by the writer: no walk of a long conversation's index.
+            counts = await self._writer.kind_counts(conversation_id)
+            included = filter.included_kinds or counts.keys()
+            return sum(counts[kind] for kind in included if kind not in filter.excluded_kinds)
         await self._require(conversation_id)
         sql, params = queries.count_query(conversation_id, start_id, end_id, filter)
         rows = await self._read(sql, params)
@@ -372,6 +377,11 @@ class SqliteStorage:
         rows = await self._read("SELECT 1 FROM conversations WHERE id = ?", [conversation_id])
         if not rows:
             raise ConversationNotFound(conversation_id)
+
+
+def _types_only(filter: EventFilter) -> bool:
+    """True when the filter says nothing but which kinds to include or exclude."""
+    return filter.model_copy(update={"include_types": (), "exclude_types": ()}).is_empty()
 
 
 def _check_range(start_id: int, end_id: int | None, limit: int) -> None:

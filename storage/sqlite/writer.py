@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -28,6 +29,8 @@ from storage.records import PreparedEvent, now_micros, stamp
 from storage.subscription import SubscriptionHub
 
 T = TypeVar("T")
+Work = Callable[[aiosqlite.Connection], Awaitable[T]]
+"""A step the writer runs in a transaction of its own."""
 
 INSERT_EVENT = (
     "INSERT INTO events (seq, conv, id, kind, source, ts_us, hidden, text, data) "
@@ -80,6 +83,7 @@ class LogWriter:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Append | _Call | None] = asyncio.Queue()
         self._streams: dict[str, _Stream] = {}
+        self._kind_counts: dict[str, Counter[str]] = {}
         self._next_seq = 1
         self._durable_seq = 0
         self._task: asyncio.Task[None] | None = None
@@ -120,8 +124,29 @@ class LogWriter:
         return await op.future
 
     def forget(self, conversation_id: str) -> None:
-        """Drop the cached id counter of a deleted conversation. Writer task only."""
+        """Drop what is cached of a deleted conversation. Writer task only."""
         self._streams.pop(conversation_id, None)
+        self._kind_counts.pop(conversation_id, None)
+
+    async def kind_counts(self, conversation_id: str) -> Counter[str]:
+        """How many events of each kind the conversation holds, kept current from then
+        on by every commit. Loaded by the writer itself, so no commit slips between the
+        count and its upkeep. Raises `ConversationNotFound`."""
+        counts = self._kind_counts.get(conversation_id)
+        if counts is not None:
+            return counts
+        return await self.call(self._load_kind_counts(conversation_id))
+
+    def _load_kind_counts(self, conversation_id: str) -> Work[Counter[str]]:
+        async def work(connection: aiosqlite.Connection) -> Counter[str]:
+            counts = self._kind_counts.get(conversation_id)  # loaded while this waited
+            if counts is None:
+                counts = await _count_kinds(connection, conversation_id)
+                # Installed here, in the writer task, before any later batch commits.
+                self._kind_counts[conversation_id] = counts
+            return counts
+
+        return work
 
     async def close(self) -> None:
         """Write everything queued so far, then stop."""
@@ -241,6 +266,9 @@ class LogWriter:
                 raise
             return
         self._durable_seq = self._next_seq - 1
+        for op, _ in accepted:
+            if (counts := self._kind_counts.get(op.conversation_id)) is not None:
+                counts.update(prepared.kind for prepared in op.events)
         for op, stored in accepted:
             if not op.future.done():
                 op.future.set_result(stored)
@@ -273,6 +301,19 @@ class LogWriter:
         # Suppressed: when BEGIN itself failed there is no transaction to roll back.
         with contextlib.suppress(sqlite3.Error):
             await self._connection.rollback()
+
+
+async def _count_kinds(connection: aiosqlite.Connection, conversation_id: str) -> Counter[str]:
+    rows = list(
+        await connection.execute_fetchall(
+            "SELECT c.key, e.kind, count(e.id) FROM conversations AS c "
+            "LEFT JOIN events AS e ON e.conv = c.key WHERE c.id = ? GROUP BY e.kind",
+            (conversation_id,),
+        )
+    )
+    if not rows:
+        raise ConversationNotFound(conversation_id)
+    return Counter({kind: count for _, kind, count in rows if kind is not None})
 
 
 def _fail(future: asyncio.Future[Any], error: BaseException) -> None:

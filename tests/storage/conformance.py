@@ -433,6 +433,23 @@ class StorageConformance:
             )
             assert expected > 0
 
+    async def test_kind_counts_follow_appends_and_deletes(self, storage: Storage) -> None:
+        await storage.create_conversation(NewConversation(id="counted"))
+        runs = build_filter(include_types=["action:run"])
+        not_runs = build_filter(exclude_types=["action:run"])
+        assert await storage.count_events("counted", filter=runs) == 0
+        await storage.append_many("counted", [numbered(i) for i in range(40)])
+        assert await storage.count_events("counted", filter=runs) == 10
+        assert await storage.count_events("counted", filter=not_runs) == 30
+        await asyncio.gather(*(storage.append("counted", run(f"more {i}")) for i in range(7)))
+        assert await storage.count_events("counted", filter=runs) == 17
+        await storage.delete_conversation("counted")
+        with pytest.raises(ConversationNotFound):
+            await storage.count_events("counted", filter=runs)
+        await storage.create_conversation(NewConversation(id="counted"))
+        await storage.append("counted", run("fresh"))
+        assert await storage.count_events("counted", filter=runs) == 1
+
     # -- cross-conversation search ---------------------------------------------------
 
     async def test_search_all(self, storage: Storage) -> None:

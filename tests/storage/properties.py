@@ -97,6 +97,9 @@ async def run_schedule(storage: Storage, schedule: list[list[tuple[Any, ...]]]) 
 
     for index, conversation_id in enumerate(conversation_ids):
         assert await storage.count_events(conversation_id) == acknowledged[index]
+        runs = build_filter(include_types=["action:run"])
+        walked = await _walk(storage, conversation_id, 100, False, "action:run")
+        assert await storage.count_events(conversation_id, filter=runs) == len(walked)
         everything = await _walk(storage, conversation_id, 100, False, None)
         assert everything == list(range(acknowledged[index]))
 
