@@ -97,7 +97,7 @@ class LocalProcess:
         return signal_group(self.pid, 0)
 
 
-COMMAND_NICENESS = 10
+COMMAND_NICENESS = 19
 
 
 def _lower_priority(pid: int) -> None:

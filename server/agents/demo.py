@@ -27,7 +27,7 @@ STEPS: list[tuple[str, str, str]] = [
     (
         "toolchain",
         "Check the toolchain",
-        "uname -srm && (python3 --version; git --version) 2>&1",
+        "uname -srm && (git --version; sh -c 'echo shell: $0') 2>&1",
     ),
     ("report", "Write a report", "wc -c REPORT.md && head -n 5 REPORT.md"),
 ]
