@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from events.base import EventBase, OpenModel
 from events.tasks import TaskItem
@@ -41,17 +41,6 @@ class ActionBase(EventBase):
     @property
     def hidden(self) -> bool:
         return bool(self.args.__dict__.get("hidden", False))  # no pydantic getattr miss
-
-    def default_message(self) -> str:
-        return ""
-
-    @model_validator(mode="after")
-    def _fill_message(self) -> ActionBase:
-        if "message" not in self.model_fields_set:
-            # Frozen model: the one place we set a field after validation, as OpenHands
-            # derives `message` from the args when it is not given.
-            object.__setattr__(self, "message", self.default_message())
-        return self
 
 
 class MessageArgs(OpenModel):

@@ -10,7 +10,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 Source = Literal["user", "agent", "environment"]
 
@@ -99,6 +106,18 @@ class EventBase(WireModel):
         if value is None:
             return None
         return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+    def default_message(self) -> str:
+        """The message OpenHands derives from the event when none is given."""
+        return ""
+
+    @model_validator(mode="after")
+    def _fill_message(self) -> EventBase:
+        if "message" not in self.model_fields_set:
+            # Frozen model: the one place a field is set after validation, as OpenHands
+            # derives `message` from the rest of the event when it is not given.
+            object.__setattr__(self, "message", self.default_message())
+        return self
 
     @property
     def kind(self) -> str:

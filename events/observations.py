@@ -30,12 +30,6 @@ class ObservationBase(EventBase):
     def default_message(self) -> str:
         return self.content
 
-    @model_validator(mode="after")
-    def _fill_message(self) -> ObservationBase:
-        if "message" not in self.model_fields_set:
-            object.__setattr__(self, "message", self.default_message())
-        return self
-
 
 class CmdOutputMetadata(OpenModel):
     exit_code: int = -1
