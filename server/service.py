@@ -203,7 +203,7 @@ class ConversationService:
             return await admission.admit(record.id, record.owner, record.priority)
 
     async def stop(self, conversation_id: str, reason: str = "stopped by the user") -> None:
-        run = self._runs.get(conversation_id)
+        run = self.run_of(conversation_id)
         if run is not None:
             await run.stop(reason)
 
@@ -335,6 +335,8 @@ class ConversationService:
             ),
         )
         if ended:
+            if self._runs.get(run.conversation_id) is run:
+                del self._runs[run.conversation_id]  # a long-lived server keeps no dead runs
             self.sessions.ended(run.conversation_id)
 
     async def _queued(self, conversation_id: str, position: int, total: int) -> None:
