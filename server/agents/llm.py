@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import httpx2
 import orjson
 from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletion
 
 from events import (
     ActionBase,
@@ -31,6 +31,7 @@ from events.actions import MessageArgs
 from events.base import TokenUsage
 from events.observations import ErrorExtras
 from server.agents.base import AgentContext
+from server.agents.completion import Reply, parse_reply
 from server.agents.tools import TOOLS, ToolCallError, action_for
 from server.agents.transcript import Transcript
 
@@ -68,17 +69,17 @@ class LLMAgent:
         messages = self._transcript(history)
         while True:
             await context.checkpoint()
-            response = await self._client.post(
+            raw = await self._client.post(
                 "/chat/completions",
-                cast_to=ChatCompletion,
+                cast_to=httpx2.Response,  # the client's own HTTP library: the raw reply
                 content=messages.request_body(),
                 options={"headers": {"Content-Type": "application/json"}},
             )
-            metrics = self._account(response)
-            choice = response.choices[0].message
-            calls = _function_calls(choice)
+            reply = parse_reply(raw.content)
+            metrics = self._account(reply)
+            calls = reply.tool_calls
             if not calls:
-                text = choice.content or ""
+                text = reply.content or ""
                 await context.act(
                     MessageAction(
                         source="agent",
@@ -87,28 +88,26 @@ class LLMAgent:
                     )
                 )
                 messages.add({"role": "assistant", "content": text})
-                reply = await context.wait_for_user_message()
-                messages.add({"role": "user", "content": reply.args.content})
+                answer = await context.wait_for_user_message()
+                messages.add({"role": "user", "content": answer.args.content})
                 continue
             messages.add(
                 {
                     "role": "assistant",
-                    "content": choice.content,
-                    "tool_calls": [
-                        call.model_dump(include={"id", "type", "function"}) for call in calls
-                    ],
+                    "content": reply.content,
+                    "tool_calls": [call.as_message_part() for call in calls],
                 }
             )
             finished = False
             for call in calls:
                 metadata = ToolCallMetadata(
-                    function_name=call.function.name,
+                    function_name=call.name,
                     tool_call_id=call.id,
-                    model_response={"id": response.id, "model": response.model},
+                    model_response={"id": reply.id, "model": reply.model},
                     total_calls_in_response=len(calls),
                 )
                 try:
-                    action = action_for(call.function.name, call.function.arguments, metadata)
+                    action = action_for(call.name, call.arguments, metadata)
                 except ToolCallError as exc:
                     await context.log(
                         ErrorObservation(
@@ -133,21 +132,19 @@ class LLMAgent:
             if finished:
                 return
 
-    def _account(self, response: Any) -> LLMMetrics:
-        usage = response.usage
-        if usage is not None:
-            self._prompt_tokens += usage.prompt_tokens
-            self._completion_tokens += usage.completion_tokens
-            self._cost += (
-                usage.prompt_tokens * self._input_cost + usage.completion_tokens * self._output_cost
-            )
+    def _account(self, reply: Reply) -> LLMMetrics:
+        self._prompt_tokens += reply.prompt_tokens
+        self._completion_tokens += reply.completion_tokens
+        self._cost += (
+            reply.prompt_tokens * self._input_cost + reply.completion_tokens * self._output_cost
+        )
         return LLMMetrics(
             accumulated_cost=self._cost,
             accumulated_token_usage=TokenUsage(
                 model=self._model,
                 prompt_tokens=self._prompt_tokens,
                 completion_tokens=self._completion_tokens,
-                response_id=response.id or "",
+                response_id=reply.id,
             ),
         )
 
@@ -199,19 +196,6 @@ class LLMAgent:
                         )
                     pending = []
         return messages
-
-
-def _function_calls(message: Any) -> list[Any]:
-    """The function tool calls of a reply (custom tool calls are not ours)."""
-    return [call for call in message.tool_calls or [] if getattr(call, "function", None)]
-
-
-def _call_dict(call: Any) -> dict[str, Any]:
-    return {
-        "id": call.id,
-        "type": "function",
-        "function": {"name": call.function.name, "arguments": call.function.arguments},
-    }
 
 
 def _tool_answer(action: ActionBase, observation: ObservationBase | None) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
+from server.agents.completion import MalformedReply, parse_reply
 from server.agents.tools import TOOLS
 from server.agents.transcript import Transcript
 
@@ -25,3 +27,38 @@ def test_the_request_body_is_the_whole_chat() -> None:
     }
     assert len(transcript) == 2
     assert transcript.messages() == body["messages"]
+
+
+def test_replies_are_read_from_their_json() -> None:
+    body = orjson.dumps(
+        {
+            "id": "r1",
+            "model": "m",
+            "choices": [
+                {
+                    "message": {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "id": "c1",
+                                "type": "function",
+                                "function": {"name": "think", "arguments": "{}"},
+                            },
+                            {"id": "c2", "type": "custom", "custom": {"name": "x", "input": ""}},
+                        ],
+                    }
+                }
+            ],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 2},
+        }
+    )
+    reply = parse_reply(body)
+    assert [(call.id, call.name) for call in reply.tool_calls] == [("c1", "think")]
+    assert (reply.prompt_tokens, reply.completion_tokens, reply.content) == (10, 2, None)
+
+
+@pytest.mark.parametrize("body", [b"not json", b"{}", b'{"choices": []}', b'{"choices": [{}]}'])
+def test_a_malformed_reply_says_so(body: bytes) -> None:
+    with pytest.raises(MalformedReply, match="not a chat completion"):
+        parse_reply(body)
