@@ -32,6 +32,9 @@ T = TypeVar("T")
 Work = Callable[[aiosqlite.Connection], Awaitable[T]]
 """A step the writer runs in a transaction of its own."""
 
+MAX_CACHED_STREAMS = 20_000
+"""Conversations whose next id (and kind counts) the writer keeps in memory."""
+
 INSERT_EVENT = (
     "INSERT INTO events (seq, conv, id, kind, source, ts_us, hidden, text, data) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -192,8 +195,10 @@ class LogWriter:
             await self._write_appends(appends)
 
     async def _stream(self, conversation_id: str) -> _Stream:
-        stream = self._streams.get(conversation_id)
-        if stream is None:
+        stream = self._streams.pop(conversation_id, None)
+        if stream is not None:
+            self._streams[conversation_id] = stream  # most recently used last
+        else:
             rows = list(await self._connection.execute_fetchall(LOAD_STREAM, (conversation_id,)))
             if not rows:
                 raise ConversationNotFound(conversation_id)
@@ -266,6 +271,8 @@ class LogWriter:
                 raise
             return
         self._durable_seq = self._next_seq - 1
+        _trim(self._streams, MAX_CACHED_STREAMS)
+        _trim(self._kind_counts, MAX_CACHED_STREAMS)
         for op, _ in accepted:
             if (counts := self._kind_counts.get(op.conversation_id)) is not None:
                 counts.update(prepared.kind for prepared in op.events)
@@ -314,6 +321,13 @@ async def _count_kinds(connection: aiosqlite.Connection, conversation_id: str) -
     if not rows:
         raise ConversationNotFound(conversation_id)
     return Counter({kind: count for _, kind, count in rows if kind is not None})
+
+
+def _trim(cache: dict[str, Any], size: int) -> None:
+    """Forget the least recently used entries beyond ``size`` (reloaded on next use).
+    Only between batches: an entry in use by a batch must not be reloaded mid-batch."""
+    while len(cache) > size:
+        del cache[next(iter(cache))]
 
 
 def _fail(future: asyncio.Future[Any], error: BaseException) -> None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from events import build_filter
 from storage import NewConversation, StorageError, StorageInUse
-from storage.sqlite import SqliteStorage
+from storage.sqlite import SqliteStorage, writer
 from storage.sqlite.schema import LOG_MIGRATIONS, migrate_log
 from tests.storage.factories import say
 
@@ -122,3 +124,24 @@ async def test_an_admin_handle_has_no_search_index_to_wait_for(tmp_path: Path) -
     async with await SqliteStorage.open(tmp_path / "data", owner=False) as admin:
         with pytest.raises(StorageError, match="owner"):
             await admin.wait_indexed()
+
+
+async def test_forgotten_id_counters_reload_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer, "MAX_CACHED_STREAMS", 2)
+    async with await SqliteStorage.open(tmp_path / "data") as storage:
+        ids = [(await storage.create_conversation(NewConversation())).id for _ in range(5)]
+        for _ in range(4):
+            for conversation_id in ids:  # round robin: every append evicts someone
+                await storage.append(conversation_id, say("tick"))
+        await asyncio.gather(*(storage.append(cid, say("tock")) for cid in ids))
+        for conversation_id in ids:
+            page = await storage.search_events(conversation_id)
+            assert [event.id for event in page.events] == list(range(5))
+            assert (
+                await storage.count_events(
+                    conversation_id, filter=build_filter(include_types=["message"])
+                )
+                == 5
+            )
