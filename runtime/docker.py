@@ -154,6 +154,9 @@ class DockerRuntime(Sandbox):
             "HostConfig": {
                 "Binds": [f"{self.workspace.resolve()}:{MOUNT}"],
                 "NetworkMode": "none",
+                # A quarter of the default CPU weight: busy sandboxes yield to the server
+                # (the local runtime does the same with niceness).
+                "CpuShares": 256,
             },
         }
         try:
