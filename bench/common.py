@@ -1,8 +1,9 @@
-"""Helpers the server benchmarks share: the probe event, percentiles, process figures read
-from /proc, tables, and the environment stamp.
+"""Helpers every benchmark shares: paths, the progress log, figures (percentiles, medians
+over runs), the report's tables and targets, the environment stamp, and writing the result.
 
 Importable as ``bench.common`` once the repository root is on ``sys.path`` (each
-benchmark script puts it there before importing anything of the project).
+benchmark script puts it there before importing anything of the project). Processes and
+ports are in `bench.processes`, what /proc says in `bench.machine`.
 """
 
 from __future__ import annotations
@@ -11,50 +12,30 @@ import importlib.metadata
 import math
 import os
 import platform
-import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 STARTED = time.perf_counter()
+MIB = 1024 * 1024
 Metrics = dict[str, float]
 
-EVENT_BYTES = 530
-"""About the size of a typical stored event (PERFORMANCE.md's serialization figures)."""
-
-_FILLER = (
-    "the test fails because the value is missing from the response so check how the parser "
-    "handles empty input before changing the code then run the suite again and see whether "
-    "it passes now "
-)
+SERVER_PACKAGES = ("uvicorn", "starlette", "python-socketio", "python-engineio", "websockets")
+"""The packages whose versions the environment stamp records by default."""
 
 
 def log(message: str) -> None:
     print(f"[{time.perf_counter() - STARTED:6.0f}s] {message}", file=sys.stderr, flush=True)
-
-
-# -- the probe event -------------------------------------------------------------------
-
-
-def stamped_thought(sent_at: float, length: int) -> str:
-    """A think action's thought that starts with the wall-clock time it was sent at
-    (``time.time()``), padded with prose to ``length`` characters."""
-    head = f"{sent_at:.6f} "
-    padding = (_FILLER * (length // len(_FILLER) + 1))[: max(0, length - len(head))]
-    return head + padding
-
-
-def sent_at(thought: str) -> float:
-    """The inverse of `stamped_thought`."""
-    return float(thought[: thought.index(" ")])
 
 
 # -- figures ---------------------------------------------------------------------------
@@ -68,6 +49,7 @@ def percentile(ordered: Sequence[float], fraction: float) -> float:
 
 
 def latency(prefix: str, samples: Iterable[float]) -> Metrics:
+    """Nearest-rank p50 and p99, and the maximum, of ``samples`` (in their own unit)."""
     ordered = sorted(samples)
     return {
         f"{prefix}.p50": percentile(ordered, 0.50),
@@ -90,46 +72,6 @@ def median(runs: Sequence[Metrics], worst: Iterable[str] = ()) -> Metrics:
     return merged
 
 
-def rss_bytes(pid: int, field: str = "VmRSS") -> int:
-    """Resident set size of a process from /proc (Linux); ``field="VmHWM"`` for its peak."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} for process {pid}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> float:
-    """CPU time all processes of the machine have used (every CPU, from /proc/stat): with
-    a benchmark's own CPU time subtracted, what others took from it."""
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on 127.0.0.1:{port}") from None
-            time.sleep(0.05)
-
-
 # -- the report ------------------------------------------------------------------------
 
 
@@ -143,14 +85,19 @@ class Verdict:
         return {"passed": self.passed, "target": self.target, "figure": self.figure}
 
 
-def verdict_lines(verdicts: Iterable[dict[str, Any]]) -> list[str]:
+def target_lines(verdicts: Iterable[dict[str, Any]]) -> list[str]:
+    """The report's last section: every target (`Verdict.as_dict`), passed or failed."""
     return [
-        f"  {'PASS' if verdict['passed'] else 'FAIL'}  {verdict['target']}: {verdict['figure']}"
-        for verdict in verdicts
+        "targets (on the medians)",
+        *(
+            f"  {'PASS' if verdict['passed'] else 'FAIL'}  {verdict['target']}: {verdict['figure']}"
+            for verdict in verdicts
+        ),
     ]
 
 
 def render(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A table under ``title``: the first column left-aligned, the others right-aligned."""
     table = [list(header), *(list(row) for row in rows)]
     widths = [max(len(row[column]) for row in table) for column in range(len(header))]
     lines = [title]
@@ -162,6 +109,7 @@ def render(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> 
 
 
 def ms(value: float | None) -> str:
+    """Milliseconds with three significant figures at most (``-`` for none)."""
     if value is None or math.isnan(value):
         return "-"
     return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
@@ -177,7 +125,8 @@ def ratio(ours: float | None, bare: float | None) -> str:
     return f"{ours / bare:.2f}x"
 
 
-def environment() -> dict[str, Any]:
+def environment(packages: Iterable[str] = SERVER_PACKAGES) -> dict[str, Any]:
+    """The machine, Python, SQLite and ``packages`` versions, and the git commit."""
     commit = subprocess.run(
         ["git", "describe", "--always", "--dirty"],
         cwd=ROOT,
@@ -186,7 +135,7 @@ def environment() -> dict[str, Any]:
         check=False,
     ).stdout.strip()
     versions = {}
-    for package in ("uvicorn", "starlette", "python-socketio", "python-engineio", "websockets"):
+    for package in packages:
         try:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
@@ -202,8 +151,19 @@ def environment() -> dict[str, Any]:
 
 
 def environment_line(env: dict[str, Any]) -> str:
+    """The report's line about an `environment` of the default packages."""
     return (
         f"{env['cpus']} CPUs, Python {env['python']}, uvicorn {env['uvicorn']}, starlette "
         f"{env['starlette']}, python-socketio {env['python-socketio']}, websockets "
         f"{env['websockets']}, SQLite {env['sqlite']}; commit {env['commit']}"
     )
+
+
+def write_result(
+    out: Path, result: dict[str, Any], report: Callable[[dict[str, Any]], str]
+) -> None:
+    """Write ``result`` to ``out`` as indented JSON, then print its report."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    print(report(result))
+    log(f"wrote {out}")

@@ -37,7 +37,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
-from bench.common import sent_at
+from bench.fanout_probe import sent_at
 
 CONNECT_CONCURRENCY = 32
 

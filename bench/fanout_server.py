@@ -20,8 +20,8 @@ from typing import Any
 
 import uvicorn
 
-from bench.common import stamped_thought
 from bench.fanout_bare import publish, serve_commands
+from bench.fanout_probe import stamped_thought
 from events import AgentThinkAction
 from events.actions import ThinkArgs
 from server.app import create_app

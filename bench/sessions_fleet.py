@@ -20,18 +20,13 @@ A demo run is 30 events: states, two messages, plans, three shell commands (each
 CPU is read from /proc: its own (all threads; the main thread, the event loop, alone)
 and its reaped children's (the commands).
 
-Beside it, `spawn_cost` measures what one such command costs on this machine when
-nothing else runs (``asyncio.create_subprocess_exec`` with a new session, as the local
-runtime starts them): wall time, and CPU in the parent and in the children.
+Beside it, `bench.sessions_spawn` measures what one such command costs on this machine.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import multiprocessing
-import os
-import resource
 import shutil
 import statistics
 import tempfile
@@ -40,8 +35,6 @@ from array import array
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +42,9 @@ import httpx
 
 from bench import sessions_client
 from bench.common import Metrics, latency, log
-from bench.sessions_server import (
-    Profiler,
-    ThreadlineServer,
-    Usage,
-    memory,
-    path_without_shims,
-)
+from bench.machine import Usage, memory
+from bench.processes import Peer, Profiler
+from bench.sessions_server import ThreadlineServer, path_without_shims
 from server.agents.demo import STEPS
 
 DEMO_COMMANDS = tuple(command for _, _, command in STEPS)
@@ -102,47 +91,29 @@ class Subscribers:
     """The subscriber processes for one case: spawned, connected, then asked to watch."""
 
     def __init__(self, port: int, conversation_ids: list[str], per_worker: int) -> None:
-        context = multiprocessing.get_context("spawn")
         workers = max(1, math.ceil(len(conversation_ids) / per_worker))
-        self._peers: list[tuple[Connection, BaseProcess]] = []
-        for index in range(workers):
-            share = conversation_ids[index::workers]
-            conn, child = context.Pipe()
-            process = context.Process(
-                target=sessions_client.main, args=(port, share, child), daemon=True
-            )
-            process.start()
-            child.close()
-            self._peers.append((conn, process))
+        self._peers = [
+            Peer(sessions_client.main, port, conversation_ids[index::workers])
+            for index in range(workers)
+        ]
 
     def connected(self, timeout: float = 300.0) -> int:
         total = 0
-        for conn, _ in self._peers:
-            answer = _receive(conn, timeout)
+        for peer in self._peers:
+            answer = peer.receive(timeout)
             if answer["errors"]:
                 raise RuntimeError(f"subscribers could not connect: {answer['errors']}")
             total += int(answer["connected"])
         return total
 
     def watch(self, timeout: float) -> list[dict[str, Any]]:
-        for conn, _ in self._peers:
-            conn.send({"timeout": timeout})
-        return [_receive(conn, timeout + 60) for conn, _ in self._peers]
+        for peer in self._peers:
+            peer.send({"timeout": timeout})
+        return [peer.receive(timeout + 60) for peer in self._peers]
 
     def close(self) -> None:
-        for conn, process in self._peers:
-            process.join(5)
-            if process.is_alive():
-                process.kill()
-                process.join()
-            conn.close()
-
-
-def _receive(conn: Connection, timeout: float) -> dict[str, Any]:
-    if not conn.poll(timeout):
-        raise TimeoutError(f"a subscriber process did not answer within {timeout:.0f} s")
-    answer: dict[str, Any] = conn.recv()
-    return answer
+        for peer in self._peers:
+            peer.join(5)
 
 
 async def _each(
@@ -327,52 +298,3 @@ def _seconds(prefix: str, samples: Iterable[float]) -> Metrics:
         f"{prefix}.p50_s": statistics.median(ordered),
         f"{prefix}.max_s": ordered[-1],
     }
-
-
-# -- what one command costs ------------------------------------------------------------
-
-
-SPAWNED = (
-    *((command, command, False) for command in DEMO_COMMANDS),
-    (f"{DEMO_COMMANDS[1]}  [PATH without pyenv shims]", DEMO_COMMANDS[1], True),
-)
-"""(label, command, without shims) of the spawn-cost rows."""
-
-
-async def _spawn(command: str, cwd: Path, env: dict[str, str], repeats: int) -> list[float]:
-    """Wall ms of each of ``repeats`` runs of ``command``, one after another."""
-    walls = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        process = await asyncio.create_subprocess_exec(
-            "/bin/sh", "-c", command,
-            cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        await process.communicate()
-        walls.append((time.perf_counter() - started) * 1000)
-    return walls
-
-
-def spawn_cost(repeats: int) -> Metrics:
-    """Per row of `SPAWNED`, ``repeats`` runs one after another from this process: wall
-    ms (median), parent CPU ms and children CPU ms (means)."""
-    found: Metrics = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        workspace = Path(scratch)
-        (workspace / "REPORT.md").write_text("# Report\n\nnothing to see\n")
-        for index, (_, command, no_shims) in enumerate(SPAWNED):
-            env = {**os.environ, **({"PATH": path_without_shims()} if no_shims else {})}
-            own = resource.getrusage(resource.RUSAGE_SELF)
-            children = resource.getrusage(resource.RUSAGE_CHILDREN)
-            walls = asyncio.run(_spawn(command, workspace, env, repeats))
-            own_after = resource.getrusage(resource.RUSAGE_SELF)
-            children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            found[f"spawn.{index}.wall_ms"] = statistics.median(walls)
-            found[f"spawn.{index}.parent_cpu_ms"] = _cpu_ms(own, own_after) / repeats
-            found[f"spawn.{index}.children_cpu_ms"] = _cpu_ms(children, children_after) / repeats
-    return found
-
-
-def _cpu_ms(before: resource.struct_rusage, after: resource.struct_rusage) -> float:
-    return (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000
