@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 
 from storage.models import StoredEvent
@@ -51,18 +51,32 @@ class Subscription:
         self._overflowed = False
         self._reading_log = True
         self._closed = False
+        self._idle = False
         self.log_fallbacks = 0
         """How many times this subscriber fell behind its buffer and went back to the log."""
+        self.direct: Callable[[StoredEvent], bool] | None = None
+        """Optional fast path: while the subscriber is caught up and waiting, new events
+        go straight to this callable (which must not block) instead of waking the
+        iterating task. It returns False to decline; the event is then buffered."""
+
+    @property
+    def caught_up(self) -> bool:
+        """True while the iterator has delivered everything and waits for more."""
+        return self._idle
 
     @property
     def cursor(self) -> int:
-        """The id of the last event yielded (``after_id`` before the first)."""
+        """The id of the last event delivered (``after_id`` before the first)."""
         return self._cursor
 
-    def offer(self, events: Iterable[StoredEvent]) -> None:
+    def offer(self, events: Sequence[StoredEvent]) -> None:
         """Called by the hub with newly durable events; never blocks."""
         if self._closed or self._overflowed:
             return
+        if self._idle and self.direct is not None:
+            events = self._deliver_directly(events)
+            if not events:
+                return
         self._live.extend(events)
         if len(self._live) > self._capacity:
             self._overflowed = True
@@ -101,8 +115,36 @@ class Subscription:
             if self._take_live():
                 continue
             self._wakeup.clear()
-            await self._wakeup.wait()
+            self._idle = True  # caught up: `direct` may deliver while this waits
+            try:
+                await self._wakeup.wait()
+            finally:
+                self._idle = False
         raise StopAsyncIteration
+
+    def _deliver_directly(self, events: Sequence[StoredEvent]) -> Sequence[StoredEvent]:
+        """Hand the next in-order events to `direct`; return what it did not take."""
+        assert self.direct is not None
+        index = 0
+        while index < len(events):
+            event = events[index]
+            if event.id <= self._cursor:
+                index += 1  # already delivered
+            elif event.id == self._cursor + 1 and self._hand_over(event):
+                self._cursor = event.id
+                index += 1
+            else:
+                break
+        return events[index:]
+
+    def _hand_over(self, event: StoredEvent) -> bool:
+        assert self.direct is not None
+        try:
+            return self.direct(event)
+        except Exception:
+            # It runs inside the log writer's publish: never let it fail there.
+            self.direct = None
+            return False
 
     def _take_live(self) -> bool:
         """Move the next in-order live events to the ready queue; False if there is none."""

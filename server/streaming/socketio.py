@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
+import engineio.packet
 import orjson
 import socketio
 from starlette.datastructures import State
@@ -24,6 +25,7 @@ from events import ThreadlineError, parse_event
 from server.errors import ApiError, as_api_error
 from server.settings import Settings
 from server.streaming.access import StreamRequest, open_stream
+from storage import StoredEvent
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +103,7 @@ class SocketIOStreams:
         # the cost of a delivery.
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
         subscription = self._state.storage.subscribe(request.conversation_id, request.after_id)
+        subscription.direct = self._direct_sender(eio_sid)
         try:
             with self._state.streams.track(subscription):
                 async for event in subscription:
@@ -112,6 +115,26 @@ class SocketIOStreams:
                 del self._pumps[sid]
                 if self._state.streams.closing:
                     await self.sio.disconnect(sid)
+
+    def _direct_sender(self, eio_sid: str) -> Callable[[StoredEvent], bool] | None:
+        """Live events for a caught-up client go straight onto its Engine.IO socket's
+        send queue, from the log writer's publish: no task of ours wakes per event.
+        (python-engineio's `send` does just this put, after a ping-timeout check its
+        ping task also makes.) None when this engineio keeps no such queue."""
+        socket = self.sio.eio.sockets.get(eio_sid)
+        queue = getattr(socket, "queue", None)
+        if socket is None or queue is None:
+            return None
+
+        def send(event: StoredEvent) -> bool:
+            if socket.closing or socket.closed:
+                return False
+            queue.put_nowait(
+                engineio.packet.Packet(engineio.packet.MESSAGE, _event_packet(event.data))
+            )
+            return True
+
+        return send
 
     async def _user_action(self, sid: str, data: Any) -> dict[str, Any]:
         session = await self.sio.get_session(sid)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from storage import StoredEvent, SubscriptionHub
+from storage import StoredEvent, Subscription, SubscriptionHub
 
 
 class ListLog:
@@ -33,6 +33,14 @@ class ListLog:
 async def take(subscription: object, count: int) -> list[int]:
     iterator = subscription.__aiter__()  # type: ignore[attr-defined]
     return [(await asyncio.wait_for(anext(iterator), 1)).id for _ in range(count)]
+
+
+async def caught_up(subscription: Subscription) -> None:
+    for _ in range(100):
+        if subscription.caught_up:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the subscription never caught up")
 
 
 async def test_a_hole_in_live_events_is_filled_from_the_log() -> None:
@@ -81,3 +89,43 @@ async def test_close_ends_iteration_and_unregisters() -> None:
     hub.end_conversation("c")
     assert await asyncio.wait_for(task, 1) == [0, 1]
     assert hub.subscriber_count("c") == 0
+
+
+async def test_direct_delivery_while_caught_up_keeps_order() -> None:
+    log, hub = ListLog(), SubscriptionHub()
+    log.add(2)
+    subscription = hub.subscribe("c", -1, log.read_after)
+    delivered: list[int] = []
+    accepting = True
+
+    def direct(event: StoredEvent) -> bool:
+        if accepting:
+            delivered.append(event.id)
+        return accepting
+
+    subscription.direct = direct
+    iterated = await take(subscription, 2)  # catch-up goes through the iterator
+    waiting = asyncio.create_task(take(subscription, 1))
+    await caught_up(subscription)
+    hub.publish("c", log.add(3))  # 2, 3, 4: straight to `direct`, the task stays asleep
+    assert delivered == [2, 3, 4]
+    assert not waiting.done()
+    accepting = False
+    hub.publish("c", log.add(1))  # declined: buffered, and the iterator wakes for it
+    assert await asyncio.wait_for(waiting, 1) == [5]
+    assert iterated + delivered + [5] == list(range(6))
+
+
+async def test_a_failing_direct_path_falls_back_to_the_iterator() -> None:
+    log, hub = ListLog(), SubscriptionHub()
+    subscription = hub.subscribe("c", -1, log.read_after)
+
+    def broken(event: StoredEvent) -> bool:
+        raise RuntimeError("socket gone")
+
+    subscription.direct = broken
+    waiting = asyncio.create_task(take(subscription, 2))
+    await caught_up(subscription)
+    hub.publish("c", log.add(2))  # must not raise into the publisher
+    assert await asyncio.wait_for(waiting, 1) == [0, 1]
+    assert subscription.direct is None
