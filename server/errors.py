@@ -6,12 +6,17 @@ ThreadlineError
     ├── Conflict          409
     ├── BadRequest        400
     ├── Unauthorized      401
-    └── TooManyRequests   429
+    ├── Forbidden         403
+    ├── PayloadTooLarge   413
+    ├── TooManyRequests   429   (Retry-After when the caller may try again later)
+    ├── ServiceUnavailable 503  (Retry-After)
+    └── InsufficientStorage 507 (Retry-After)
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,9 +31,13 @@ from storage import (
     ConversationNotFound,
     InvalidCursor,
     InvalidSearchQuery,
+    StorageFull,
 )
 
 logger = logging.getLogger(__name__)
+
+STORAGE_FULL_RETRY_AFTER = 30.0
+"""Seconds a client is asked to wait when the disk is full."""
 
 
 class ApiError(ThreadlineError):
@@ -36,14 +45,27 @@ class ApiError(ThreadlineError):
     code = "bad_request"
 
     def __init__(
-        self, message: str, *, field: str | None = None, code: str | None = None, **details: Any
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+        **details: Any,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
         self.details = details
+        self.retry_after = retry_after
         if code is not None:
             self.code = code
+
+    def headers(self) -> dict[str, str]:
+        """``Retry-After`` (whole seconds, at least 1) when the caller may try again."""
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"error": self.code, "message": self.message}
@@ -62,6 +84,11 @@ class Unauthorized(ApiError):
     code = "unauthorized"
 
 
+class Forbidden(ApiError):
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(ApiError):
     status = 404
     code = "not_found"
@@ -72,9 +99,24 @@ class Conflict(ApiError):
     code = "conflict"
 
 
+class PayloadTooLarge(ApiError):
+    status = 413
+    code = "too_large"
+
+
 class TooManyRequests(ApiError):
     status = 429
     code = "too_many_requests"
+
+
+class ServiceUnavailable(ApiError):
+    status = 503
+    code = "unavailable"
+
+
+class InsufficientStorage(ApiError):
+    status = 507
+    code = "insufficient_storage"
 
 
 def as_api_error(exc: Exception) -> ApiError | None:
@@ -90,6 +132,11 @@ def as_api_error(exc: Exception) -> ApiError | None:
             return BadRequest(exc.problem, field=exc.field or None, code="invalid_event")
         case InvalidCursor() | InvalidSearchQuery():
             return BadRequest(str(exc))
+        case StorageFull():
+            return InsufficientStorage(
+                "the server's disk is full; the request was not recorded",
+                retry_after=STORAGE_FULL_RETRY_AFTER,
+            )
     return None
 
 
@@ -104,7 +151,7 @@ async def handle_error(request: Request, exc: Exception) -> Response:
     error = as_api_error(exc)
     if error is None:
         return await handle_internal_error(request, exc)
-    return json_response(error.body(), error.status)
+    return json_response(error.body(), error.status, error.headers())
 
 
 async def handle_internal_error(request: Request, exc: Exception) -> Response:

@@ -9,6 +9,7 @@ from storage.errors import (
     InvalidSearchQuery,
     StorageClosed,
     StorageError,
+    StorageFull,
     StorageInUse,
 )
 from storage.models import (
@@ -48,6 +49,7 @@ __all__ = [
     "Storage",
     "StorageClosed",
     "StorageError",
+    "StorageFull",
     "StorageInUse",
     "StoredEvent",
     "Subscription",

@@ -9,6 +9,7 @@ their boundary; callers never see a driver type.
         ├── InvalidCursor          a page cursor this store did not issue
         ├── InvalidSearchQuery     a full-text query with nothing to search for
         ├── StorageInUse           another process owns this data directory
+        ├── StorageFull            the disk (or quota) is full; nothing was written
         └── StorageClosed          the store was closed; no more reads or writes
 """
 
@@ -56,3 +57,7 @@ class ApiKeyNotFound(StorageError, LookupError):
 
 class StorageInUse(StorageError):
     pass
+
+
+class StorageFull(StorageError):
+    """The write was refused for lack of space and rolled back; retry once space returns."""
