@@ -80,7 +80,9 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
     starlette.state.streams = StreamRegistry()
     starlette.state.openapi = build_openapi()
     socketio_streams = SocketIOStreams(starlette.state, settings)
-    application = OriginGuard(socketio_streams.asgi(starlette), settings.cors_origins)
+    application = OriginGuard(
+        socketio_streams.asgi(starlette), settings.cors_origins, settings.allowed_hosts
+    )
     application.state = starlette.state  # type: ignore[attr-defined]  # for tests and the CLI
     return application
 

@@ -62,6 +62,8 @@ class Settings:
     """Live events buffered per subscriber before it falls back to reading the log."""
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
     """Origins allowed for browser clients on other hosts (Socket.IO and REST)."""
+    allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
+    """Host names the server answers to besides IP addresses and localhost (DNS rebinding)."""
     log_level: str = "info"
 
     @property
@@ -134,6 +136,7 @@ _DESCRIPTIONS = {
     "heartbeat_interval": "seconds between keep-alives on idle streams",
     "subscriber_buffer": "live events buffered per subscriber",
     "cors_origins": "comma-separated origins allowed for cross-site browsers",
+    "allowed_hosts": "comma-separated host names the server answers to (*.example.com, *)",
     "log_level": "uvicorn log level",
 }
 

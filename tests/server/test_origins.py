@@ -89,3 +89,56 @@ async def test_listed_origins_are_allowed(tmp_path: Path) -> None:
             assert response.headers["access-control-allow-origin"] == EVIL
     finally:
         server.stop()
+
+
+async def test_dns_rebinding_is_refused(client: httpx.AsyncClient, server: RunningServer) -> None:
+    """A page on evil.example whose name was rebound to 127.0.0.1 sends its own name as
+    Host and its own origin as Origin: the two agree, but the name is not ours."""
+    rebound = f"evil.example:{server.port}"
+    attacks = [
+        ("POST", "/api/conversations", '{"initial_user_msg": "run something"}'),
+        ("GET", "/api/conversations", None),
+        ("GET", "/api/health", None),
+    ]
+    for method, path, body in attacks:
+        response = await client.request(
+            method,
+            path,
+            content=body,
+            headers={"Host": rebound, "Origin": f"http://{rebound}", "Content-Type": "text/plain"},
+        )
+        assert response.status_code == 403, (method, path, response.text)
+        assert response.json()["error"] == "forbidden_host"
+    for path in ("/socket.io/?EIO=4&transport=websocket", "/api/conversations/x/events"):
+        # Connects to 127.0.0.1 while naming evil.example, as the rebound page does.
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with websockets.connect(
+                f"ws://{rebound}{path}", host="127.0.0.1", port=server.port
+            ):
+                pass
+        assert refused.value.response.status_code == 403
+
+
+async def test_names_and_addresses_we_answer_to(server: RunningServer) -> None:
+    """IP literals cannot be rebound; localhost is ours; anything else must be listed."""
+    for host in (f"127.0.0.1:{server.port}", f"localhost:{server.port}", "[::1]", "10.1.2.3"):
+        async with httpx.AsyncClient(base_url=server.url, headers={"Host": host}) as http:
+            assert (await http.get("/api/health")).status_code == 200, host
+    async with httpx.AsyncClient(base_url=server.url, headers={"Host": "threadline.lan"}) as http:
+        assert (await http.get("/api/health")).status_code == 403
+
+
+async def test_listed_names_are_allowed(tmp_path: Path) -> None:
+    running = RunningServer(
+        tmp_path / "server", env={"THREADLINE_ALLOWED_HOSTS": "threadline.lan,*.corp.example"}
+    ).start()
+    try:
+        for host, status in (
+            ("threadline.lan", 200),
+            ("agents.corp.example:8443", 200),
+            ("corp.example.evil.example", 403),
+        ):
+            async with httpx.AsyncClient(base_url=running.url, headers={"Host": host}) as http:
+                assert (await http.get("/api/health")).status_code == status, host
+    finally:
+        running.stop()
