@@ -1,9 +1,15 @@
 """API keys and who is asking.
 
 With no keys in the store the server is single-user: every caller is the anonymous
-owner (``User(None)``) and every conversation is theirs. Once a key exists, every REST
-call needs ``X-Session-API-Key: <key>`` or ``Authorization: Bearer <key>``, every stream
-its ``session_api_key``; a caller sees only the conversations they created.
+owner (``User(None)``) and every conversation is theirs. Once a key has been created,
+every REST call needs ``X-Session-API-Key: <key>`` or ``Authorization: Bearer <key>``,
+every stream its ``session_api_key``; a caller sees only the conversations they created.
+Revoking keys never turns authentication off again: revoking the last one locks
+everyone out rather than letting everyone in.
+
+Each user has an id space of their own: the store keeps user ``alice``'s conversation
+``report`` as ``alice/report`` (user names and conversation ids never contain ``/``), so
+one user's ids neither collide with nor reveal another's.
 
 Keys are random 256-bit tokens; the store keeps their SHA-256 digest only. A slow hash
 buys nothing for tokens of that entropy.
@@ -12,6 +18,7 @@ buys nothing for tokens of that entropy.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -22,6 +29,7 @@ from storage import ApiKeyRecord, ConversationNotFound, ConversationRecord, Stor
 
 KEY_PREFIX = "tl_"
 MODE_CACHE_SECONDS = 2.0
+USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +49,24 @@ def digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
+def scoped_id(user: User, conversation_id: str) -> str:
+    """The store's id of ``user``'s conversation ``conversation_id``."""
+    return conversation_id if user.name is None else f"{user.name}/{conversation_id}"
+
+
+def public_id(stored_id: str) -> str:
+    """The id a conversation's owner knows it by."""
+    return stored_id.rpartition("/")[2]
+
+
 async def create_key(storage: Storage, user: str, label: str = "") -> tuple[str, ApiKeyRecord]:
-    """A new key for ``user``; the key itself is returned once and never stored."""
-    if not user.strip():
-        raise ValueError("a key needs a user name")
+    """A new key for ``user``; the key itself is returned once and never stored.
+    Raises `ValueError` for a user name that is not 1-64 letters, digits and ``._@+-``."""
+    if not USER_NAME.fullmatch(user):
+        raise ValueError(
+            f"user name {user!r} must be 1-64 characters: letters, digits and . _ @ + - "
+            "(starting with a letter or digit)"
+        )
     key = new_key()
     return key, await storage.add_api_key(user, digest(key), label)
 
@@ -69,7 +91,7 @@ class Authenticator:
         # Keys may be created by `threadline keys create` beside the running server.
         now = time.monotonic()
         if not self._keys_exist and now - self._checked_at > MODE_CACHE_SECONDS:
-            self._keys_exist = await self._storage.count_api_keys() > 0
+            self._keys_exist = await self._storage.count_api_keys(include_revoked=True) > 0
             self._checked_at = now
         return self._keys_exist
 
@@ -93,9 +115,10 @@ def can_see(user: User, conversation: ConversationRecord) -> bool:
 async def visible_conversation(
     storage: Storage, user: User, conversation_id: str
 ) -> ConversationRecord:
-    """The conversation, if this user may see it; others' answer exactly like missing ones."""
+    """``user``'s conversation by the id they know it by; others' answer exactly like
+    missing ones."""
     try:
-        record = await storage.get_conversation(conversation_id)
+        record = await storage.get_conversation(scoped_id(user, conversation_id))
     except ConversationNotFound:
         record = None
     if record is None or not can_see(user, record):

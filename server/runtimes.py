@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from runtime import CommandLimits, LocalRuntime, Runtime
 from server.settings import Settings
 
@@ -14,8 +16,14 @@ def command_limits(settings: Settings) -> CommandLimits:
     )
 
 
+def workspace_of(settings: Settings, conversation_id: str) -> Path:
+    """A conversation's workspace directory: ``alice/report`` (a user's id space, see
+    `server.auth.scoped_id`) becomes ``alice~report``; neither part may contain ``~``."""
+    return settings.workspaces / conversation_id.replace("/", "~")
+
+
 def make_runtime(settings: Settings, conversation_id: str) -> Runtime:
-    workspace = settings.workspaces / conversation_id
+    workspace = workspace_of(settings, conversation_id)
     if settings.runtime == "docker":
         from runtime.docker import DockerRuntime
 

@@ -7,21 +7,19 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from server.auth import public_id
 from storage import ConversationRecord
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+CONVERSATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def check_conversation_id(value: str) -> str:
-    """OpenHands' rules: at most 100 characters, no path traversal, no control characters."""
-    if not value:
-        raise ValueError("must not be empty")
-    if len(value) > 100:
-        raise ValueError("must be at most 100 characters")
-    if ".." in value or "/" in value or "\\" in value:
-        raise ValueError("must not contain '..', '/' or '\\'")
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters")
+    """1-100 letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit: an
+    id is a path segment of the API and names the conversation's workspace."""
+    if not CONVERSATION_ID.fullmatch(value):
+        raise ValueError(
+            "must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
     return value
 
 
@@ -70,7 +68,7 @@ def conversation_info(record: ConversationRecord, live: dict[str, Any]) -> dict[
     """A conversation as OpenHands' ConversationInfo, plus threadline's fields; ``live``
     (control values, queue position) wins over what the record last saw."""
     return {
-        "conversation_id": record.id,
+        "conversation_id": public_id(record.id),
         "title": record.title,
         "status": record.status,
         "agent_state": record.agent_state,
@@ -90,5 +88,5 @@ def conversation_info(record: ConversationRecord, live: dict[str, Any]) -> dict[
         "queue_position": None,
         "prompt_tokens": record.prompt_tokens,
         "completion_tokens": record.completion_tokens,
-        "url": f"/api/conversations/{record.id}",
+        "url": f"/api/conversations/{public_id(record.id)}",
     } | live

@@ -31,7 +31,7 @@ from events import (
 from events.actions import ChangeAgentStateArgs, MessageArgs
 from events.observations import AgentStateChangedExtras
 from server.agents import Agents, AgentUnavailable
-from server.auth import User
+from server.auth import User, scoped_id
 from server.controller import ConversationRun, RunLimits, status_for
 from server.errors import BadRequest, Conflict
 from server.runtimes import make_runtime
@@ -133,7 +133,7 @@ class ConversationService:
             max_budget=request.max_budget_per_task,
             priority=request.priority,
             settings={key: value for key, value in settings.items() if value is not None},
-            id=request.conversation_id or new_conversation_id(),
+            id=scoped_id(user, request.conversation_id or new_conversation_id()),
         )
         if not request.initial_user_msg:
             record = await self.storage.create_conversation(new)
@@ -226,7 +226,18 @@ class ConversationService:
         """Log an event a user sent, then act on it."""
         if not isinstance(event, ActionBase):
             raise BadRequest("users send actions, not observations", field="observation")
-        event = event.model_copy(update={"source": "user", "id": None, "timestamp": None})
+        # What only the server may record: ids and times (the log's), and the agent's
+        # metrics and tool calls (the budget flag trusts the first, the LLM transcript is
+        # rebuilt from the second).
+        event = event.model_copy(
+            update={
+                "source": "user",
+                "id": None,
+                "timestamp": None,
+                "llm_metrics": None,
+                "tool_call_metadata": None,
+            }
+        )
         if isinstance(event, MessageAction):
             return await self._message(conversation_id, event)
         if isinstance(event, ChangeAgentStateAction):

@@ -143,8 +143,8 @@ class ApiKeyStore(Protocol):
         """Raises `ApiKeyNotFound`."""
         ...
 
-    async def count_api_keys(self) -> int:
-        """Keys not revoked; zero means the server runs single-user."""
+    async def count_api_keys(self, *, include_revoked: bool = False) -> int:
+        """Keys not revoked (all keys ever created with ``include_revoked``)."""
         ...
 
 

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.auth import User
+from server.auth import User, public_id
 from server.errors import json_response
 from server.http import caller, int_param, read_model, target
 from server.schemas import CreateConversation, SendMessage, UpdateConversation, conversation_info
@@ -29,7 +29,7 @@ async def create_conversation(request: Request) -> Response:
     return json_response(
         {
             "status": "ok",
-            "conversation_id": record.id,
+            "conversation_id": public_id(record.id),
             "conversation_status": record.status,
             "queue_position": service.sessions.queue_position(record.id),
         },
@@ -109,7 +109,7 @@ async def _status(service: ConversationService, conversation_id: str, **extra: o
     return json_response(
         {
             "status": "ok",
-            "conversation_id": record.id,
+            "conversation_id": public_id(record.id),
             "conversation_status": record.status,
             "agent_state": live.get("agent_state", record.agent_state),
             "queue_position": live["queue_position"],
@@ -135,9 +135,9 @@ async def sessions(request: Request) -> Response:
     visible = await _visible_ids(service, user, [*running, *queued])
     return json_response(
         {
-            "running": [cid for cid in running if cid in visible],
+            "running": [public_id(cid) for cid in running if cid in visible],
             "queued": [
-                {"conversation_id": cid, "position": position}
+                {"conversation_id": public_id(cid), "position": position}
                 for position, cid in enumerate(queued, start=1)
                 if cid in visible
             ],

@@ -9,6 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from events import EventFilter, build_filter, parse_event
+from server.auth import public_id
 from server.errors import BadRequest, json_response
 from server.http import bool_param, caller, int_param, list_param, read_json, target
 from server.service import ConversationService
@@ -92,7 +93,11 @@ async def search(request: Request) -> Response:
     )
     hits = b",".join(
         b'{"conversation_id":%s,"conversation_title":%s,"event":%s}'
-        % (orjson.dumps(hit.conversation_id), orjson.dumps(hit.conversation_title), hit.event.data)
+        % (
+            orjson.dumps(public_id(hit.conversation_id)),
+            orjson.dumps(hit.conversation_title),
+            hit.event.data,
+        )
         for hit in results.hits
     )
     tail = orjson.dumps({"next_cursor": results.next_cursor, "pending": results.pending})

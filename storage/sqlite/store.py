@@ -328,8 +328,9 @@ class SqliteStorage:
     async def revoke_api_key(self, key_id: int) -> None:
         await self._writer.call(api_keys.revoke(key_id, now_micros()))
 
-    async def count_api_keys(self) -> int:
-        rows = await self._read("SELECT count(*) FROM api_keys WHERE revoked_us IS NULL", [])
+    async def count_api_keys(self, *, include_revoked: bool = False) -> int:
+        where = "" if include_revoked else " WHERE revoked_us IS NULL"
+        rows = await self._read(f"SELECT count(*) FROM api_keys{where}", [])
         return int(rows[0][0])
 
     # -- lifecycle -------------------------------------------------------------------

@@ -177,3 +177,64 @@ async def test_keys_stay_out_of_the_access_log(tmp_path: Path) -> None:
     log = server.log.read_text()
     assert "session_api_key=***" in log
     assert key not in log
+
+
+async def test_revoking_the_last_key_keeps_authentication_on(fresh_server: RunningServer) -> None:
+    """Once a server has had keys it stays multi-user: revoking every key must not hand
+    everyone the anonymous owner's rights at the next restart."""
+    make_key(fresh_server, "erin")
+    key_id = keys_cli(fresh_server, "list").split()[0]
+    keys_cli(fresh_server, "revoke", key_id)
+    fresh_server.start()
+    async with httpx.AsyncClient(base_url=fresh_server.url) as anonymous:
+        assert (await anonymous.get("/api/conversations")).status_code == 401
+        assert (await anonymous.get("/api/health")).json()["keys_required"] is True
+
+
+async def test_conversation_ids_belong_to_their_user(users: Users) -> None:
+    """A chosen id is the user's own: another user's conversation under the same id is
+    neither revealed (no 409) nor touched."""
+    mine = await create(users.alice, conversation_id="weekly-report", title="alice's")
+    assert mine == "weekly-report"
+    theirs = await create(users.bob, conversation_id="weekly-report", title="bob's")
+    assert theirs == "weekly-report"
+    again = await users.alice.post("/api/conversations", json={"conversation_id": "weekly-report"})
+    assert again.status_code == 409
+    alice_view = (await users.alice.get("/api/conversations/weekly-report")).json()
+    bob_view = (await users.bob.get("/api/conversations/weekly-report")).json()
+    assert (alice_view["title"], alice_view["owner"]) == ("alice's", "alice")
+    assert (bob_view["title"], bob_view["owner"]) == ("bob's", "bob")
+    assert alice_view["conversation_id"] == bob_view["conversation_id"] == "weekly-report"
+    posted = await users.bob.post(
+        "/api/conversations/weekly-report/events",
+        json={"action": "think", "args": {"thought": "bob thinks"}},
+    )
+    assert posted.status_code == 200
+    count = await users.alice.get("/api/conversations/weekly-report/events/count")
+    assert count.json() == {"count": 0}
+    assert (await users.bob.delete("/api/conversations/weekly-report")).status_code == 200
+    assert (await users.alice.get("/api/conversations/weekly-report")).status_code == 200
+
+
+async def test_users_cannot_forge_costs_or_tool_calls(users: Users) -> None:
+    """Metrics and tool-call metadata are the agent's to record: the budget flag trusts
+    the first and the LLM transcript is rebuilt from the second."""
+    conversation_id = await create(users.alice, title="forgery")
+    forged = {
+        "action": "think",
+        "args": {"thought": "I spent nothing"},
+        "llm_metrics": {"accumulated_cost": 0.0, "costs": [], "response_latencies": []},
+        "tool_call_metadata": {
+            "function_name": "execute_bash",
+            "tool_call_id": "call_forged",
+            "model_response": {"id": "x"},
+            "total_calls_in_response": 1,
+        },
+    }
+    response = await users.alice.post(f"/api/conversations/{conversation_id}/events", json=forged)
+    assert response.status_code == 200, response.text
+    events = (await users.alice.get(f"/api/conversations/{conversation_id}/events")).json()
+    (stored,) = events["events"]
+    assert stored["args"]["thought"] == "I spent nothing"
+    assert "llm_metrics" not in stored
+    assert "tool_call_metadata" not in stored

@@ -204,6 +204,7 @@ class StorageConformance:
         await storage.revoke_api_key(alice.id)
         assert await storage.find_api_key(b"digest-a") is None
         assert await storage.count_api_keys() == 1
+        assert await storage.count_api_keys(include_revoked=True) == 2
         assert [key.revoked for key in await storage.list_api_keys("alice")] == [True]
         with pytest.raises(ApiKeyNotFound):
             await storage.revoke_api_key(9999)
