@@ -5,9 +5,10 @@ event committed after that moment reaches its buffer, and every event committed 
 is in the log. It yields events strictly in id order, each exactly once: buffered events
 at or below the cursor are dropped, and a hole in the buffer sends it back to the log.
 
-The buffer is bounded. The hub never waits for a subscriber: when a buffer would
-overflow it is emptied and the subscriber reads from the log until it has caught up, so
-a slow reader costs the writer nothing and other subscribers nothing.
+The buffer is bounded in events and in bytes, and so is each page read from the log. The
+hub never waits for a subscriber: when a buffer would overflow it is emptied and the
+subscriber reads from the log until it has caught up, so a slow reader costs the writer
+nothing, other subscribers nothing, and the server at most its bound in memory.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from types import TracebackType
 
 from storage.models import StoredEvent
 
-ReadAfter = Callable[[int, int], Awaitable[list[StoredEvent]]]
-"""``read_after(after_id, limit)``: up to ``limit`` durable events with id > after_id."""
+ReadAfter = Callable[[int, int, int], Awaitable[tuple[list[StoredEvent], bool]]]
+"""``read_after(after_id, limit, max_bytes)``: durable events with id > after_id in id
+order, at most ``limit`` of them and at most ``max_bytes`` of data (at least one event,
+however large, when there is one); and whether more were durable at the read."""
 
 CATCH_UP_PAGE = 100
+DEFAULT_CAPACITY_BYTES = 1 << 20
 
 
 class Subscription:
@@ -39,13 +43,16 @@ class Subscription:
         after_id: int,
         read_after: ReadAfter,
         capacity: int,
+        capacity_bytes: int = DEFAULT_CAPACITY_BYTES,
     ) -> None:
         self.conversation_id = conversation_id
         self._hub = hub
         self._read_after = read_after
         self._capacity = capacity
+        self._capacity_bytes = capacity_bytes
         self._cursor = after_id
         self._live: deque[StoredEvent] = deque()
+        self._live_bytes = 0
         self._ready: deque[StoredEvent] = deque()
         self._wakeup = asyncio.Event()
         self._overflowed = False
@@ -78,15 +85,16 @@ class Subscription:
             if not events:
                 return
         self._live.extend(events)
-        if len(self._live) > self._capacity:
+        self._live_bytes += sum(len(event.data) for event in events)
+        if len(self._live) > self._capacity or self._live_bytes > self._capacity_bytes:
             self._overflowed = True
-            self._live.clear()
+            self._clear_live()
         self._wakeup.set()
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._live.clear()
+            self._clear_live()
             self._ready.clear()
             self._hub.discard(self)
             self._wakeup.set()
@@ -108,8 +116,10 @@ class Subscription:
                 self._reading_log = True
                 self.log_fallbacks += 1
             if self._reading_log:
-                page = await self._read_after(self._cursor, CATCH_UP_PAGE)
-                self._reading_log = len(page) == CATCH_UP_PAGE
+                page, more = await self._read_after(
+                    self._cursor, CATCH_UP_PAGE, self._capacity_bytes
+                )
+                self._reading_log = more
                 self._ready.extend(page)
                 continue
             if self._take_live():
@@ -146,15 +156,24 @@ class Subscription:
             self.direct = None
             return False
 
+    def _clear_live(self) -> None:
+        self._live.clear()
+        self._live_bytes = 0
+
+    def _pop_live(self) -> StoredEvent:
+        event = self._live.popleft()
+        self._live_bytes -= len(event.data)
+        return event
+
     def _take_live(self) -> bool:
         """Move the next in-order live events to the ready queue; False if there is none."""
         expected = self._cursor + 1
         while self._live:
             event = self._live[0]
             if event.id < expected:
-                self._live.popleft()  # already read from the log
+                self._pop_live()  # already read from the log
             elif event.id == expected:
-                self._ready.append(self._live.popleft())
+                self._ready.append(self._pop_live())
                 expected += 1
             else:
                 self._reading_log = True  # a hole: those events are in the log
@@ -176,12 +195,15 @@ class Subscription:
 class SubscriptionHub:
     """Routes newly durable events to the subscriptions of their conversation."""
 
-    def __init__(self, capacity: int = 1024) -> None:
+    def __init__(self, capacity: int = 1024, capacity_bytes: int = DEFAULT_CAPACITY_BYTES) -> None:
         self._capacity = capacity
+        self._capacity_bytes = capacity_bytes
         self._by_conversation: dict[str, set[Subscription]] = {}
 
     def subscribe(self, conversation_id: str, after_id: int, read_after: ReadAfter) -> Subscription:
-        subscription = Subscription(self, conversation_id, after_id, read_after, self._capacity)
+        subscription = Subscription(
+            self, conversation_id, after_id, read_after, self._capacity, self._capacity_bytes
+        )
         self._by_conversation.setdefault(conversation_id, set()).add(subscription)
         return subscription
 

@@ -71,6 +71,27 @@ def page_query(
     return f"SELECT id, data FROM events WHERE {where} ORDER BY id {order} LIMIT ?", params
 
 
+def catch_up_query(
+    conversation_id: str, after_id: int, limit: int, max_bytes: int
+) -> tuple[str, list[Any]]:
+    """``(id, data, scanned)`` of the events after ``after_id``: at most ``limit`` and at
+    most ``max_bytes`` of data (the first event whatever its size). ``scanned`` counts the
+    candidates looked at (up to ``limit``): more than the rows returned means more remain.
+    Sizes come from ``length(data)``, which SQLite reads without loading the data, so
+    events beyond the bound are never loaded."""
+    return (
+        "WITH conv(key) AS (SELECT key FROM conversations WHERE id = ?), "
+        "sizes AS (SELECT id, length(data) AS size FROM events "
+        "WHERE conv = (SELECT key FROM conv) AND id > ? ORDER BY id LIMIT ?), "
+        "running AS (SELECT id, sum(size) OVER (ORDER BY id) AS total, "
+        "row_number() OVER (ORDER BY id) AS n, count(*) OVER () AS scanned FROM sizes) "
+        "SELECT e.id, e.data, r.scanned FROM running AS r JOIN events AS e "
+        "ON e.conv = (SELECT key FROM conv) AND e.id = r.id "
+        "WHERE r.n = 1 OR r.total <= ? ORDER BY e.id",
+        [conversation_id, after_id, limit, max_bytes],
+    )
+
+
 def count_query(
     conversation_id: str, start_id: int, end_id: int | None, filter: EventFilter | None
 ) -> tuple[str, list[Any]]:

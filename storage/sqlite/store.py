@@ -44,7 +44,7 @@ from storage.sqlite.checkpointer import Checkpointer
 from storage.sqlite.indexer import SearchIndexer
 from storage.sqlite.schema import migrate_log, prepare_search
 from storage.sqlite.writer import LogWriter
-from storage.subscription import Subscription, SubscriptionHub
+from storage.subscription import DEFAULT_CAPACITY_BYTES, Subscription, SubscriptionHub
 
 LOG_FILE = "events.db"
 SEARCH_FILE = "search.db"
@@ -85,6 +85,7 @@ class SqliteStorage:
         readers: int = 4,
         synchronous: Synchronous = "NORMAL",
         subscriber_buffer: int = 1024,
+        subscriber_buffer_bytes: int = DEFAULT_CAPACITY_BYTES,
         index_interval: float = 0.02,
         owner: bool = True,
     ) -> SqliteStorage:
@@ -129,7 +130,7 @@ class SqliteStorage:
                 lock.close()
             raise
 
-        hub = SubscriptionHub(subscriber_buffer)
+        hub = SubscriptionHub(subscriber_buffer, subscriber_buffer_bytes)
         checkpointer = Checkpointer(checkpoint_connection)
         indexer_ref: list[SearchIndexer] = []
 
@@ -262,9 +263,15 @@ class SqliteStorage:
         if self._closed:
             raise StorageClosed()
 
-        async def read_after(after: int, limit: int) -> list[StoredEvent]:
-            page = await self.search_events(conversation_id, start_id=after + 1, limit=limit)
-            return page.events
+        async def read_after(
+            after: int, limit: int, max_bytes: int
+        ) -> tuple[list[StoredEvent], bool]:
+            sql, params = queries.catch_up_query(conversation_id, after, limit + 1, max_bytes)
+            rows = await self._read(sql, params)
+            events = [
+                StoredEvent(conversation_id, event_id, data) for event_id, data, _ in rows[:limit]
+            ]
+            return events, bool(rows) and rows[-1][2] > len(events)
 
         return self._hub.subscribe(conversation_id, after_id, read_after)
 

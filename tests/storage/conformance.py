@@ -576,6 +576,23 @@ class StorageConformance:
         for after, seen in zip((-1, 150, 299), results, strict=True):
             assert seen == list(range(after + 1, total))
 
+    async def test_large_events_are_read_and_followed_in_bounded_pages(
+        self, storage: Storage, conversation: str
+    ) -> None:
+        """Events far larger than a subscriber's byte bound (1 MiB by default) still
+        arrive, in order, once each: from the log in pages, then live."""
+        big = [think(f"{index}:" + "x" * 200_000) for index in range(12)]
+        await storage.append_many(conversation, big)
+        received: list[int] = []
+        async with storage.subscribe(conversation) as events:
+            async for event in events:
+                received.append(event.id)
+                if event.id == 11:
+                    await storage.append_many(conversation, big)  # live, over the bound
+                if event.id == 23:
+                    break
+        assert received == list(range(24))
+
     async def test_slow_subscriber_falls_back_to_the_log(
         self, storage: Storage, conversation: str
     ) -> None:

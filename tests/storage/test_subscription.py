@@ -19,15 +19,24 @@ class ListLog:
         self.events: list[StoredEvent] = []
         self.reads = 0
 
-    def add(self, count: int) -> list[StoredEvent]:
+    def add(self, count: int, size: int = 2) -> list[StoredEvent]:
         start = len(self.events)
-        new = [StoredEvent("c", i, b"{}") for i in range(start, start + count)]
+        new = [StoredEvent("c", i, b"x" * size) for i in range(start, start + count)]
         self.events.extend(new)
         return new
 
-    async def read_after(self, after: int, limit: int) -> list[StoredEvent]:
+    async def read_after(
+        self, after: int, limit: int, max_bytes: int
+    ) -> tuple[list[StoredEvent], bool]:
         self.reads += 1
-        return self.events[after + 1 : after + 1 + limit]
+        page: list[StoredEvent] = []
+        size = 0
+        for event in self.events[after + 1 : after + 1 + limit]:
+            if page and size + len(event.data) > max_bytes:
+                break
+            page.append(event)
+            size += len(event.data)
+        return page, len(self.events) > after + 1 + len(page)
 
 
 async def take(subscription: object, count: int) -> list[int]:
@@ -129,3 +138,17 @@ async def test_a_failing_direct_path_falls_back_to_the_iterator() -> None:
     hub.publish("c", log.add(2))  # must not raise into the publisher
     assert await asyncio.wait_for(waiting, 1) == [0, 1]
     assert subscription.direct is None
+
+
+async def test_the_buffer_is_bounded_in_bytes() -> None:
+    """A few large events overflow a buffer that would hold many small ones: the
+    subscriber goes back to the log, which it reads in pages bounded in bytes too."""
+    log, hub = ListLog(), SubscriptionHub(capacity=1000, capacity_bytes=10_000)
+    subscription = hub.subscribe("c", -1, log.read_after)
+    hub.publish("c", log.add(3, size=4_000))
+    assert subscription.log_fallbacks == 0
+    hub.publish("c", log.add(1, size=4_000))  # 16,000 bytes buffered: over the bound
+    hub.publish("c", log.add(20, size=4_000))
+    assert await take(subscription, 24) == list(range(24))
+    assert subscription.log_fallbacks == 1
+    assert log.reads >= 24 * 4_000 // 10_000  # no page carried more than the bound
