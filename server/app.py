@@ -23,7 +23,7 @@ from server.origins import OriginGuard
 from server.routes import conversations, events, meta
 from server.service import ConversationService
 from server.settings import Settings
-from server.streaming.registry import StreamRegistry
+from server.streaming.registry import StreamSessions
 from server.streaming.socketio import SocketIOStreams
 from server.streaming.sse import event_stream
 from server.streaming.websocket import events_socket
@@ -40,12 +40,16 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = storage or await SqliteStorage.open(
-            settings.storage_dir, subscriber_buffer=settings.subscriber_buffer
+            settings.storage_dir,
+            subscriber_buffer=settings.subscriber_buffer,
+            subscriber_buffer_bytes=settings.stream_buffer_bytes,
         )
         service = ConversationService(store, settings)
+        authenticator = Authenticator(store)
         app.state.storage = store
         app.state.service = service
-        app.state.authenticator = Authenticator(store)
+        app.state.authenticator = authenticator
+        app.state.streams = StreamSessions(store, authenticator, service, settings)
         try:
             await service.recover()
             # Everything built so far lives as long as the server: keep it out of the
@@ -77,7 +81,6 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
         lifespan=lifespan,
     )
     starlette.state.settings = settings
-    starlette.state.streams = StreamRegistry()
     starlette.state.openapi = build_openapi()
     socketio_streams = SocketIOStreams(starlette.state, settings)
     application = OriginGuard(
@@ -95,7 +98,8 @@ async def prepare_shutdown(app: Any) -> None:
     state.shut_down = True
     if hasattr(state, "service"):
         await state.service.shutdown()
-    state.streams.close_all()
+    if hasattr(state, "streams"):
+        await state.streams.aclose()
 
 
 class RevalidatedStaticFiles(StaticFiles):

@@ -22,7 +22,7 @@ import re
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from server.errors import NotFound, Unauthorized
 from storage import ApiKeyRecord, ConversationNotFound, ConversationRecord, Storage
@@ -36,6 +36,8 @@ USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
 class User:
     name: str | None
     """None for the single user of a server without keys."""
+    key_id: int | None = field(default=None, compare=False)
+    """The key they came with (streams watch it for revocation)."""
 
 
 ANONYMOUS = User(None)
@@ -105,7 +107,7 @@ class Authenticator:
         record = await self._storage.find_api_key(digest(key))
         if record is None:
             raise Unauthorized("the API key is not valid")
-        return User(record.user)
+        return User(record.user, record.id)
 
 
 def can_see(user: User, conversation: ConversationRecord) -> bool:

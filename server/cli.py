@@ -79,6 +79,7 @@ def serve(settings: Settings) -> int:
         ws_ping_interval=settings.heartbeat_interval,
         ws_ping_timeout=settings.heartbeat_interval * 2,
         ws_per_message_deflate=False,
+        ws_max_size=settings.max_message_bytes,
         timeout_graceful_shutdown=5,
         lifespan="on",
     )

@@ -60,6 +60,15 @@ class Settings:
     """Seconds between keep-alives on idle streams (SSE comments, WebSocket pings)."""
     subscriber_buffer: int = 1024
     """Live events buffered per subscriber before it falls back to reading the log."""
+    stream_buffer_bytes: int = 1 << 20
+    """Bytes buffered per stream (live events, and Socket.IO's send queue) before a
+    subscriber that falls behind reads from the log again."""
+    max_message_bytes: int = 1 << 20
+    """Largest message a stream client may send (WebSocket, Socket.IO)."""
+    max_streams: int = 10_000
+    """Streams open at once, all users together."""
+    max_streams_per_user: int = 100
+    """Streams one API key's user may hold open at once."""
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
     """Origins allowed for browser clients on other hosts (Socket.IO and REST)."""
     allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
@@ -135,6 +144,10 @@ _DESCRIPTIONS = {
     "llm_output_cost": "currency per million completion tokens",
     "heartbeat_interval": "seconds between keep-alives on idle streams",
     "subscriber_buffer": "live events buffered per subscriber",
+    "stream_buffer_bytes": "bytes buffered per stream before it reads from the log again",
+    "max_message_bytes": "largest message a stream client may send",
+    "max_streams": "streams open at once, all users together",
+    "max_streams_per_user": "streams one user (API key holder) may hold open",
     "cors_origins": "comma-separated origins allowed for cross-site browsers",
     "allowed_hosts": "comma-separated host names the server answers to (*.example.com, *)",
     "log_level": "uvicorn log level",

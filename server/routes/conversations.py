@@ -73,6 +73,7 @@ async def delete_conversation(request: Request) -> Response:
     """Stop the conversation if it runs, then delete it and its events."""
     service, _, record = await target(request)
     await service.delete(record.id)
+    request.app.state.streams.end_conversation(record.id)
     return json_response({"status": "ok"})
 
 

@@ -1,11 +1,13 @@
-"""Socket.IO on ``/socket.io``: the OpenHands V0 protocol.
+"""Socket.IO on ``/socket.io``: the OpenHands V0 protocol, over a `StreamSession`.
 
 A client connects with query ``conversation_id``, ``latest_event_id`` (default -1) and
 ``session_api_key``; it receives every event after ``latest_event_id`` as ``oh_event``,
 first from the log, then live, with no gap and no duplicate. It sends actions as
 ``oh_user_action`` (alias ``oh_action``); the acknowledgement says ``{"status": "ok",
 "event_id": n}`` or ``{"status": "error", "error": ..., "message": ...}``. A refused
-connection gets ``connect_error`` with the reason.
+connection gets ``connect_error`` with the reason. When the session ends on the server's
+side (key revoked, conversation deleted, shutdown) the client gets ``oh_stream_closed``
+``{"error", "message"}`` and is disconnected.
 """
 
 from __future__ import annotations
@@ -16,23 +18,21 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
-import engineio.packet
 import orjson
 import socketio
 from starlette.datastructures import State
 
-from events import ThreadlineError, parse_event
 from server.errors import ApiError, as_api_error
 from server.settings import Settings
-from server.streaming.access import StreamRequest, open_stream
+from server.streaming.engineio_adapter import BoundedSocketIO, FrameGuard, Outbox, quiet_logger
+from server.streaming.session import CLIENT_LEFT, StreamSession
 from storage import StoredEvent
 
 logger = logging.getLogger(__name__)
 
 
 class _OrjsonCodec:
-    """python-socketio's ``json`` hook: orjson, and `orjson.Fragment` carries an event's
-    stored bytes into the packet without parsing them."""
+    """python-socketio's ``json`` hook: orjson."""
 
     @staticmethod
     def dumps(value: Any, **_: Any) -> str:
@@ -46,23 +46,27 @@ class _OrjsonCodec:
 class SocketIOStreams:
     def __init__(self, state: State, settings: Settings) -> None:
         self._state = state
-        self.sio = socketio.AsyncServer(
+        self.sio = BoundedSocketIO(
+            send_buffer_bytes=settings.stream_buffer_bytes,
             async_mode="asgi",
             json=_OrjsonCodec,
             # None: the server's own origin only. (An empty list would turn the check off.)
             cors_allowed_origins=list(settings.cors_origins) or None,
             ping_interval=settings.heartbeat_interval,
-            logger=False,
-            engineio_logger=False,
+            max_http_buffer_size=settings.max_message_bytes,
+            logger=quiet_logger("threadline.socketio"),
+            engineio_logger=quiet_logger("threadline.engineio"),
         )
         self._pumps: dict[str, asyncio.Task[None]] = {}
+        self._sessions: dict[str, StreamSession] = {}
         self.sio.on("connect", self._connect)
         self.sio.on("disconnect", self._disconnect)
         self.sio.on("oh_user_action", self._user_action)
         self.sio.on("oh_action", self._user_action)
 
-    def asgi(self, other: Callable[..., Any]) -> socketio.ASGIApp:
-        return socketio.ASGIApp(self.sio, other_asgi_app=other, socketio_path="socket.io")
+    def asgi(self, other: Callable[..., Any]) -> Callable[..., Any]:
+        app = socketio.ASGIApp(self.sio, other_asgi_app=other, socketio_path="socket.io")
+        return FrameGuard(app, "/socket.io")
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         query = {
@@ -76,9 +80,8 @@ class SocketIOStreams:
                 environ.get("HTTP_AUTHORIZATION", "")
             )
         try:
-            request = await open_stream(
-                self._state.storage,
-                self._state.authenticator,
+            session = await self._state.streams.open(
+                transport="socketio",
                 conversation_id=query.get("conversation_id"),
                 key=key,
                 latest_event_id=query.get("latest_event_id"),
@@ -87,69 +90,56 @@ class SocketIOStreams:
             raise socketio.exceptions.ConnectionRefusedError(
                 exc.message, {"error": exc.code}
             ) from None
-        await self.sio.save_session(sid, {"request": request})
-        self._pumps[sid] = asyncio.create_task(self._pump(sid, request), name=f"socketio-{sid}")
+        self._sessions[sid] = session
+        self._pumps[sid] = asyncio.create_task(self._pump(sid, session), name=f"socketio-{sid}")
 
     async def _disconnect(self, sid: str, *_: Any) -> None:
+        session = self._sessions.pop(sid, None)
+        if session is not None:
+            session.close(CLIENT_LEFT)
         pump = self._pumps.pop(sid, None)
-        if pump is not None:
+        if pump is not None and pump is not asyncio.current_task():
             pump.cancel()
 
-    async def _pump(self, sid: str, request: StreamRequest) -> None:
+    async def _pump(self, sid: str, session: StreamSession) -> None:
         # Each event goes to the client's Engine.IO socket as a ready-made Socket.IO
-        # EVENT packet (the stored bytes spliced in), through python-engineio's public
-        # `send`. `sio.emit(to=sid)` would spawn a task per recipient and re-encode the
-        # payload for each one; for a log fanned out to many watchers that was most of
-        # the cost of a delivery.
-        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
-        subscription = self._state.storage.subscribe(request.conversation_id, request.after_id)
-        subscription.direct = self._direct_sender(eio_sid)
+        # EVENT packet (the stored bytes spliced in): `sio.emit(to=sid)` would spawn a
+        # task per recipient and re-encode the payload for each one. Once the client is
+        # caught up, the subscription hands new events straight to the outbox from the
+        # writer's publish (no task of ours wakes per event) while the queue has room.
+        outbox = Outbox(self.sio, sid)
+        session.subscription.direct = _direct(outbox)
+        async for event in session:
+            await outbox.send(_event_packet(event.data))
+        ending = session.ending
+        if ending is not None and ending is not CLIENT_LEFT and sid in self._sessions:
+            await self.sio.emit("oh_stream_closed", ending.body(), to=sid)
+            await self.sio.disconnect(sid)
+
+    async def _user_action(self, sid: str, data: Any = None) -> dict[str, Any]:
+        session = self._sessions.get(sid)
+        if session is None:
+            return {"status": "error", "error": "not_found", "message": "no open session"}
         try:
-            with self._state.streams.track(subscription):
-                async for event in subscription:
-                    await self.sio.eio.send(eio_sid, _event_packet(event.data))
-        except ThreadlineError as exc:
-            logger.info("stream %s ended: %s", sid, exc)
-        finally:
-            if self._pumps.get(sid) is asyncio.current_task():
-                del self._pumps[sid]
-                if self._state.streams.closing:
-                    await self.sio.disconnect(sid)
-
-    def _direct_sender(self, eio_sid: str) -> Callable[[StoredEvent], bool] | None:
-        """Live events for a caught-up client go straight onto its Engine.IO socket's
-        send queue, from the log writer's publish: no task of ours wakes per event.
-        (python-engineio's `send` does just this put, after a ping-timeout check its
-        ping task also makes.) None when this engineio keeps no such queue."""
-        socket = self.sio.eio.sockets.get(eio_sid)
-        queue = getattr(socket, "queue", None)
-        if socket is None or queue is None:
-            return None
-
-        def send(event: StoredEvent) -> bool:
-            if socket.closing or socket.closed:
-                return False
-            queue.put_nowait(
-                engineio.packet.Packet(engineio.packet.MESSAGE, _event_packet(event.data))
-            )
-            return True
-
-        return send
-
-    async def _user_action(self, sid: str, data: Any) -> dict[str, Any]:
-        session = await self.sio.get_session(sid)
-        request: StreamRequest = session["request"]
-        try:
-            stored = await self._state.service.user_event(
-                request.conversation_id, parse_event(data), request.user, via="socketio"
-            )
+            if data is None:
+                raise ApiError(
+                    "oh_user_action needs an event object", field="data", code="invalid_event"
+                )
+            stored = await session.post(data)
         except Exception as exc:
             error = as_api_error(exc)
             if error is None:
-                logger.exception("oh_user_action failed in %s", request.conversation_id)
+                logger.exception("oh_user_action failed in %s", session.conversation_id)
                 return {"status": "error", "error": "internal", "message": "internal server error"}
             return {"status": "error", **error.body()}
         return {"status": "ok", "event_id": stored.id}
+
+
+def _direct(outbox: Outbox) -> Callable[[StoredEvent], bool]:
+    def offer(event: StoredEvent) -> bool:
+        return outbox.offer(_event_packet(event.data))
+
+    return offer
 
 
 def _event_packet(data: bytes) -> str:

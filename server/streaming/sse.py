@@ -1,10 +1,12 @@
-"""Server-Sent Events at ``GET /api/conversations/{id}/events/stream``.
+"""Server-Sent Events at ``GET /api/conversations/{id}/events/stream``, over a
+`StreamSession`.
 
 Each event is sent with ``id:`` = its event id, so a browser's ``EventSource``
 reconnects on its own with ``Last-Event-ID`` and resumes with no gap and no duplicate.
 ``latest_event_id`` in the query does the same for a first connection. ``EventSource``
-cannot send headers, so the key may come as ``session_api_key`` in the query.
-Idle streams carry a comment every heartbeat interval.
+cannot send headers, so the key may come as ``session_api_key`` in the query. Idle
+streams carry a comment every heartbeat interval. A session that ends on the server's
+side sends ``event: closed`` with ``{"error", "message"}`` before the response ends.
 """
 
 from __future__ import annotations
@@ -12,39 +14,35 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from server.auth import key_from_headers
-from server.streaming.access import StreamRequest, open_stream
+from server.streaming.session import CLIENT_LEFT, StreamSession
 
 RETRY_MS = 2000
 
 
 async def event_stream(request: Request) -> Response:
-    state = request.app.state
-    stream = await open_stream(
-        state.storage,
-        state.authenticator,
+    session = await request.app.state.streams.open(
+        transport="sse",
         conversation_id=request.path_params["conversation_id"],
         key=request.query_params.get("session_api_key") or key_from_headers(request.headers),
         latest_event_id=request.headers.get("last-event-id")
         or request.query_params.get("latest_event_id"),
     )
     return StreamingResponse(
-        _frames(request, stream),
+        _frames(session, request.app.state.settings.heartbeat_interval),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _frames(request: Request, stream: StreamRequest) -> AsyncIterator[bytes]:
-    state = request.app.state
-    heartbeat = state.settings.heartbeat_interval
-    yield b"retry: %d\n\n" % RETRY_MS
-    subscription = state.storage.subscribe(stream.conversation_id, stream.after_id)
-    with state.streams.track(subscription):
-        events = aiter(subscription)
+async def _frames(session: StreamSession, heartbeat: float) -> AsyncIterator[bytes]:
+    try:
+        yield b"retry: %d\n\n" % RETRY_MS
+        events = aiter(session)
         while True:
             try:
                 event = await asyncio.wait_for(anext(events), heartbeat)
@@ -52,5 +50,10 @@ async def _frames(request: Request, stream: StreamRequest) -> AsyncIterator[byte
                 yield b": keep-alive\n\n"
                 continue
             except StopAsyncIteration:
-                return
+                break
             yield b"id: %d\ndata: %s\n\n" % (event.id, event.data)
+        ending = session.ending
+        if ending is not None and ending is not CLIENT_LEFT:
+            yield b"event: closed\ndata: %s\n\n" % orjson.dumps(ending.body())
+    finally:
+        session.close(CLIENT_LEFT)

@@ -1,11 +1,15 @@
-"""Plain WebSocket at ``/api/conversations/{id}/events`` (the REST path, WebSocket scope).
+"""Plain WebSocket at ``/api/conversations/{id}/events`` (the REST path, WebSocket scope),
+over a `StreamSession`.
 
 Query ``latest_event_id`` (default -1) and, when keys are required, ``session_api_key``
 (or the usual headers). Each message the server sends is one event as JSON text, in id
-order, with no gap and no duplicate. The client may send actions as JSON text; a bad one
-is answered with ``{"error": ..., "message": ...}`` and changes nothing. A refused
-connection is accepted, told why in one such message, and closed with code 4400 + the
-HTTP status (4401, 4404, ...). Keep-alive pings are the server's WebSocket pings.
+order, with no gap and no duplicate. The client may send actions as JSON text frames; a
+bad one is answered with ``{"error": ..., "message": ...}`` and changes nothing. A
+refused connection is accepted, told why in one such message, and closed with code
+4000 + the HTTP status (4400, 4401, 4404, 4429). A session that ends on the server's
+side says why the same way (4401 key revoked, 4404 conversation deleted) or closes with
+1001 when the server shuts down. A message over the size bound closes with 1009.
+Keep-alive pings are the server's WebSocket pings.
 """
 
 from __future__ import annotations
@@ -17,20 +21,20 @@ import logging
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from events import ThreadlineError, parse_event
 from server.auth import key_from_headers
-from server.errors import ApiError, as_api_error
-from server.streaming.access import StreamRequest, open_stream
+from server.errors import ApiError, PayloadTooLarge, as_api_error
+from server.streaming.session import CLIENT_LEFT, SHUTTING_DOWN, StreamSession
 
 logger = logging.getLogger(__name__)
 
+TOO_BIG = 1009
+GOODBYE_SECONDS = 5.0
+
 
 async def events_socket(websocket: WebSocket) -> None:
-    state = websocket.app.state
     try:
-        request = await open_stream(
-            state.storage,
-            state.authenticator,
+        session = await websocket.app.state.streams.open(
+            transport="websocket",
             conversation_id=websocket.path_params["conversation_id"],
             key=websocket.query_params.get("session_api_key")
             or key_from_headers(websocket.headers),
@@ -41,49 +45,78 @@ async def events_socket(websocket: WebSocket) -> None:
         await websocket.send_text(orjson.dumps(exc.body()).decode())
         await websocket.close(code=4000 + exc.status, reason=exc.message[:120])
         return
-    await websocket.accept()
-    sender = asyncio.create_task(_send_events(websocket, request))
     try:
-        await _receive_actions(websocket, request)
+        await websocket.accept()
+        sender = asyncio.create_task(_send_events(websocket, session))
+        try:
+            await _receive_actions(websocket, session)
+        finally:
+            if session.ending is None or session.ending is CLIENT_LEFT:
+                session.close(CLIENT_LEFT)
+                sender.cancel()
+            # Else the session ended on our side: the sender's iteration is over and it
+            # tells the client why (bounded, should the client not read).
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(sender, GOODBYE_SECONDS)
     finally:
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sender
+        session.close(CLIENT_LEFT)
 
 
-async def _send_events(websocket: WebSocket, request: StreamRequest) -> None:
-    state = websocket.app.state
-    subscription = state.storage.subscribe(request.conversation_id, request.after_id)
+async def _send_events(websocket: WebSocket, session: StreamSession) -> None:
     try:
-        with state.streams.track(subscription):
-            async for event in subscription:
-                await websocket.send_text(event.data.decode())
-    except ThreadlineError as exc:
-        logger.info("websocket stream ended: %s", exc)
+        async for event in session:
+            await websocket.send_text(event.data.decode())
     except (WebSocketDisconnect, RuntimeError):
         return
-    # The stream ended on our side (conversation deleted, server shutting down).
+    await _say_goodbye(websocket, session)
+
+
+async def _say_goodbye(websocket: WebSocket, session: StreamSession) -> None:
+    """The session ended on our side: tell the client why, in close-code terms."""
+    ending = session.ending
+    if ending is None or ending is CLIENT_LEFT:
+        return
     with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-        await websocket.close(code=1001 if state.streams.closing else 1000)
+        if ending is SHUTTING_DOWN:
+            await websocket.close(code=1001, reason=ending.message[:120])
+            return
+        await websocket.send_text(orjson.dumps(ending.body()).decode())
+        await websocket.close(code=4000 + ending.status, reason=ending.message[:120])
 
 
-async def _receive_actions(websocket: WebSocket, request: StreamRequest) -> None:
-    service = websocket.app.state.service
+async def _receive_actions(websocket: WebSocket, session: StreamSession) -> None:
     while True:
         try:
-            text = await websocket.receive_text()
+            message = await websocket.receive()
         except (WebSocketDisconnect, RuntimeError):
             return
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        if text is None:
+            await _answer(
+                websocket,
+                {"error": "invalid_event", "message": "send events as JSON text frames"},
+            )
+            continue
         try:
             # The action reaches this client like any other event: through the stream.
-            await service.user_event(
-                request.conversation_id, parse_event(text), request.user, via="websocket"
-            )
+            await session.post(text)
+        except PayloadTooLarge as exc:
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                await websocket.close(code=TOO_BIG, reason=exc.message[:120])
+            return
         except Exception as exc:
             error = as_api_error(exc)
             if error is None:
-                logger.exception("websocket action failed in %s", request.conversation_id)
-                body = {"error": "internal", "message": "internal server error"}
-            else:
-                body = error.body()
-            await websocket.send_text(orjson.dumps(body).decode())
+                logger.exception("websocket action failed in %s", session.conversation_id)
+                await _answer(websocket, {"error": "internal", "message": "internal server error"})
+                continue
+            if session.closed:
+                return  # the sender says goodbye with the reason
+            await _answer(websocket, error.body())
+
+
+async def _answer(websocket: WebSocket, body: dict[str, object]) -> None:
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+        await websocket.send_text(orjson.dumps(body).decode())
