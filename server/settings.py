@@ -60,6 +60,8 @@ class Settings:
     """Seconds between keep-alives on idle streams (SSE comments, WebSocket pings)."""
     subscriber_buffer: int = 1024
     """Live events buffered per subscriber before it falls back to reading the log."""
+    import_max_bytes: int = 64 * 1024 * 1024
+    """The largest recording ``POST /api/conversations/import`` accepts."""
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
     """Origins allowed for browser clients on other hosts (Socket.IO and REST)."""
     log_level: str = "info"
@@ -95,6 +97,8 @@ class Settings:
             raise ValueError(f"runtime must be local or docker, not {self.runtime!r}")
         if self.max_running < 1 or (self.max_running_per_user or 1) < 1:
             raise ValueError("max_running and max_running_per_user must be at least 1")
+        if self.import_max_bytes < 1:
+            raise ValueError("import_max_bytes must be at least 1")
 
     @classmethod
     def documented(cls) -> list[tuple[str, str, str]]:
@@ -133,6 +137,7 @@ _DESCRIPTIONS = {
     "llm_output_cost": "currency per million completion tokens",
     "heartbeat_interval": "seconds between keep-alives on idle streams",
     "subscriber_buffer": "live events buffered per subscriber",
+    "import_max_bytes": "largest recording an import accepts, in bytes",
     "cors_origins": "comma-separated origins allowed for cross-site browsers",
     "log_level": "uvicorn log level",
 }

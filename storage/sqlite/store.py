@@ -273,6 +273,14 @@ class SqliteStorage:
     async def create_conversation(self, new: NewConversation) -> ConversationRecord:
         return await self._writer.call(conversations.insert(new, now_micros()))
 
+    async def create_conversation_with_events(
+        self, new: NewConversation, events: Iterable[EventBase]
+    ) -> tuple[ConversationRecord, list[StoredEvent]]:
+        prepared = [prepare(event) for event in events]
+        insert = conversations.insert(new, now_micros())
+        record, stored = await self._writer.create_with_events(new.id, insert, prepared)
+        return record, stored
+
     async def get_conversation(self, conversation_id: str) -> ConversationRecord:
         rows = await self._read(conversations.SELECT_ONE, [conversation_id])
         if not rows:
