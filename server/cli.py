@@ -17,7 +17,6 @@ import httpx2
 import uvicorn
 
 from server import logs, transfer
-from server.app import create_app, prepare_shutdown
 from server.auth import create_key
 from server.settings import Settings
 from storage.sqlite import SqliteStorage
@@ -38,6 +37,8 @@ class ThreadlineServer(uvicorn.Server):
         await super().startup(sockets)
 
     async def shutdown(self, sockets: list[Any] | None = None) -> None:
+        from server.app import prepare_shutdown
+
         await prepare_shutdown(self._app)
         await super().shutdown(sockets)
 
@@ -99,6 +100,10 @@ def _transfer(arguments: argparse.Namespace) -> int:
 
 
 def serve(settings: Settings) -> int:
+    # Imported here: the app pulls in every agent (the openai client alone takes a
+    # second), which `keys`, `export` and `import` do not need.
+    from server.app import create_app
+
     logs.configure(settings.log_level)
     if not _is_loopback(settings.host):
         logger.warning(

@@ -112,7 +112,7 @@ class ConversationService:
             self.agents.check(agent)
         except AgentUnavailable as exc:
             raise BadRequest(str(exc), field="agent") from None
-        replay = _parse_replay(request.replay_json) if request.replay_json else []
+        replay = await asyncio.to_thread(_parse_replay, request.replay_json or "")
         settings: dict[str, Any] = {
             "agent": agent,
             "conversation_instructions": request.conversation_instructions,
@@ -393,7 +393,9 @@ def _title_from(message: str | None) -> str:
 
 def _parse_replay(replay_json: str) -> list[EventBase]:
     """A recorded trajectory (see server/imports.py), kept as recorded and renumbered;
-    copied into the new conversation, not re-run."""
+    copied into the new conversation, not re-run. CPU work: run off the event loop."""
+    if not replay_json:
+        return []
     documents = recording_documents(replay_json, lines=False, name="replay_json")
     return list(recording_events(documents, name="replay_json"))
 

@@ -90,17 +90,7 @@ def export_conversation(
         ) as response,
     ):
         _check(response)
-        written = 0
-        sink.write(b"" if lines else b'{"trajectory":[')
-        for line in response.iter_lines():
-            if not line:
-                continue
-            if not lines and written:
-                sink.write(b",")
-            sink.write(line.encode() + (b"\n" if lines else b""))
-            written += 1
-            progress.advance(1)
-        sink.write(b"" if lines else b"]}\n")
+        written = _copy(response.iter_bytes(CHUNK), sink, lines, progress)
     where = "stdout" if output == "-" else output
     progress.finish(f"exported {written:,} events of {conversation_id} to {where}")
     return written
@@ -151,6 +141,28 @@ def import_recording(
 def client_for(url: str, api_key: str | None) -> httpx2.Client:
     headers = {"X-Session-API-Key": api_key} if api_key else {}
     return httpx2.Client(base_url=url, headers=headers, timeout=httpx2.Timeout(60, read=600))
+
+
+def _copy(chunks: Iterator[bytes], sink: IO[bytes], lines: bool, progress: Progress) -> int:
+    """JSON Lines from the server into ``sink`` as they come (``lines``), or rewritten into
+    ``{"trajectory": [...]}``: an event never holds a raw newline, so each one between
+    events becomes a comma. Returns the number of events."""
+    written = 0
+    sink.write(b"" if lines else b'{"trajectory":[')
+    separator = b""
+    for chunk in chunks:
+        count = chunk.count(b"\n")
+        if lines:
+            sink.write(chunk)
+        else:
+            ends_event = chunk.endswith(b"\n")
+            body = (chunk[:-1] if ends_event else chunk).replace(b"\n", b",")
+            sink.write(separator + body)
+            separator = b"," if ends_event else b""
+        written += count
+        progress.advance(count)
+    sink.write(b"" if lines else b"]}\n")
+    return written
 
 
 def _chunks(file: IO[bytes], progress: Progress) -> Iterator[bytes]:

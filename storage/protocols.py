@@ -113,8 +113,9 @@ class ConversationStore(Protocol):
         """Create the conversation holding ``events`` (ids 0, 1, ...) in one transaction:
         both exist afterwards, or neither does.
 
-        ``events`` is consumed before anything is written, so an exception raised while
-        iterating it writes nothing (and propagates). Each event's ``timestamp`` is kept
+        ``events`` is consumed before anything is written (possibly in a worker thread,
+        so a large recording's validation does not hold the event loop), and an exception
+        raised while iterating it writes nothing and propagates. Each event's ``timestamp`` is kept
         when set and otherwise assigned; a timestamp later than now never moves the
         clock later appends are stamped by. Raises `ConversationExists`.
         """

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from events import EventFilter, build_filter, parse_event
@@ -15,6 +15,7 @@ from server.errors import BadRequest, json_response
 from server.http import bool_param, caller, int_param, list_param, read_json, target
 from server.imports import wants_lines
 from server.service import ConversationService
+from server.streamed import StreamedBody
 from storage import MAX_PAGE, SearchHit, SearchResults
 
 
@@ -94,7 +95,7 @@ async def search(request: Request) -> Response:
         first = await service.storage.search_all(
             query, owner=user.name, limit=MAX_PAGE, cursor=cursor
         )
-        return StreamingResponse(
+        return StreamedBody(
             _hit_lines(service, query, user.name, first, most),
             media_type="application/x-ndjson",
             headers={"X-Search-Pending": str(first.pending)},

@@ -8,10 +8,11 @@ however long the conversation is.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from events import EventFilter, build_filter
@@ -20,6 +21,7 @@ from server.http import bool_param, caller, target
 from server.imports import read_body, recording_documents, recording_events, title_of, wants_lines
 from server.schemas import check_conversation_id
 from server.service import ConversationService
+from server.streamed import StreamedBody
 from storage import MAX_PAGE, NewConversation, Storage, StoredEvent
 from storage.models import new_conversation_id
 
@@ -39,8 +41,8 @@ async def export_trajectory(request: Request) -> Response:
     filename = f"{record.id}.{'jsonl' if lines else 'json'}"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
     if lines:
-        return StreamingResponse(_as_lines(pages), media_type=JSON_LINES, headers=headers)
-    return StreamingResponse(_as_trajectory(pages), media_type="application/json", headers=headers)
+        return StreamedBody(_as_lines(pages), media_type=JSON_LINES, headers=headers)
+    return StreamedBody(_as_trajectory(pages), media_type="application/json", headers=headers)
 
 
 async def import_conversation(request: Request) -> Response:
@@ -60,7 +62,7 @@ async def import_conversation(request: Request) -> Response:
         raise BadRequest("title: must be at most 200 characters", field="title")
     lines = wants_lines(request)
     body = await read_body(request, settings.import_max_bytes)
-    documents = recording_documents(body, lines=lines, name="trajectory")
+    documents = await asyncio.to_thread(recording_documents, body, lines=lines, name="trajectory")
     del body
     new = NewConversation(
         id=conversation_id,

@@ -38,7 +38,7 @@ from storage.models import (
     StoredEvent,
 )
 from storage.protocols import MAX_PAGE
-from storage.records import now_micros, prepare
+from storage.records import PreparedEvent, now_micros, prepare
 from storage.sqlite import api_keys, conversations, queries
 from storage.sqlite.checkpointer import Checkpointer
 from storage.sqlite.indexer import SearchIndexer
@@ -276,7 +276,9 @@ class SqliteStorage:
     async def create_conversation_with_events(
         self, new: NewConversation, events: Iterable[EventBase]
     ) -> tuple[ConversationRecord, list[StoredEvent]]:
-        prepared = [prepare(event) for event in events]
+        # In a worker thread: a large recording's validation and serialization (the
+        # caller's iterator runs there too) would otherwise hold the event loop for seconds.
+        prepared = await asyncio.to_thread(_prepare_all, events)
         insert = conversations.insert(new, now_micros())
         record, stored = await self._writer.create_with_events(new.id, insert, prepared)
         return record, stored
@@ -385,6 +387,10 @@ class SqliteStorage:
         rows = await self._read("SELECT 1 FROM conversations WHERE id = ?", [conversation_id])
         if not rows:
             raise ConversationNotFound(conversation_id)
+
+
+def _prepare_all(events: Iterable[EventBase]) -> list[PreparedEvent]:
+    return [prepare(event) for event in events]
 
 
 def _types_only(filter: EventFilter) -> bool:

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import sqlite3
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -335,46 +335,47 @@ class LogWriter:
     async def _run_create(self, op: _Create) -> None:
         first_seq = self._next_seq
         now = now_micros()
-        floor = 0
         stored: list[StoredEvent] = []
+        floor = [0]
+
+        def rows(key: int) -> Iterator[tuple[Any, ...]]:
+            # Consumed by executemany in the connection's thread: stamping a large
+            # import's events here would hold the event loop.
+            for event_id, prepared in enumerate(op.events):
+                timestamp = prepared.timestamp_us
+                if timestamp is None:
+                    timestamp = max(now, floor[0])
+                data = stamp(prepared, event_id, timestamp)
+                stored.append(StoredEvent(op.conversation_id, event_id, data))
+                floor[0] = max(floor[0], min(timestamp, now))
+                yield (
+                    first_seq + event_id, key, event_id, prepared.kind, prepared.source,
+                    timestamp, prepared.hidden, prepared.text, data,
+                )  # fmt: skip
+
         try:
             try:
                 record = await op.insert(self._connection)
-                rows = list(
+                found = list(
                     await self._connection.execute_fetchall(
                         "SELECT key FROM conversations WHERE id = ?", (op.conversation_id,)
                     )
                 )
-                key = rows[0][0]
-                batch: list[tuple[Any, ...]] = []
-                for event_id, prepared in enumerate(op.events):
-                    timestamp = prepared.timestamp_us
-                    if timestamp is None:
-                        timestamp = max(now, floor)
-                    data = stamp(prepared, event_id, timestamp)
-                    batch.append(
-                        (
-                            self._next_seq, key, event_id, prepared.kind, prepared.source,
-                            timestamp, prepared.hidden, prepared.text, data,
-                        )
-                    )  # fmt: skip
-                    stored.append(StoredEvent(op.conversation_id, event_id, data))
-                    floor = max(floor, min(timestamp, now))
-                    self._next_seq += 1
-                await self._connection.executemany(INSERT_EVENT, batch)
+                key = found[0][0]
+                await self._connection.executemany(INSERT_EVENT, rows(key))
                 await self._connection.commit()
             except BaseException:
                 await self._rollback()
                 raise
         except BaseException as exc:
-            self._next_seq = first_seq
             failure = StorageError(f"create failed: {exc}")
             _fail(op.future, exc if isinstance(exc, ThreadlineError) else failure)
             if not isinstance(exc, Exception):
                 raise
             return
+        self._next_seq = first_seq + len(op.events)
         self._durable_seq = self._next_seq - 1
-        self._streams[op.conversation_id] = _Stream(key, len(op.events), floor)
+        self._streams[op.conversation_id] = _Stream(key, len(op.events), floor[0])
         if not op.future.done():
             op.future.set_result((record, stored))
         if stored:

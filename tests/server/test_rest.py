@@ -288,6 +288,8 @@ async def test_openapi_and_docs(client: httpx.AsyncClient) -> None:
         "/api/conversations/{conversation_id}/pause",
         "/api/conversations/{conversation_id}/resume",
         "/api/conversations/{conversation_id}/plan",
+        "/api/conversations/{conversation_id}/trajectory",
+        "/api/conversations/import",
         "/api/sessions",
     ):
         assert path in spec["paths"]
