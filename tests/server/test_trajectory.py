@@ -364,3 +364,37 @@ async def test_keys_keep_imports_and_exports_to_their_owner(fresh_server: Runnin
         assert len(await export(alice, conversation_id)) == len(fixture_documents(path))
         theirs = await bob.get(f"/api/conversations/{conversation_id}/trajectory")
         assert theirs.status_code == 404
+
+
+async def test_an_export_cut_short_never_looks_complete(
+    client: httpx.AsyncClient, server: RunningServer
+) -> None:
+    recording = b"\n".join(
+        orjson.dumps({"action": "think", "args": {"thought": f"{n} " + "x" * 1000}})
+        for n in range(20_000)
+    )
+    conversation_id = await import_file_body(client, recording)
+    received: list[int] = []
+    with pytest.raises(httpx.RemoteProtocolError):
+        await _read_deleting_midway(client, conversation_id, received)
+    assert 0 < sum(received) < 20_000
+    assert "Traceback" not in server.log.read_text()
+
+
+async def _read_deleting_midway(
+    client: httpx.AsyncClient, conversation_id: str, received: list[int]
+) -> None:
+    url = f"/api/conversations/{conversation_id}/trajectory"
+    async with client.stream("GET", url, params={"format": "jsonl"}) as response:
+        async for chunk in response.aiter_bytes():
+            if not received:
+                assert (await client.delete(f"/api/conversations/{conversation_id}")).is_success
+            received.append(chunk.count(b"\n"))
+
+
+async def import_file_body(client: httpx.AsyncClient, body: bytes) -> str:
+    response = await client.post(
+        "/api/conversations/import", content=body, headers={"Content-Type": "application/x-ndjson"}
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["conversation_id"]  # type: ignore[no-any-return]
