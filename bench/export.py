@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import shutil
 import subprocess
 import sys
@@ -185,11 +186,16 @@ def report(result: dict[str, Any]) -> str:
     return render(
         "Export of a whole conversation: server RSS (MiB) at start and at its peak during "
         "the export, growth over start, and the CLI's own peak "
-        f"(median of {result['runs_count']}; load {result['load']['load.events_per_s']:,.0f} "
-        "events/s)",
+        f"(median of {result['runs_count']}; {_loaded(result['load']['load.events_per_s'])})",
         header,
         rows,
     )
+
+
+def _loaded(rate: float | None) -> str:
+    if rate is None or math.isnan(rate):  # NaN is null once written as JSON
+        return "dataset reused"
+    return f"loaded at {rate:,.0f} events/s"
 
 
 def main() -> int:
