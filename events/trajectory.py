@@ -60,18 +60,25 @@ def trajectory_items(document: Any, name: str = "trajectory") -> list[Any]:
 
 
 def recorded_events(
-    documents: Sequence[Any], *, name: str = "trajectory", now: datetime | None = None
+    documents: list[Any],
+    *,
+    name: str = "trajectory",
+    now: datetime | None = None,
+    release: bool = False,
 ) -> Iterator[EventBase]:
     """The events of a recording, renumbered from 0, one at a time (so a caller can turn
-    each into bytes and let it go). Raises `EventValidationError` at the first event at
-    fault; nothing about the recording is half-accepted by this function itself, so a
-    caller writes only once the iteration completed."""
+    each into bytes and let it go; with ``release``, each document of the list is
+    replaced by None once read, so a large recording is not held twice). Raises
+    `EventValidationError` at the first event at fault; a caller writes only once the
+    iteration completed."""
     latest = (now or datetime.now(UTC)) + MAX_FUTURE
     first_position = _first_positions(documents)
     seen: dict[int, int] = {}
     for index, document in enumerate(documents):
         where = f"{name}[{index}]"
         event = _validated(document, where, latest)
+        if release:
+            documents[index] = None
         update: dict[str, Any] = {"id": None}
         recorded_id = event.id
         if recorded_id is not None:

@@ -75,10 +75,11 @@ def recording_documents(body: bytes | str, *, lines: bool, name: str) -> list[An
     return _lines(raw, name)
 
 
-def recording_events(documents: Sequence[Any], *, name: str) -> Iterator[EventBase]:
-    """`recorded_events`, with its errors as 400s naming the event and the field."""
+def recording_events(documents: list[Any], *, name: str) -> Iterator[EventBase]:
+    """`recorded_events`, with its errors as 400s naming the event and the field; each
+    document is released from ``documents`` once read."""
     try:
-        yield from recorded_events(documents, name=name)
+        yield from recorded_events(documents, name=name, release=True)
     except EventValidationError as exc:
         raise BadRequest(exc.problem, field=exc.field, code="invalid_event") from None
 

@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -390,7 +391,14 @@ class SqliteStorage:
 
 
 def _prepare_all(events: Iterable[EventBase]) -> list[PreparedEvent]:
-    return [prepare(event) for event in events]
+    # orjson's output keeps about 4 KiB of spare capacity, harmless for an append batch
+    # that is written at once but not for an import held whole until its transaction:
+    # each body is copied to its exact size (measured: 500 -> 60 MB for 128k events).
+    prepared = []
+    for event in events:
+        event_prepared = prepare(event)
+        prepared.append(replace(event_prepared, body=bytes(memoryview(event_prepared.body))))
+    return prepared
 
 
 def _types_only(filter: EventFilter) -> bool:
