@@ -112,7 +112,11 @@ class ConversationService:
             self.agents.check(agent)
         except AgentUnavailable as exc:
             raise BadRequest(str(exc), field="agent") from None
-        replay = await asyncio.to_thread(_parse_replay, request.replay_json or "")
+        replay = (
+            await asyncio.to_thread(_parse_replay, request.replay_json)
+            if request.replay_json
+            else []
+        )
         settings: dict[str, Any] = {
             "agent": agent,
             "conversation_instructions": request.conversation_instructions,
