@@ -32,6 +32,7 @@ from events.observations import (
     TaskTrackingObservation,
     UserRejectObservation,
 )
+from events.recorded import RecordedAction, RecordedObservation, load_event, parse_recorded
 from events.serialization import (
     EVENT_TYPES,
     TYPE_BY_KIND,
@@ -42,6 +43,7 @@ from events.serialization import (
 )
 from events.tasks import TaskItem, TaskStatus
 from events.text import searchable_text
+from events.trajectory import recorded_events, trajectory_items
 
 __all__ = [
     "EVENT_TYPES",
@@ -70,6 +72,8 @@ __all__ = [
     "LLMMetrics",
     "MessageAction",
     "ObservationBase",
+    "RecordedAction",
+    "RecordedObservation",
     "Source",
     "SuccessObservation",
     "SystemMessageAction",
@@ -83,7 +87,11 @@ __all__ = [
     "build_filter",
     "dump_event",
     "event_to_dict",
+    "load_event",
     "parse_event",
+    "parse_recorded",
+    "recorded_events",
     "resolve_event_types",
     "searchable_text",
+    "trajectory_items",
 ]

@@ -23,8 +23,11 @@ Source = Literal["user", "agent", "environment"]
 
 # Top-level keys OpenHands omits from the wire when their value is None.
 OMITTED_WHEN_NONE: frozenset[str] = frozenset(
-    {"id", "timestamp", "source", "cause", "tool_call_metadata", "llm_metrics", "timeout"}
-)
+    {
+        "id", "timestamp", "source", "cause", "tool_call_metadata", "llm_metrics", "timeout",
+        "original_id", "original_cause",
+    }
+)  # fmt: skip
 
 
 class WireModel(BaseModel):
@@ -79,6 +82,8 @@ class EventBase(WireModel):
 
     category: ClassVar[Literal["action", "observation"]]
     openhands_name: ClassVar[str]
+    keeps_recorded_shape: ClassVar[bool] = False
+    """Serialize only the keys given (recorded events), not every declared field."""
 
     id: int | None = None
     timestamp: datetime | None = Field(default=None, strict=False)
@@ -87,6 +92,10 @@ class EventBase(WireModel):
     cause: int | None = None
     tool_call_metadata: ToolCallMetadata | None = None
     llm_metrics: LLMMetrics | None = None
+    original_id: int | None = None
+    """An imported event's id in the recording it came from (see `events.trajectory`)."""
+    original_cause: int | None = None
+    """An imported event's ``cause`` when it named an event the recording left out."""
 
     @field_validator("id")
     @classmethod

@@ -54,8 +54,21 @@ Event = Annotated[  # type: ignore[valid-type]
 _ADAPTER: TypeAdapter[EventBase] = TypeAdapter(Event)  # type: ignore[arg-type]
 
 
-def parse_event(data: bytes | bytearray | memoryview | str | Mapping[str, Any]) -> EventBase:
+WireData = bytes | bytearray | memoryview | str | Mapping[str, Any]
+
+
+def parse_event(data: WireData) -> EventBase:
     """Validate one event in wire shape. Raises `EventValidationError`, nothing else."""
+    document = wire_document(data)
+    _check_kind(document)
+    try:
+        return _ADAPTER.validate_python(document)
+    except ValidationError as exc:
+        raise translate(exc) from None
+
+
+def wire_document(data: WireData) -> Mapping[str, Any]:
+    """The JSON object ``data`` holds. Raises `EventValidationError`."""
     if isinstance(data, Mapping):
         document: Any = data
     else:
@@ -65,18 +78,14 @@ def parse_event(data: bytes | bytearray | memoryview | str | Mapping[str, Any]) 
             raise EventValidationError("", f"not valid JSON: {exc}") from None
     if not isinstance(document, Mapping):
         raise EventValidationError("", "an event must be a JSON object")
-    _check_kind(document)
-    try:
-        return _ADAPTER.validate_python(document)
-    except ValidationError as exc:
-        raise _translate(exc) from None
+    return document
 
 
 def event_to_dict(event: EventBase) -> dict[str, Any]:
-    """The OpenHands V0 wire dict of an event."""
+    """The OpenHands V0 wire dict of an event (a recorded one: the keys it was given)."""
     fields = event.__dict__  # declared fields only: no pydantic __getattr__ on misses
     omit = {key for key in OMITTED_WHEN_NONE if fields.get(key) is None}
-    return event.model_dump(mode="json", exclude=omit)
+    return event.model_dump(mode="json", exclude=omit, exclude_unset=event.keeps_recorded_shape)
 
 
 def dump_event(event: EventBase) -> bytes:
@@ -84,7 +93,8 @@ def dump_event(event: EventBase) -> bytes:
     return orjson.dumps(event_to_dict(event))
 
 
-def _check_kind(document: Mapping[str, Any]) -> None:
+def category_of(document: Mapping[str, Any]) -> str:
+    """``"action"`` or ``"observation"``: which key the event has, holding a string."""
     has_action, has_observation = "action" in document, "observation" in document
     if has_action and has_observation:
         raise EventValidationError("", "an event has either 'action' or 'observation', not both")
@@ -94,6 +104,14 @@ def _check_kind(document: Mapping[str, Any]) -> None:
     kind = document[category]
     if not isinstance(kind, str):
         raise EventValidationError(category, f"must be a string, got {type(kind).__name__}")
+    if not kind:
+        raise EventValidationError(category, "must not be empty")
+    return category
+
+
+def _check_kind(document: Mapping[str, Any]) -> None:
+    category = category_of(document)
+    kind = document[category]
     if f"{category}:{kind}" not in TYPE_BY_KIND:
         known = sorted(k.split(":", 1)[1] for k in TYPE_BY_KIND if k.startswith(category))
         raise EventValidationError(
@@ -101,7 +119,8 @@ def _check_kind(document: Mapping[str, Any]) -> None:
         )
 
 
-def _translate(exc: ValidationError) -> EventValidationError:
+def translate(exc: ValidationError) -> EventValidationError:
+    """A pydantic error as `EventValidationError` naming the first field at fault."""
     errors = exc.errors(include_url=False)
     first = errors[0]
     location = first["loc"]

@@ -20,7 +20,7 @@ from server.auth import Authenticator
 from server.errors import handle_error, handle_http_exception, handle_internal_error
 from server.openapi import build_openapi
 from server.origins import OriginGuard
-from server.routes import conversations, events, meta
+from server.routes import conversations, events, meta, trajectory
 from server.service import ConversationService
 from server.settings import Settings
 from server.streaming.registry import StreamSessions
@@ -64,6 +64,7 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
 
     starlette = Starlette(
         routes=[
+            *trajectory.routes,
             *conversations.routes,
             *events.routes,
             WebSocketRoute("/api/conversations/{conversation_id}/events", events_socket),

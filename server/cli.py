@@ -1,4 +1,5 @@
-"""The ``threadline`` command: ``serve`` the server, manage API ``keys``."""
+"""The ``threadline`` command: ``serve`` the server, manage API ``keys``, ``export`` and
+``import`` whole conversations (over a running server's HTTP API, see server/transfer.py)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import uvicorn
 
-from server import logs
-from server.app import create_app, prepare_shutdown
+from server import logs, transfer
 from server.auth import create_key
 from server.settings import Settings
 from storage.sqlite import SqliteStorage
@@ -36,6 +37,8 @@ class ThreadlineServer(uvicorn.Server):
         await super().startup(sockets)
 
     async def shutdown(self, sockets: list[Any] | None = None) -> None:
+        from server.app import prepare_shutdown
+
         await prepare_shutdown(self._app)
         await super().shutdown(sockets)
 
@@ -57,12 +60,50 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(_settings(arguments))
         if arguments.command == "keys":
             return asyncio.run(_keys(arguments))
+        if arguments.command in ("export", "import"):
+            return _transfer(arguments)
     except ValueError as exc:
         parser.error(str(exc))
     return 2
 
 
+def _transfer(arguments: argparse.Namespace) -> int:
+    try:
+        with transfer.client_for(arguments.url, arguments.api_key) as client:
+            if arguments.command == "export":
+                transfer.export_conversation(
+                    client,
+                    arguments.conversation_id,
+                    arguments.output,
+                    lines={"json": False, "jsonl": True}.get(arguments.format),
+                    include_hidden=arguments.include_hidden,
+                )
+            else:
+                answer = transfer.import_recording(
+                    client,
+                    arguments.file,
+                    title=arguments.title,
+                    conversation_id=arguments.conversation_id,
+                )
+                print(answer["conversation_id"])
+    except transfer.TransferError as exc:
+        print(f"threadline {arguments.command}: {exc}", file=sys.stderr)
+        return 1
+    except httpx2.HTTPError as exc:
+        print(
+            f"threadline {arguments.command}: cannot talk to {arguments.url}: {exc} "
+            "(is `threadline serve` running there? see --url)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def serve(settings: Settings) -> int:
+    # Imported here: the app pulls in every agent (the openai client alone takes a
+    # second), which `keys`, `export` and `import` do not need.
+    from server.app import create_app
+
     logs.configure(settings.log_level)
     if not _is_loopback(settings.host):
         logger.warning(
@@ -150,6 +191,36 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--user")
     revoke = key_actions.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id", type=int)
+
+    exporting = commands.add_parser(
+        "export", help="write a conversation's trajectory to a file (from a running server)"
+    )
+    exporting.add_argument("conversation_id")
+    exporting.add_argument(
+        "-o", "--output", default="-", help="file to write (default stdout); .jsonl: JSON Lines"
+    )
+    exporting.add_argument(
+        "--format", choices=["json", "jsonl"], help="default: from the file name, else json"
+    )
+    exporting.add_argument(
+        "--include-hidden", action="store_true", help="keep events marked hidden"
+    )
+    importing = commands.add_parser(
+        "import", help="create a conversation from a recorded trajectory (on a running server)"
+    )
+    importing.add_argument("file", help="a trajectory (.json) or JSON Lines (.jsonl); - for stdin")
+    importing.add_argument("--title")
+    importing.add_argument("--conversation-id")
+    for command in (exporting, importing):
+        command.add_argument(
+            "--url", default=transfer.default_url(), help="the server (default $THREADLINE_URL "
+            "or http://$THREADLINE_HOST:$THREADLINE_PORT, i.e. http://127.0.0.1:3000)",
+        )  # fmt: skip
+        command.add_argument(
+            "--api-key",
+            default=os.environ.get("THREADLINE_API_KEY"),
+            help="API key, when the server requires one (default $THREADLINE_API_KEY)",
+        )
     return parser
 
 

@@ -22,6 +22,15 @@ ERROR = {
     },
 }
 EVENT = {"type": "object", "description": "an event in the OpenHands V0 wire shape"}
+TRAJECTORY_CONTENT = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "properties": {"trajectory": {"type": "array", "items": EVENT}},
+        }
+    },
+    "application/x-ndjson": {"schema": {"type": "string", "description": "one event a line"}},
+}
 CONVERSATION_ID = {
     "name": "conversation_id",
     "in": "path",
@@ -103,6 +112,26 @@ def build_openapi() -> dict[str, Any]:
                 ],
             ),
         },
+        "/api/conversations/import": {
+            "post": _operation(
+                "Create a conversation from a recorded trajectory (copied, not re-run): "
+                'a JSON array of events, {"trajectory": [...]}, or JSON Lines; kinds and '
+                "fields are kept as recorded, ids renumbered from 0 (original_id keeps the "
+                "recorded one)",
+                {
+                    **_ok("created"),
+                    "201": {"description": "created: conversation_id, events"},
+                    "409": {"description": "id taken"},
+                    "413": {"description": "larger than THREADLINE_IMPORT_MAX_BYTES"},
+                },
+                parameters=[
+                    _query("title", {"type": "string", "maxLength": 200}, "default: first message"),
+                    _query("conversation_id", {"type": "string"}, "default: a new id"),
+                    _query("format", {"enum": ["json", "jsonl"]}, "default: by Content-Type"),
+                ],
+                requestBody={"required": True, "content": TRAJECTORY_CONTENT},
+            )
+        },
         "/api/conversations/{conversation_id}": {
             **conversation_path,
             "get": _operation("A conversation's metadata", _ok("the conversation")),
@@ -183,6 +212,21 @@ def build_openapi() -> dict[str, Any]:
                 requestBody={"required": True, "content": {"application/json": {"schema": EVENT}}},
             ),
         },
+        "/api/conversations/{conversation_id}/trajectory": {
+            **conversation_path,
+            "get": _operation(
+                'The whole conversation, streamed: {"trajectory": [...]} (OpenHands), or one '
+                "event per line with format=jsonl or Accept: application/x-ndjson",
+                {
+                    **_ok("the trajectory"),
+                    "200": {"description": "the events", "content": TRAJECTORY_CONTENT},
+                },
+                parameters=[
+                    _query("include_hidden", {"type": "boolean"}, "keep events marked hidden"),
+                    _query("format", {"enum": ["json", "jsonl"]}, "default: by Accept"),
+                ],
+            ),
+        },
         "/api/conversations/{conversation_id}/events/count": {
             **conversation_path,
             "get": _operation(
@@ -209,6 +253,12 @@ def build_openapi() -> dict[str, Any]:
                     {"name": "q", "in": "query", "required": True, "schema": {"type": "string"}},
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "page size"),
                     _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
+                    _query(
+                        "format",
+                        {"enum": ["json", "jsonl"]},
+                        "jsonl: every hit from cursor on, one per line, streamed (limit caps "
+                        "the lines; also Accept: application/x-ndjson)",
+                    ),
                 ],
             )
         },

@@ -12,8 +12,6 @@ import asyncio
 import logging
 from typing import Any, Literal, cast
 
-import orjson
-
 from events import (
     ActionBase,
     AgentState,
@@ -21,12 +19,10 @@ from events import (
     ChangeAgentStateAction,
     CmdRunAction,
     EventBase,
-    EventValidationError,
     MessageAction,
     TaskItem,
     TaskTrackingAction,
     build_filter,
-    parse_event,
 )
 from events.actions import ChangeAgentStateArgs, MessageArgs
 from events.observations import AgentStateChangedExtras
@@ -34,6 +30,7 @@ from server.agents import Agents, AgentUnavailable
 from server.auth import User, scoped_id
 from server.controller import ConversationRun, RunLimits, status_for
 from server.errors import BadRequest, Conflict
+from server.imports import recording_documents, recording_events
 from server.runtimes import make_runtime
 from server.schemas import CreateConversation
 from server.sessions import Caps, SessionManager
@@ -115,7 +112,11 @@ class ConversationService:
             self.agents.check(agent)
         except AgentUnavailable as exc:
             raise BadRequest(str(exc), field="agent") from None
-        replay = _parse_replay(request.replay_json) if request.replay_json else []
+        replay = (
+            await asyncio.to_thread(_parse_replay, request.replay_json)
+            if request.replay_json
+            else []
+        )
         settings: dict[str, Any] = {
             "agent": agent,
             "conversation_instructions": request.conversation_instructions,
@@ -136,18 +137,21 @@ class ConversationService:
             id=scoped_id(user, request.conversation_id or new_conversation_id()),
         )
         if not request.initial_user_msg:
-            record = await self.storage.create_conversation(new)
-            if replay:
-                await self.storage.append_many(record.id, replay)
+            if replay:  # the conversation and the recording: together or not at all
+                record, _ = await self.storage.create_conversation_with_events(new, replay)
+            else:
+                record = await self.storage.create_conversation(new)
             return record
         async with self.sessions.admission() as admission:
             admission.check(user.name)  # a refusal writes nothing
-            record = await self.storage.create_conversation(new)
+            message = _user_message(request.initial_user_msg, request.image_urls)
             if replay:
-                await self.storage.append_many(record.id, replay)
-            await self.storage.append(
-                record.id, _user_message(request.initial_user_msg, request.image_urls)
-            )
+                record, _ = await self.storage.create_conversation_with_events(
+                    new, [*replay, message]
+                )
+            else:
+                record = await self.storage.create_conversation(new)
+                await self.storage.append(record.id, message)
             await admission.admit(record.id, record.owner, record.priority)
         return await self.storage.get_conversation(record.id)
 
@@ -226,9 +230,9 @@ class ConversationService:
         """Log an event a user sent, then act on it."""
         if not isinstance(event, ActionBase):
             raise BadRequest("users send actions, not observations", field="observation")
-        # What only the server may record: ids and times (the log's), and the agent's
-        # metrics and tool calls (the budget flag trusts the first, the LLM transcript is
-        # rebuilt from the second).
+        # What only the server may record: ids and times (the log's, and an import's
+        # original ids), and the agent's metrics and tool calls (the budget flag trusts
+        # the first, the LLM transcript is rebuilt from the second).
         event = event.model_copy(
             update={
                 "source": "user",
@@ -236,6 +240,8 @@ class ConversationService:
                 "timestamp": None,
                 "llm_metrics": None,
                 "tool_call_metadata": None,
+                "original_id": None,
+                "original_cause": None,
             }
         )
         if isinstance(event, MessageAction):
@@ -403,21 +409,12 @@ def _title_from(message: str | None) -> str:
 
 
 def _parse_replay(replay_json: str) -> list[EventBase]:
-    """A recorded trajectory: a JSON array of events in wire shape."""
-    try:
-        documents = orjson.loads(replay_json)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"replay_json is not valid JSON: {exc}", field="replay_json") from None
-    if not isinstance(documents, list):
-        raise BadRequest("replay_json must be a JSON array of events", field="replay_json")
-    events = []
-    for index, document in enumerate(documents):
-        try:
-            events.append(parse_event(document))
-        except EventValidationError as exc:
-            field = f"replay_json[{index}]" + (f".{exc.field}" if exc.field else "")
-            raise BadRequest(exc.problem, field=field, code="invalid_event") from None
-    return events
+    """A recorded trajectory (see server/imports.py), kept as recorded and renumbered;
+    copied into the new conversation, not re-run. CPU work: run off the event loop."""
+    if not replay_json:
+        return []
+    documents = recording_documents(replay_json, lines=False, name="replay_json")
+    return list(recording_events(documents, name="replay_json"))
 
 
 _PLANS = build_filter(include_types=["action:task_tracking"])

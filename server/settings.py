@@ -69,6 +69,8 @@ class Settings:
     """Streams open at once, all users together."""
     max_streams_per_user: int = 100
     """Streams one API key's user may hold open at once."""
+    import_max_bytes: int = 64 * 1024 * 1024
+    """The largest recording ``POST /api/conversations/import`` accepts."""
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
     """Origins allowed for browser clients on other hosts (Socket.IO and REST)."""
     allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
@@ -106,6 +108,8 @@ class Settings:
             raise ValueError(f"runtime must be local or docker, not {self.runtime!r}")
         if self.max_running < 1 or (self.max_running_per_user or 1) < 1:
             raise ValueError("max_running and max_running_per_user must be at least 1")
+        if self.import_max_bytes < 1:
+            raise ValueError("import_max_bytes must be at least 1")
 
     @classmethod
     def documented(cls) -> list[tuple[str, str, str]]:
@@ -148,6 +152,7 @@ _DESCRIPTIONS = {
     "max_message_bytes": "largest message a stream client may send",
     "max_streams": "streams open at once, all users together",
     "max_streams_per_user": "streams one user (API key holder) may hold open",
+    "import_max_bytes": "largest recording an import accepts, in bytes",
     "cors_origins": "comma-separated origins allowed for cross-site browsers",
     "allowed_hosts": "comma-separated host names the server answers to (*.example.com, *)",
     "log_level": "uvicorn log level",

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from events import EventBase, parse_event
+from events import EventBase, load_event
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +28,9 @@ class StoredEvent:
         return orjson.loads(self.data)
 
     def to_event(self) -> EventBase:
-        return parse_event(self.data)
+        """The typed event; imported history the model does not declare comes back as
+        `RecordedAction` / `RecordedObservation`."""
+        return load_event(self.data)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ assigned at append; an event is visible to readers and subscribers only once dur
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
 from events import EventBase, EventFilter
@@ -32,7 +32,8 @@ class EventLog(Protocol):
 
         The event's own ``id`` is ignored; its ``timestamp`` is kept when set (imported
         history) and otherwise assigned, never earlier than the conversation's previous
-        event. Raises `ConversationNotFound`.
+        event nor than any earlier timestamp up to now (a kept timestamp later than now
+        does not drag later ones forward). Raises `ConversationNotFound`.
         """
         ...
 
@@ -104,6 +105,20 @@ class EventLog(Protocol):
 class ConversationStore(Protocol):
     async def create_conversation(self, new: NewConversation) -> ConversationRecord:
         """Raises `ConversationExists` when the id is taken."""
+        ...
+
+    async def create_conversation_with_events(
+        self, new: NewConversation, events: Iterable[EventBase]
+    ) -> tuple[ConversationRecord, list[StoredEvent]]:
+        """Create the conversation holding ``events`` (ids 0, 1, ...) in one transaction:
+        both exist afterwards, or neither does.
+
+        ``events`` is consumed before anything is written (possibly in a worker thread,
+        so a large recording's validation does not hold the event loop), and an exception
+        raised while iterating it writes nothing and propagates. Each event's ``timestamp`` is kept
+        when set and otherwise assigned; a timestamp later than now never moves the
+        clock later appends are stamped by. Raises `ConversationExists`.
+        """
         ...
 
     async def get_conversation(self, conversation_id: str) -> ConversationRecord:

@@ -3,6 +3,8 @@ full-text search across conversations."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -12,8 +14,10 @@ from events import EventFilter, build_filter, parse_event
 from server.auth import public_id
 from server.errors import BadRequest, json_response
 from server.http import bool_param, caller, int_param, list_param, read_json, target
+from server.imports import wants_lines
 from server.service import ConversationService
-from storage import MAX_PAGE
+from server.streamed import StreamedBody
+from storage import MAX_PAGE, SearchHit, SearchResults
 
 
 def _service(request: Request) -> ConversationService:
@@ -78,30 +82,60 @@ async def post_event(request: Request) -> Response:
 
 
 async def search(request: Request) -> Response:
-    """Full-text search over the caller's conversations, newest first."""
+    """Full-text search over the caller's conversations, newest first. With
+    ``?format=jsonl`` (or ``Accept: application/x-ndjson``) every hit from ``cursor`` on,
+    one per line, streamed; ``limit`` then caps the number of lines."""
     user = await caller(request)
     service = _service(request)
     query = request.query_params.get("q", "")
     if not query.strip():
         raise BadRequest("q is required", field="q")
-    limit = int_param(request, "limit", 20, low=1, high=MAX_PAGE) or 20
-    results = await service.storage.search_all(
-        query,
-        owner=user.name,
-        limit=limit,
-        cursor=request.query_params.get("cursor") or None,
-    )
-    hits = b",".join(
-        b'{"conversation_id":%s,"conversation_title":%s,"event":%s}'
-        % (
-            orjson.dumps(public_id(hit.conversation_id)),
-            orjson.dumps(hit.conversation_title),
-            hit.event.data,
+    cursor = request.query_params.get("cursor") or None
+    if wants_lines(request):
+        most = int_param(request, "limit", None, low=1)
+        first = await service.storage.search_all(
+            query, owner=user.name, limit=MAX_PAGE, cursor=cursor
         )
-        for hit in results.hits
-    )
+        return StreamedBody(
+            _hit_lines(service, query, user.name, first, most),
+            media_type="application/x-ndjson",
+            headers={"X-Search-Pending": str(first.pending)},
+        )
+    limit = int_param(request, "limit", 20, low=1, high=MAX_PAGE) or 20
+    results = await service.storage.search_all(query, owner=user.name, limit=limit, cursor=cursor)
+    hits = b",".join(_hit(hit) for hit in results.hits)
     tail = orjson.dumps({"next_cursor": results.next_cursor, "pending": results.pending})
     return Response(b'{"results":[' + hits + b"]," + tail[1:], media_type="application/json")
+
+
+async def _hit_lines(
+    service: ConversationService,
+    query: str,
+    owner: str | None,
+    results: SearchResults,
+    most: int | None,
+) -> AsyncIterator[bytes]:
+    """Every hit from the first page on, following cursors, at most ``most``."""
+    left = most
+    while True:
+        hits = results.hits if left is None else results.hits[:left]
+        if hits:
+            yield b"\n".join(_hit(hit) for hit in hits) + b"\n"
+        if left is not None:
+            left -= len(hits)
+        if results.next_cursor is None or left == 0:
+            return
+        results = await service.storage.search_all(
+            query, owner=owner, limit=MAX_PAGE, cursor=results.next_cursor
+        )
+
+
+def _hit(hit: SearchHit) -> bytes:
+    return b'{"conversation_id":%s,"conversation_title":%s,"event":%s}' % (
+        orjson.dumps(public_id(hit.conversation_id)),
+        orjson.dumps(hit.conversation_title),
+        hit.event.data,
+    )
 
 
 routes = [

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import sqlite3
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -61,6 +61,16 @@ class _Append:
 
 
 @dataclass(slots=True)
+class _Create:
+    """A conversation and its first events, in one transaction."""
+
+    insert: Work[Any]
+    conversation_id: str
+    events: list[PreparedEvent]
+    future: asyncio.Future[tuple[Any, list[StoredEvent]]]
+
+
+@dataclass(slots=True)
 class _Call:
     work: Callable[[aiosqlite.Connection], Awaitable[Any]]
     after_commit: Callable[[], None] | None
@@ -84,7 +94,7 @@ class LogWriter:
         self._hub = hub
         self._on_commit = on_commit
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[_Append | _Call | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Append | _Call | _Create | None] = asyncio.Queue()
         self._streams: dict[str, _Stream] = {}
         self._kind_counts: dict[str, Counter[str]] = {}
         self._next_seq = 1
@@ -126,6 +136,19 @@ class LogWriter:
         self._queue.put_nowait(op)
         return await op.future
 
+    async def create_with_events(
+        self, conversation_id: str, insert: Work[T], events: list[PreparedEvent]
+    ) -> tuple[T, list[StoredEvent]]:
+        """Run ``insert`` (which creates the conversation) and write ``events`` as its ids
+        0, 1, ... in the same transaction; both commit or neither does."""
+        if self._closing:
+            raise StorageClosed()
+        future: asyncio.Future[tuple[Any, list[StoredEvent]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._queue.put_nowait(_Create(insert, conversation_id, events, future))
+        return await future
+
     def forget(self, conversation_id: str) -> None:
         """Drop what is cached of a deleted conversation. Writer task only."""
         self._streams.pop(conversation_id, None)
@@ -163,7 +186,7 @@ class LogWriter:
     async def _run(self) -> None:
         stopping = False
         while not stopping:
-            batch: list[_Append | _Call] = []
+            batch: list[_Append | _Call | _Create] = []
             first = await self._queue.get()
             if first is None:
                 break
@@ -181,7 +204,7 @@ class LogWriter:
                 queued += len(op.events) if isinstance(op, _Append) else 1
             await self._process(batch)
 
-    async def _process(self, batch: list[_Append | _Call]) -> None:
+    async def _process(self, batch: list[_Append | _Call | _Create]) -> None:
         appends: list[_Append] = []
         for op in batch:
             if isinstance(op, _Append):
@@ -190,7 +213,10 @@ class LogWriter:
             if appends:
                 await self._write_appends(appends)
                 appends = []
-            await self._run_call(op)
+            if isinstance(op, _Create):
+                await self._run_create(op)
+            else:
+                await self._run_call(op)
         if appends:
             await self._write_appends(appends)
 
@@ -203,7 +229,9 @@ class LogWriter:
             if not rows:
                 raise ConversationNotFound(conversation_id)
             key, last_id, last_ts = rows[0]
-            stream = _Stream(key, 0 if last_id is None else last_id + 1, last_ts or 0)
+            # An imported timestamp may lie ahead of the clock: never stamp from it.
+            floor = min(last_ts or 0, now_micros())
+            stream = _Stream(key, 0 if last_id is None else last_id + 1, floor)
             self._streams[conversation_id] = stream
         return stream
 
@@ -245,7 +273,7 @@ class LogWriter:
                 )
                 stored.append(StoredEvent(op.conversation_id, event_id, data))
                 stream.next_id += 1
-                stream.last_ts_us = max(stream.last_ts_us, timestamp)
+                stream.last_ts_us = max(stream.last_ts_us, min(timestamp, now))
                 self._next_seq += 1
             accepted.append((op, stored))
         if not rows:
@@ -303,6 +331,56 @@ class LogWriter:
             op.after_commit()
         if not op.future.done():
             op.future.set_result(result)
+
+    async def _run_create(self, op: _Create) -> None:
+        first_seq = self._next_seq
+        now = now_micros()
+        stored: list[StoredEvent] = []
+        floor = [0]
+
+        def rows(key: int) -> Iterator[tuple[Any, ...]]:
+            # Consumed by executemany in the connection's thread: stamping a large
+            # import's events here would hold the event loop.
+            for event_id, prepared in enumerate(op.events):
+                timestamp = prepared.timestamp_us
+                if timestamp is None:
+                    timestamp = max(now, floor[0])
+                data = stamp(prepared, event_id, timestamp)
+                stored.append(StoredEvent(op.conversation_id, event_id, data))
+                floor[0] = max(floor[0], min(timestamp, now))
+                yield (
+                    first_seq + event_id, key, event_id, prepared.kind, prepared.source,
+                    timestamp, prepared.hidden, prepared.text, data,
+                )  # fmt: skip
+
+        try:
+            try:
+                record = await op.insert(self._connection)
+                found = list(
+                    await self._connection.execute_fetchall(
+                        "SELECT key FROM conversations WHERE id = ?", (op.conversation_id,)
+                    )
+                )
+                key = found[0][0]
+                await self._connection.executemany(INSERT_EVENT, rows(key))
+                await self._connection.commit()
+            except BaseException:
+                await self._rollback()
+                raise
+        except BaseException as exc:
+            failure = StorageError(f"create failed: {exc}")
+            _fail(op.future, exc if isinstance(exc, ThreadlineError) else failure)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self._next_seq = first_seq + len(op.events)
+        self._durable_seq = self._next_seq - 1
+        self._streams[op.conversation_id] = _Stream(key, len(op.events), floor[0])
+        if not op.future.done():
+            op.future.set_result((record, stored))
+        if stored:
+            self._hub.publish(op.conversation_id, stored)
+            self._on_commit()
 
     async def _rollback(self) -> None:
         # Suppressed: when BEGIN itself failed there is no transaction to roll back.

@@ -125,7 +125,10 @@ async def test_bad_event_queries_are_400(
         ({"max_budget_per_task": -1.5}, "max_budget_per_task"),
         ({"agent": "nobody"}, "agent"),
         ({"image_urls": "not a list"}, "image_urls"),
-        ({"replay_json": '[{"action": "teleport"}]'}, "replay_json[0].action"),
+        ({"replay_json": '[{"args": {}}]'}, "replay_json[0].action"),
+        ({"replay_json": '[{"action": "run", "args": []}]'}, "replay_json[0].args"),
+        ({"replay_json": "[1]"}, "replay_json[0]"),
+        ({"replay_json": '{"trajectory": 3}'}, "replay_json"),
         ({"replay_json": "{not json"}, "replay_json"),
     ],
 )
@@ -285,6 +288,8 @@ async def test_openapi_and_docs(client: httpx.AsyncClient) -> None:
         "/api/conversations/{conversation_id}/pause",
         "/api/conversations/{conversation_id}/resume",
         "/api/conversations/{conversation_id}/plan",
+        "/api/conversations/{conversation_id}/trajectory",
+        "/api/conversations/import",
         "/api/sessions",
     ):
         assert path in spec["paths"]

@@ -12,7 +12,7 @@ import os
 import random
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import pytest
 import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 
-from events import build_filter
+from events import EventBase, build_filter
 from storage import (
     ApiKeyNotFound,
     ConversationExists,
@@ -297,6 +297,99 @@ class StorageConformance:
             assert [event.id for event in events] == list(range(13))
         finally:
             await store.close()
+
+    # -- a conversation created with its events -------------------------------------
+
+    async def test_create_with_events_is_one_step(self, storage: Storage) -> None:
+        recorded = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+        record, stored = await storage.create_conversation_with_events(
+            NewConversation(id="imported", title="imported"),
+            [say("hello"), run("ls", timestamp=recorded), output("ls", "a.txt", cause=1)],
+        )
+        assert (record.id, record.title) == ("imported", "imported")
+        assert [event.id for event in stored] == [0, 1, 2]
+        assert await walk(storage, "imported") == stored
+        assert stored[1].to_event().timestamp == recorded
+        assert stored[2].to_dict()["cause"] == 1
+        async with storage.subscribe("imported") as live:
+            later = await storage.append("imported", say("after the import"))
+            seen = [(await anext(live)).id for _ in range(4)]
+        assert later.id == 3
+        assert seen == [0, 1, 2, 3]
+
+    async def test_create_with_no_events(self, storage: Storage) -> None:
+        record, stored = await storage.create_conversation_with_events(
+            NewConversation(id="empty"), []
+        )
+        assert (record.id, stored) == ("empty", [])
+        assert (await storage.append("empty", say("first"))).id == 0
+
+    async def test_create_with_events_refuses_a_taken_id_and_writes_nothing(
+        self, storage: Storage
+    ) -> None:
+        await storage.create_conversation(NewConversation(id="taken", title="first"))
+        with pytest.raises(ConversationExists):
+            await storage.create_conversation_with_events(
+                NewConversation(id="taken", title="second"), [say("x"), say("y")]
+            )
+        assert await storage.latest_event_id("taken") == -1
+        assert (await storage.get_conversation("taken")).title == "first"
+        assert (await storage.append("taken", say("z"))).id == 0
+
+    async def test_create_with_events_writes_nothing_when_the_events_fail(
+        self, storage: Storage
+    ) -> None:
+        def events() -> Iterator[EventBase]:
+            yield say("first")
+            raise RuntimeError("the recording broke")
+
+        with pytest.raises(RuntimeError):
+            await storage.create_conversation_with_events(NewConversation(id="broken"), events())
+        with pytest.raises(ConversationNotFound):
+            await storage.get_conversation("broken")
+        _, stored = await storage.create_conversation_with_events(
+            NewConversation(id="broken"), [say("again")]
+        )
+        assert [event.id for event in stored] == [0]
+
+    async def test_create_with_events_beside_busy_appends(self, storage: Storage) -> None:
+        busy = (await storage.create_conversation(NewConversation())).id
+
+        async def append_some() -> list[int]:
+            return [(await storage.append(busy, numbered(i))).id for i in range(200)]
+
+        appended, (_, created) = await asyncio.gather(
+            append_some(),
+            storage.create_conversation_with_events(
+                NewConversation(id="big"), [numbered(i) for i in range(3000)]
+            ),
+        )
+        assert appended == list(range(200))
+        assert [event.id for event in created] == list(range(3000))
+        assert [event.id for event in await walk(storage, "big")] == list(range(3000))
+        assert await storage.count_events("big", filter=build_filter(include_types=["run"])) == 1500
+
+    async def test_a_kept_timestamp_ahead_of_the_clock_drags_nothing(self, opener: Opener) -> None:
+        ahead = datetime.now(UTC) + timedelta(hours=6)
+        store = await opener()
+        try:
+            await store.create_conversation_with_events(
+                NewConversation(id="ahead"), [run("ls", timestamp=ahead)]
+            )
+            stamps = [(await store.append("ahead", say("now"))).to_event().timestamp]
+            await store.append("ahead", run("pwd", timestamp=ahead))
+            stamps.append((await store.append("ahead", say("still now"))).to_event().timestamp)
+        finally:
+            await store.close()
+        store = await opener()
+        try:
+            stamps.append(
+                (await store.append("ahead", say("after reopening"))).to_event().timestamp
+            )
+        finally:
+            await store.close()
+        assert all(stamp is not None and stamp <= datetime.now(UTC) for stamp in stamps)
+        assert stamps == sorted(stamps, key=lambda stamp: stamp or ahead)
 
     # -- search_events ---------------------------------------------------------------
 
