@@ -215,8 +215,7 @@ class RuntimeConformance:
         outside.mkdir()
         outside.chmod(0o777)
         flipper = (
-            f"while :; do rm -rf d; mkdir d; rm -rf d; ln -s {outside} d; done "
-            ">/dev/null 2>&1 &"
+            f"while :; do rm -rf d; mkdir d; rm -rf d; ln -s {outside} d; done >/dev/null 2>&1 &"
         )
         output(await runtime.run(run(flipper)))
         deadline = asyncio.get_running_loop().time() + 4.0

@@ -35,7 +35,9 @@ def pool() -> UserPool | None:
     return UserPool.default() if os.geteuid() == 0 else None
 
 
-def docker_runtime(workspace: Path, limits: CommandLimits, roots: tuple[Path, ...]) -> DockerRuntime:
+def docker_runtime(
+    workspace: Path, limits: CommandLimits, roots: tuple[Path, ...]
+) -> DockerRuntime:
     return DockerRuntime(
         workspace, image=IMAGE, limits=limits, repository_roots=roots, users=pool()
     )
@@ -75,14 +77,16 @@ async def test_git_config_written_in_the_sandbox_never_runs_on_the_host(
     reachable(tmp_path)
     workspace = tmp_path / "workspace"
     marker = tmp_path / "ran-on-the-host"
+    fsmonitor_marker = tmp_path / "ran-on-the-host.fsmonitor"
     runtime = docker_runtime(workspace, LIMITS, (tmp_path,))
     await runtime.start(repository=str(bare_repository))
     planted = output(
         await runtime.run(
             run(
+                "mkdir -p .git/hooks && "
                 f"printf '#!/bin/sh\\ntouch {marker}\\necho hook >> hook-ran\\n' "
                 "> .git/hooks/post-checkout && chmod +x .git/hooks/post-checkout && "
-                f"printf '[core]\\n\\tfsmonitor = touch {marker}.fsmonitor; echo\\n' >> .git/config"
+                f"printf '[core]\\n\\tfsmonitor = touch {fsmonitor_marker}; echo\\n' >> .git/config"
             )
         )
     )
@@ -92,7 +96,7 @@ async def test_git_config_written_in_the_sandbox_never_runs_on_the_host(
     try:
         await again.start(repository=str(bare_repository), branch="feature")
         assert not marker.exists()
-        assert not Path(f"{marker}.fsmonitor").exists()
+        assert not fsmonitor_marker.exists()
         head = output(await again.run(run("git rev-parse --abbrev-ref HEAD; cat hook-ran")))
         assert head.content.split() == ["feature", "hook"]  # it ran, in the container
     finally:

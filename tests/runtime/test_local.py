@@ -27,9 +27,7 @@ class TestLocalRuntime(RuntimeConformance):
         reachable(tmp_path)
 
         def build(workspace: Path, limits: CommandLimits) -> Runtime:
-            return LocalRuntime(
-                workspace, limits, repository_roots=(tmp_path,), users=pool()
-            )
+            return LocalRuntime(workspace, limits, repository_roots=(tmp_path,), users=pool())
 
         return build
 
@@ -92,12 +90,15 @@ async def test_git_hooks_run_as_the_sandbox_user_never_the_server(
     )
     runtime = make()
     await runtime.start(repository=str(bare_repository))
-    await runtime.run(
+    planted = await runtime.run(
         run(
+            "mkdir -p .git/hooks && "
             "printf '#!/bin/sh\\nid -u > hook-ran-as\\n' > .git/hooks/post-checkout && "
-            "chmod +x .git/hooks/post-checkout && git config core.fsmonitor 'id -u > fsmonitor-ran-as #'"
+            "chmod +x .git/hooks/post-checkout && "
+            "git config core.fsmonitor 'id -u > fsmonitor-ran-as #'"
         )
     )
+    assert output(planted).exit_code == 0, output(planted).content
     await runtime.close()
     again = make()
     await again.start(repository=str(bare_repository), branch="feature")
