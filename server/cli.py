@@ -57,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(_settings(arguments))
         if arguments.command == "keys":
             return asyncio.run(_keys(arguments))
+        if arguments.command == "sandbox":
+            return _build_sandbox_image(arguments.tag, arguments.force)
     except ValueError as exc:
         parser.error(str(exc))
     return 2
@@ -109,6 +111,18 @@ async def _keys(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _build_sandbox_image(tag: str, force: bool) -> int:
+    from runtime import RuntimeFailure
+    from runtime.image import build_image
+
+    try:
+        asyncio.run(build_image(tag, force=force, log=lambda line: print(line, file=sys.stderr)))
+    except RuntimeFailure as exc:
+        print(f"threadline sandbox build: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _settings(arguments: argparse.Namespace) -> Settings:
     return Settings.from_env(
         host=getattr(arguments, "host", None),
@@ -149,6 +163,14 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--user")
     revoke = key_actions.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id", type=int)
+
+    sandbox = commands.add_parser("sandbox", help="the Docker sandbox image")
+    sandbox_actions = sandbox.add_subparsers(dest="action", required=True)
+    build = sandbox_actions.add_parser(
+        "build", help="build the sandbox image from Debian packages (no registry needed)"
+    )
+    build.add_argument("--tag", default="threadline-sandbox:latest", help="image name")
+    build.add_argument("--force", action="store_true", help="build even if up to date")
     return parser
 
 
