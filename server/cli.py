@@ -17,6 +17,7 @@ import uvicorn
 from server import logs
 from server.app import create_app, prepare_shutdown
 from server.auth import create_key
+from server.runtimes import prepare_data_dir
 from server.settings import Settings
 from storage.sqlite import SqliteStorage
 
@@ -72,6 +73,8 @@ def serve(settings: Settings) -> int:
             "reach this address can use the server",
             settings.host,
         )
+    for warning in prepare_data_dir(settings):
+        logger.warning("%s", warning)
     app = create_app(settings)
     config = uvicorn.Config(
         app,

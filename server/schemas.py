@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from runtime.repository import check_branch, check_git_provider, check_repository
 from storage import ConversationRecord
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -23,6 +25,10 @@ def check_conversation_id(value: str) -> str:
     if _CONTROL.search(value):
         raise ValueError("must not contain control characters")
     return value
+
+
+def _optional(check: Callable[[str], str]) -> Callable[[str | None], str | None]:
+    return lambda value: None if value is None else check(value)
 
 
 class CreateConversation(BaseModel):
@@ -51,6 +57,12 @@ class CreateConversation(BaseModel):
     @classmethod
     def _safe_id(cls, value: str | None) -> str | None:
         return None if value is None else check_conversation_id(value)
+
+    # What git will be given: checked here for form; local paths against the operator's
+    # roots by the service (`server.runtimes.check_new_conversation`).
+    _repository = field_validator("repository")(_optional(check_repository))
+    _branch = field_validator("selected_branch")(_optional(check_branch))
+    _provider = field_validator("git_provider")(_optional(check_git_provider))
 
 
 class UpdateConversation(BaseModel):

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 
 def reachable(path: Path) -> Path:
-    """Let other users traverse (not list) ``path`` and the directories above it, up to
-    the first one that already allows it. Returns ``path``."""
+    """Let other users traverse (not list) ``path`` and the directories above it that
+    lie in the temporary directory. Returns ``path``."""
     path.mkdir(parents=True, exist_ok=True)
-    for directory in [path, *path.parents]:
-        mode = directory.stat().st_mode
-        if mode & stat.S_IXOTH:
+    top = Path(tempfile.gettempdir()).resolve()
+    for directory in [path.resolve(), *path.resolve().parents]:
+        if directory == top or not directory.is_relative_to(top):
             break
-        os.chmod(directory, stat.S_IMODE(mode) | 0o011)
+        mode = directory.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            os.chmod(directory, stat.S_IMODE(mode) | 0o011)
     return path

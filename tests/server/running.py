@@ -16,6 +16,8 @@ import httpx
 from tests.reachable import reachable
 
 REPOSITORY = Path(__file__).resolve().parents[2]
+ACCEPT_LOCAL_WITH_KEYS = {"THREADLINE_ALLOW_LOCAL_RUNTIME_WITH_KEYS": "1"}
+"""The operator's opt-in to the local runtime while API keys are on (tests with keys)."""
 
 
 def free_port() -> int:

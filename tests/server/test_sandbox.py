@@ -86,7 +86,7 @@ async def test_commands_see_no_server_secret_and_no_other_data(tmp_path: Path) -
                 events = await follow(server, conversation_id)
         finally:
             server.stop()
-    assert agent_state(events[-1]) == "finished"
+    assert agent_state(events[-1]) == "finished", events[-1]["extras"]
     seen = next(e for e in events if e.get("observation") == "run")["content"]
     assert "sk-operator-secret" not in seen
     assert "THREADLINE_" not in seen
