@@ -88,8 +88,9 @@ class Sandbox:
                 check_branch(branch)
             except ValueError as exc:
                 raise RuntimeFailure(f"the branch {branch!r} is not valid: {exc}") from None
-        self.identity = await asyncio.to_thread(self._prepare_workspace)
+        self.identity = await asyncio.to_thread(self._claim_workspace)
         await self.before_host_work()
+        await asyncio.to_thread(self._own_workspace)
         fresh = False
         if source is not None:
             if await asyncio.to_thread(has_checkout, self.workspace):
@@ -152,18 +153,29 @@ class Sandbox:
         except ValueError as exc:
             raise RuntimeFailure(f"the repository {repository!r} is refused: {exc}") from None
 
-    def _prepare_workspace(self) -> SandboxUser | None:
-        """The workspace directory (mode 0700), owned by the sandbox user."""
+    def _claim_workspace(self) -> SandboxUser | None:
+        """The workspace directory, and the sandbox user it belongs to."""
         self.workspace.mkdir(mode=0o700, parents=True, exist_ok=True)
-        identity = self.default_identity()
         if self.users is not None:
-            identity = self.users.claim(self.workspace)
-        if identity is not None and can_switch_users():
-            info = self.workspace.lstat()
-            if (info.st_uid, info.st_gid) != (identity.uid, identity.gid):
-                os.chown(self.workspace, identity.uid, identity.gid, follow_symlinks=False)
-            os.chmod(self.workspace, 0o700, follow_symlinks=False)
-        return identity
+            return self.users.claim(self.workspace)
+        return self.default_identity()
+
+    def _own_workspace(self) -> None:
+        """The workspace (mode 0700) and, if it changed hands (a workspace of an older
+        version, a lost claim), everything in it, given to the sandbox user. Called
+        when nothing of the sandbox runs; the tree first, the top last, so the new
+        owner cannot reach into it before the walk is done."""
+        identity = self.identity
+        if identity is None or not can_switch_users():
+            return
+        info = self.workspace.lstat()
+        if (info.st_uid, info.st_gid) != (identity.uid, identity.gid):
+            for directory, subdirectories, names in os.walk(self.workspace):
+                for name in [*subdirectories, *names]:
+                    path = os.path.join(directory, name)
+                    os.chown(path, identity.uid, identity.gid, follow_symlinks=False)
+            os.chown(self.workspace, identity.uid, identity.gid, follow_symlinks=False)
+        os.chmod(self.workspace, 0o700, follow_symlinks=False)
 
     def _workspace_owner(self) -> SandboxUser | None:
         """The workspace's sandbox user, if it has one of its own (from the pool)."""
