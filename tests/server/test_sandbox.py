@@ -121,6 +121,8 @@ async def test_deleting_a_conversation_removes_its_workspace(tmp_path: Path) -> 
 async def test_keys_refuse_the_local_runtime_unless_the_operator_accepts_it(
     tmp_path: Path,
 ) -> None:
+    """Accepted with THREADLINE_ALLOW_LOCAL_RUNTIME_WITH_KEYS=1: every other test with
+    keys runs so (tests/server/running.py ACCEPT_LOCAL_WITH_KEYS)."""
     refusing = RunningServer(tmp_path / "refusing", env=FAST)
     key = make_key(refusing, "alice")
     refusing.start()
@@ -134,4 +136,3 @@ async def test_keys_refuse_the_local_runtime_unless_the_operator_accepts_it(
             assert (await http.get("/api/conversations")).json()["results"] == []
     finally:
         refusing.stop()
-    # Accepted with THREADLINE_ALLOW_LOCAL_RUNTIME_WITH_KEYS=1: every test with keys runs so.
