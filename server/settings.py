@@ -25,7 +25,7 @@ class Settings:
     command_timeout: float = 120.0
     """Seconds a command may run before its process group is killed."""
     output_limit: int = 30_000
-    """Characters of command output kept per command."""
+    """Bytes of command output (and of a file in an observation) kept per action."""
     demo_pace: float = 0.3
     """Seconds the demo agent pauses between steps, so people can watch it work."""
     max_iterations: int = 100
@@ -138,7 +138,7 @@ _DESCRIPTIONS = {
     "data_dir": "directory for the event log and workspaces",
     "agent": "default agent for new conversations",
     "command_timeout": "seconds before a command's process group is killed",
-    "output_limit": "characters of command output kept",
+    "output_limit": "bytes of command output (or of a file) an observation keeps",
     "demo_pace": "seconds the demo agent pauses between steps",
     "max_iterations": "default iteration limit of a conversation",
     "max_running": "conversations running at once, all users together",

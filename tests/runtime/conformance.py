@@ -53,7 +53,7 @@ class RuntimeConformance:
         runtime = make(tmp_path / "workspace", LIMITS)
         await runtime.start()
         yield runtime
-        await runtime.close()
+        await runtime.destroy()
 
     def processes_of(self, marker: str) -> list[str]:
         """Live processes whose command line contains ``marker`` (the process table)."""
@@ -122,7 +122,7 @@ class RuntimeConformance:
             after = output(await runtime.run(run("echo free again")))
             assert after.content.strip() == "free again"
         finally:
-            await runtime.close()
+            await runtime.destroy()
 
     async def test_input_reaches_a_waiting_command(self, make: Make, tmp_path: Path) -> None:
         limits = CommandLimits(timeout=20, no_change_timeout=0.5, output_limit=2000)
@@ -135,7 +135,7 @@ class RuntimeConformance:
             assert "hello world" in answered.content
             assert answered.exit_code == 0
         finally:
-            await runtime.close()
+            await runtime.destroy()
 
     async def test_cancelling_a_command_kills_it(self, runtime: Runtime) -> None:
         marker = "sleep 1618"
@@ -162,6 +162,7 @@ class RuntimeConformance:
                 break
             await asyncio.sleep(0.02)
         assert self.processes_of(marker) == []
+        await runtime.destroy()
 
     # -- files -----------------------------------------------------------------------
 
@@ -290,7 +291,7 @@ class RuntimeConformance:
             marker = output(await runtime.run(run("cat setup-ran.txt")))
             assert marker.content.strip() == "setup ran"
         finally:
-            await runtime.close()
+            await runtime.destroy()
         assert any(message.startswith("cloning") for message in statuses)
         assert any("checking out feature" in message for message in statuses)
         assert any("setup script" in message for message in statuses)
@@ -305,7 +306,7 @@ class RuntimeConformance:
             await runtime.start(
                 repository=str(bare_repository), branch=f"--pathspec-from-file={secret}"
             )
-        await runtime.close()
+        await runtime.destroy()
         assert "TOP-SECRET" not in str(failure.value)
         assert "branch" in str(failure.value)
 
@@ -319,7 +320,7 @@ class RuntimeConformance:
             with pytest.raises(RuntimeFailure, match="THREADLINE_REPOSITORY_ROOTS"):
                 await runtime.start(repository=str(elsewhere))
         finally:
-            await runtime.close()
+            await runtime.destroy()
             shutil.rmtree(elsewhere)
 
     async def test_destroy_removes_the_workspace_and_follows_no_link(
@@ -354,4 +355,4 @@ class RuntimeConformance:
         runtime = make(tmp_path / "workspace", LIMITS)
         with pytest.raises(RuntimeFailure, match="git clone failed"):
             await runtime.start(repository=str(tmp_path / "no-such-repository"))
-        await runtime.close()
+        await runtime.destroy()
