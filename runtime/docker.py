@@ -1,17 +1,22 @@
 """`DockerRuntime`: one container per conversation, through aiodocker.
 
-The workspace directory is bind-mounted at ``/workspace``; the repository is prepared
-on the host side of that mount, so the image needs no git. Commands run with ``docker
-exec`` under ``setsid`` (their own process group inside the container) and follow the
-same rules as local ones (`runtime.observe`): a time limit that kills the group, the
-no-change timeout, input, an output cap. File actions work on the mounted directory,
-confined to it. Closing removes the container, and everything in it.
+The workspace directory is bind-mounted at ``/workspace``. The host only clones a
+repository into a fresh directory (`runtime.repository`); checkout, setup script and
+file actions run inside the container as its unprivileged user (the image has git:
+`runtime.image` builds it). The container has no network, no capabilities,
+no-new-privileges, a read-only root with a tmpfs ``/tmp``, and memory, pids and CPU
+limits (`ContainerResources`). Commands run with ``docker exec`` under ``setsid``
+(their own process group inside the container) and follow the same rules as local ones
+(`runtime.observe`). Closing removes the container, and everything in it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import posixpath
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +27,14 @@ from aiodocker.stream import Stream
 
 from runtime import files
 from runtime.commands import Foreground
+from runtime.container_files import MOUNT, ContainerFiles
 from runtime.errors import RuntimeFailure
 from runtime.protocol import CommandLimits, StatusCallback
-from runtime.sandbox import FileAction, Sandbox
+from runtime.sandbox import Sandbox
+from runtime.users import SandboxUser, UserPool, can_switch_users
 
-MOUNT = "/workspace"
+IMAGE_USER = SandboxUser(1000, 1000)
+"""The image's own non-root user, for a root server given no pool of users."""
 KILL_GRACE = 2.0
 EXIT_POLL = 0.05
 # `docker exec` starts its process as a group leader, and busybox's setsid forks when
@@ -40,8 +48,11 @@ LAUNCHER = 'exec 3<&0; setsid sh -c \'echo "$$"; exec sh -c "$1"\' sh "$1" <&3 &
 class DockerProcess:
     """Implements `runtime.commands.CommandProcess` with a ``docker exec``."""
 
-    def __init__(self, container: DockerContainer, execution: Exec, stream: Stream) -> None:
+    def __init__(
+        self, container: DockerContainer, execution: Exec, stream: Stream, user: str
+    ) -> None:
         self._container = container
+        self._user = user
         self._exec = execution
         self._stream = stream
         self._pending = bytearray()
@@ -49,13 +60,15 @@ class DockerProcess:
         self._returncode: int | None = None
 
     @classmethod
-    async def spawn(cls, container: DockerContainer, command: str, cwd: str) -> DockerProcess:
+    async def spawn(
+        cls, container: DockerContainer, command: str, cwd: str, user: str
+    ) -> DockerProcess:
         execution = await container.exec(
-            ["sh", "-c", LAUNCHER, "sh", command], stdin=True, workdir=cwd
+            ["sh", "-c", LAUNCHER, "sh", command], stdin=True, workdir=cwd, user=user
         )
         stream = execution.start(detach=False)
         await stream.__aenter__()
-        process = cls(container, execution, stream)
+        process = cls(container, execution, stream, user)
         await process._read_group_id()
         return process
 
@@ -98,7 +111,9 @@ class DockerProcess:
 
     async def _signal(self, name: str) -> None:
         with contextlib.suppress(aiodocker.DockerError):
-            killer = await self._container.exec(["kill", f"-{name}", f"-{self.pid}"])
+            killer = await self._container.exec(
+                ["kill", f"-{name}", f"-{self.pid}"], user=self._user
+            )
             await killer.start(detach=True)
 
     async def _read_group_id(self) -> None:
@@ -122,6 +137,20 @@ class DockerProcess:
         self._pending += rest
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContainerResources:
+    """What one sandbox container may use."""
+
+    memory: int = 2 * 1024**3
+    """Bytes of memory (swap included: none beyond it)."""
+    pids: int = 512
+    """Processes and threads at once."""
+    cpus: float = 1.0
+    """CPUs' worth of time (a cap, not a weight)."""
+    tmp_size: int = 256 * 1024**2
+    """Bytes of the tmpfs at /tmp (counted in the memory)."""
+
+
 class DockerRuntime(Sandbox):
     kind = "docker"
 
@@ -132,10 +161,14 @@ class DockerRuntime(Sandbox):
         image: str,
         limits: CommandLimits | None = None,
         name: str | None = None,
+        repository_roots: tuple[Path, ...] = (),
+        users: UserPool | None = None,
+        resources: ContainerResources | None = None,
     ) -> None:
-        super().__init__(workspace, limits)
+        super().__init__(workspace, limits, repository_roots=repository_roots, users=users)
         self.image = image
         self.name = name
+        self.resources = resources or ContainerResources()
         self._docker: aiodocker.Docker | None = None
         self._container: DockerContainer | None = None
 
@@ -143,24 +176,45 @@ class DockerRuntime(Sandbox):
     def host(self) -> str:
         return self._container.id[:12] if self._container is not None else "container"
 
+    @property
+    def _user_spec(self) -> str:
+        identity = self.identity or IMAGE_USER
+        return f"{identity.uid}:{identity.gid}"
+
+    def default_identity(self) -> SandboxUser:
+        return IMAGE_USER if can_switch_users() else SandboxUser.current()
+
+    async def before_host_work(self) -> None:
+        await self.discard()  # a container a crashed server left could still write here
+
     async def boot(self, status: StatusCallback) -> None:
         await status(f"starting a container from {self.image}")
-        self._docker = aiodocker.Docker()
+        resources = self.resources
         config: dict[str, Any] = {
             "Image": self.image,
             "Cmd": ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"],
             "WorkingDir": MOUNT,
-            "Labels": {"threadline.sandbox": "1"},
+            "User": self._user_spec,
+            "Env": ["HOME=" + MOUNT, "LANG=C.UTF-8", "LC_ALL=C.UTF-8", "TERM=dumb"],
+            "Labels": {"threadline.sandbox": "1", "threadline.workspace": str(self.workspace)},
             "HostConfig": {
                 "Binds": [f"{self.workspace.resolve()}:{MOUNT}"],
                 "NetworkMode": "none",
-                # A quarter of the default CPU weight: busy sandboxes yield to the server
-                # (the local runtime does the same with niceness).
+                "Memory": resources.memory,
+                "MemorySwap": resources.memory,
+                "PidsLimit": resources.pids,
+                "NanoCpus": int(resources.cpus * 1e9),
+                # A quarter of the default CPU weight besides the cap: busy sandboxes
+                # yield to the server (the local runtime does the same with niceness).
                 "CpuShares": 256,
+                "CapDrop": ["ALL"],
+                "SecurityOpt": ["no-new-privileges"],
+                "ReadonlyRootfs": True,
+                "Tmpfs": {"/tmp": f"rw,nosuid,nodev,size={resources.tmp_size},mode=1777"},
             },
         }
         try:
-            self._container = await self._docker.containers.run(config=config, name=self.name)
+            self._container = await self._client().containers.run(config=config, name=self.name)
         except aiodocker.DockerError as exc:
             raise RuntimeFailure(
                 f"could not start a container from {self.image}: {exc.message}"
@@ -179,30 +233,40 @@ class DockerRuntime(Sandbox):
             await self._docker.close()
             self._docker = None
 
-    def on_host(self, action: FileAction) -> FileAction:
-        """The agent names paths as the container sees them (``/workspace/...``)."""
-        return action.model_copy(
-            update={
-                "args": action.args.model_copy(update={"path": _host_relative(action.args.path)})
-            }
-        )
+    async def discard(self) -> None:
+        """Remove every container of this workspace (left by a crash, say)."""
+        labels = {"label": [f"threadline.workspace={self.workspace}"]}
+        async with aiodocker.Docker() as docker:
+            try:
+                stale = await docker.containers.list(all=True, filters=json.dumps(labels))
+                for container in stale:
+                    with contextlib.suppress(aiodocker.DockerError):
+                        await container.delete(force=True)
+            except aiodocker.DockerError as exc:
+                raise RuntimeFailure(f"could not list containers: {exc.message}") from exc
+
+    def file_store(self) -> files.FileStore:
+        if self._container is None:
+            raise RuntimeFailure("the container is not running")
+        return ContainerFiles(self._container, self._user_spec)
 
     def working_dir(self, cwd: str | None) -> Path:
-        """The directory inside the container. Raises `files.PathEscapes`."""
+        """The directory inside the container (the container resolves it, so a symlink
+        can lead only within the container). Raises `files.PathEscapes`."""
         if not cwd:
             return Path(MOUNT)
-        inside = files.confine(self.workspace, _host_relative(cwd))
-        return Path(MOUNT) / inside.relative_to(self.workspace.resolve())
+        inside = posixpath.normpath(posixpath.join(MOUNT, cwd))
+        if inside != MOUNT and not inside.startswith(MOUNT + "/"):
+            raise files.PathEscapes(f"{cwd!r} is outside the workspace")
+        return Path(inside)
 
     async def launch(self, command: str, cwd: Path) -> Foreground:
         if self._container is None:
             raise RuntimeFailure("the container is not running")
-        process = await DockerProcess.spawn(self._container, command, str(cwd))
+        process = await DockerProcess.spawn(self._container, command, str(cwd), self._user_spec)
         return Foreground(command, process, self.limits.output_limit)
 
-
-def _host_relative(path: str) -> str:
-    """Paths the agent sees inside the container, relative to the mounted workspace."""
-    if path == MOUNT:
-        return "."
-    return path.removeprefix(MOUNT + "/") if path.startswith(MOUNT + "/") else path
+    def _client(self) -> aiodocker.Docker:
+        if self._docker is None:
+            self._docker = aiodocker.Docker()
+        return self._docker

@@ -1,10 +1,15 @@
-"""File actions confined to a workspace: read, write, and the editor commands
-(view / create / str_replace / insert) OpenHands' agents use."""
+"""File actions: read, write, and the editor commands (view / create / str_replace /
+insert) OpenHands' agents use, over a `FileStore` that confines them to a workspace.
+
+Files larger than the size limit are refused; what an observation carries of a file is
+capped like command output (head and tail kept, a marker saying how much was cut).
+"""
 
 from __future__ import annotations
 
 import difflib
 from pathlib import Path
+from typing import Protocol
 
 from events import (
     ErrorObservation,
@@ -17,15 +22,34 @@ from events import (
     ObservationBase,
 )
 from events.observations import ErrorExtras, FileEditExtras, FileReadExtras, FileWriteExtras
+from runtime.beneath import PathEscapes
+from runtime.commands import CappedOutput
+from runtime.protocol import CommandLimits
+
+__all__ = ["FileStore", "FileTooLarge", "PathEscapes", "confine", "edit_file", "error"]
 
 
-class PathEscapes(ValueError):
+class FileTooLarge(ValueError):
     pass
+
+
+class FileStore(Protocol):
+    """Where a runtime's files are read and written; paths are as the agent gave them."""
+
+    async def read(self, path: str, limit: int) -> bytes:
+        """The file's bytes. Raises `PathEscapes`, `FileTooLarge` (over ``limit``
+        bytes), `FileNotFoundError`, `IsADirectoryError`, `OSError`."""
+        ...
+
+    async def write(self, path: str, data: bytes) -> None:
+        """Create or replace the file, making missing directories. Raises as `read`."""
+        ...
 
 
 def confine(workspace: Path, path: str) -> Path:
     """The real path of ``path`` (relative to the workspace, or absolute inside it).
-    Raises `PathEscapes` for anything that resolves outside, symlinks included."""
+    Raises `PathEscapes` for anything that resolves outside, symlinks included. Only a
+    check (for a command's working directory): files are opened through a `FileStore`."""
     root = workspace.resolve()
     candidate = (root / path).resolve()
     if candidate != root and not candidate.is_relative_to(root):
@@ -37,48 +61,59 @@ def error(message: str, error_id: str = "") -> ErrorObservation:
     return ErrorObservation(content=message, extras=ErrorExtras(error_id=error_id))
 
 
-def read_file(workspace: Path, action: FileReadAction) -> ObservationBase:
+def capped(text: str, limit: int) -> str:
+    output = CappedOutput(limit)
+    output.feed(text.encode())
+    return output.take()[0]
+
+
+async def read_file(
+    store: FileStore, action: FileReadAction, limits: CommandLimits
+) -> ObservationBase:
+    path = action.args.path
     try:
-        target = confine(workspace, action.args.path)
-        text = target.read_text(errors="replace")
-    except PathEscapes as exc:
-        return error(str(exc), "PATH_OUTSIDE_WORKSPACE")
-    except OSError as exc:
-        return error(f"cannot read {action.args.path}: {exc.strerror or exc}", "READ_FAILED")
+        text = (await store.read(path, limits.max_file_size)).decode(errors="replace")
+    except Exception as exc:
+        return _failure("read", path, exc)
     lines = text.splitlines(keepends=True)
     start = max(action.args.start, 0)
     end = len(lines) if action.args.end == -1 else action.args.end
     return FileReadObservation(
-        content="".join(lines[start:end]), extras=FileReadExtras(path=action.args.path)
+        content=capped("".join(lines[start:end]), limits.output_limit),
+        extras=FileReadExtras(path=path),
     )
 
 
-def write_file(workspace: Path, action: FileWriteAction) -> ObservationBase:
+async def write_file(
+    store: FileStore, action: FileWriteAction, limits: CommandLimits
+) -> ObservationBase:
+    path = action.args.path
+    data = action.args.content.encode()
     try:
-        target = confine(workspace, action.args.path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(action.args.content)
-    except PathEscapes as exc:
-        return error(str(exc), "PATH_OUTSIDE_WORKSPACE")
-    except OSError as exc:
-        return error(f"cannot write {action.args.path}: {exc.strerror or exc}", "WRITE_FAILED")
-    return FileWriteObservation(extras=FileWriteExtras(path=action.args.path))
+        _within(len(data), limits, path)
+        await store.write(path, data)
+    except Exception as exc:
+        return _failure("write", path, exc)
+    return FileWriteObservation(extras=FileWriteExtras(path=path))
 
 
-def edit_file(workspace: Path, action: FileEditAction) -> ObservationBase:
+async def edit_file(
+    store: FileStore, action: FileEditAction, limits: CommandLimits
+) -> ObservationBase:
     args = action.args
     try:
-        target = confine(workspace, args.path)
-        existed = target.exists()
-        before = target.read_text(errors="replace") if existed else ""
+        try:
+            before = (await store.read(args.path, limits.max_file_size)).decode(errors="replace")
+            existed = True
+        except FileNotFoundError:
+            before, existed = "", False
         after, summary = _apply(args.command or "create", before, existed, args)
         if args.command != "view":
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(after)
-    except PathEscapes as exc:
-        return error(str(exc), "PATH_OUTSIDE_WORKSPACE")
-    except (OSError, ValueError) as exc:
-        return error(f"cannot edit {args.path}: {exc}", "EDIT_FAILED")
+            data = after.encode()
+            _within(len(data), limits, args.path)
+            await store.write(args.path, data)
+    except Exception as exc:
+        return _failure("edit", args.path, exc)
     diff = "".join(
         difflib.unified_diff(
             before.splitlines(keepends=True),
@@ -89,22 +124,44 @@ def edit_file(workspace: Path, action: FileEditAction) -> ObservationBase:
         )
     )
     return FileEditObservation(
-        content=summary,
+        content=capped(summary, limits.output_limit),
         extras=FileEditExtras(
             path=args.path,
             prev_exist=existed,
             old_content=args.old_str,
             new_content=args.new_str if args.command != "create" else args.file_text,
             impl_source="oh_aci",
-            diff=diff or None,
+            diff=capped(diff, limits.output_limit) or None,
         ),
     )
+
+
+def _within(size: int, limits: CommandLimits, path: str) -> None:
+    if size > limits.max_file_size:
+        raise FileTooLarge(
+            f"{path} would be larger than {limits.max_file_size} bytes ({size} bytes)"
+        )
+
+
+def _failure(verb: str, path: str, exc: Exception) -> ErrorObservation:
+    match exc:
+        case PathEscapes():
+            return error(str(exc), "PATH_OUTSIDE_WORKSPACE")
+        case FileTooLarge():
+            return error(f"cannot {verb} {path}: {exc}", "FILE_TOO_LARGE")
+        case OSError():
+            return error(f"cannot {verb} {path}: {exc.strerror or exc}", f"{verb.upper()}_FAILED")
+        case ValueError():
+            return error(f"cannot {verb} {path}: {exc}", f"{verb.upper()}_FAILED")
+    raise exc
 
 
 def _apply(command: str, before: str, existed: bool, args: object) -> tuple[str, str]:
     path = args.path  # type: ignore[attr-defined]
     match command:
         case "view":
+            if not existed:
+                raise FileNotFoundError(2, "No such file or directory", path)
             numbered = "".join(
                 f"{number:6}\t{line}"
                 for number, line in enumerate(before.splitlines(keepends=True), 1)

@@ -13,8 +13,12 @@ import contextlib
 import os
 import signal
 from pathlib import Path
+from typing import Any
+
+from runtime.users import SandboxUser
 
 KILL_GRACE = 2.0
+SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 READ_CHUNK = 65536
 
 
@@ -33,13 +37,20 @@ class LocalProcess:
         self.pid = process.pid
 
     @classmethod
-    async def spawn(cls, command: str, *, cwd: Path, env: dict[str, str] | None) -> LocalProcess:
+    async def spawn(
+        cls, command: str, *, cwd: Path, env: dict[str, str], user: SandboxUser | None = None
+    ) -> LocalProcess:
+        """Start ``command`` in ``cwd`` with exactly ``env`` and umask 077; as ``user``
+        (no supplementary groups) when given and different from the server's."""
         loop = asyncio.get_running_loop()
         read_fd, write_fd = os.pipe()
+        identity: dict[str, Any] = {}
+        if user is not None and user.switched:
+            identity = {"user": user.uid, "group": user.gid, "extra_groups": []}
         try:
             process = await asyncio.create_subprocess_exec(
                 "/bin/sh", "-c", command,
-                cwd=cwd, env=env,
+                cwd=cwd, env=env, umask=0o077, **identity,
                 stdin=asyncio.subprocess.PIPE, stdout=write_fd, stderr=write_fd,
                 start_new_session=True,
             )  # fmt: skip
@@ -110,6 +121,30 @@ def _lower_priority(pid: int) -> None:
     """
     with contextlib.suppress(OSError):
         Path(f"/proc/{pid}/autogroup").write_text(str(COMMAND_NICENESS))
+
+
+def command_environment(home: Path, cwd: Path) -> dict[str, str]:
+    """Everything a command's environment holds: nothing of the server's own."""
+    return {
+        "PATH": SAFE_PATH,
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "TERM": "dumb",
+        "PWD": str(cwd),
+    }
+
+
+async def kill_all_of(user: SandboxUser) -> None:
+    """SIGKILL every process of ``user`` (a uid of its own: nothing else runs as it),
+    including any that left their process group: ``kill -9 -1`` run as that user."""
+    process = await asyncio.create_subprocess_exec(
+        "/bin/sh", "-c", "kill -9 -1",
+        user=user.uid, group=user.gid, extra_groups=[], env={"PATH": SAFE_PATH}, cwd="/",
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    await process.wait()
 
 
 def signal_group(pgid: int, signum: int) -> bool:

@@ -23,7 +23,9 @@ class CommandLimits:
     printed is returned; the agent may then wait more (an empty command with
     ``is_input``), interrupt it (``C-c``) or type into it (None: wait for the timeout)."""
     output_limit: int = 30_000
-    """Characters of output kept; the middle of a longer output is cut."""
+    """Bytes of output (and of a file in an observation) kept; the middle is cut."""
+    max_file_size: int = 5 * 1024 * 1024
+    """Bytes of the largest file a file action reads or writes."""
 
 
 @runtime_checkable
@@ -47,4 +49,9 @@ class Runtime(Protocol):
 
     async def close(self) -> None:
         """Kill anything still running and release the sandbox. Idempotent."""
+        ...
+
+    async def destroy(self) -> None:
+        """Close, then remove every trace of the sandbox: its processes, its container,
+        its workspace (without following a link out of it). Idempotent."""
         ...

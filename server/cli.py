@@ -18,6 +18,7 @@ import uvicorn
 
 from server import logs, transfer
 from server.auth import create_key
+from server.runtimes import prepare_data_dir
 from server.settings import Settings
 from storage.sqlite import SqliteStorage
 
@@ -62,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_keys(arguments))
         if arguments.command in ("export", "import"):
             return _transfer(arguments)
+        if arguments.command == "sandbox":
+            return _build_sandbox_image(arguments.tag, arguments.force)
     except ValueError as exc:
         parser.error(str(exc))
     return 2
@@ -111,6 +114,8 @@ def serve(settings: Settings) -> int:
             "reach this address can use the server",
             settings.host,
         )
+    for warning in prepare_data_dir(settings):
+        logger.warning("%s", warning)
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -148,6 +153,18 @@ async def _keys(arguments: argparse.Namespace) -> int:
             print(f"key {arguments.key_id} revoked", file=sys.stderr)
     finally:
         await store.close()
+    return 0
+
+
+def _build_sandbox_image(tag: str, force: bool) -> int:
+    from runtime import RuntimeFailure
+    from runtime.image import build_image
+
+    try:
+        asyncio.run(build_image(tag, force=force, log=lambda line: print(line, file=sys.stderr)))
+    except RuntimeFailure as exc:
+        print(f"threadline sandbox build: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -221,6 +238,13 @@ def _parser() -> argparse.ArgumentParser:
             default=os.environ.get("THREADLINE_API_KEY"),
             help="API key, when the server requires one (default $THREADLINE_API_KEY)",
         )
+    sandbox = commands.add_parser("sandbox", help="the Docker sandbox image")
+    sandbox_actions = sandbox.add_subparsers(dest="action", required=True)
+    build = sandbox_actions.add_parser(
+        "build", help="build the sandbox image from Debian packages (no registry needed)"
+    )
+    build.add_argument("--tag", default="threadline-sandbox:latest", help="image name")
+    build.add_argument("--force", action="store_true", help="build even if up to date")
     return parser
 
 

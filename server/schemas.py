@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from runtime.repository import check_branch, check_git_provider, check_repository
 from server.auth import public_id
 from storage import ConversationRecord
 
@@ -21,6 +23,10 @@ def check_conversation_id(value: str) -> str:
             "must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     return value
+
+
+def _optional(check: Callable[[str], str]) -> Callable[[str | None], str | None]:
+    return lambda value: None if value is None else check(value)
 
 
 class CreateConversation(BaseModel):
@@ -49,6 +55,12 @@ class CreateConversation(BaseModel):
     @classmethod
     def _safe_id(cls, value: str | None) -> str | None:
         return None if value is None else check_conversation_id(value)
+
+    # What git will be given: checked here for form; local paths against the operator's
+    # roots by the service (`server.runtimes.check_new_conversation`).
+    _repository = field_validator("repository")(_optional(check_repository))
+    _branch = field_validator("selected_branch")(_optional(check_branch))
+    _provider = field_validator("git_provider")(_optional(check_git_provider))
 
 
 class UpdateConversation(BaseModel):

@@ -31,7 +31,7 @@ from server.auth import User, scoped_id
 from server.controller import ConversationRun, RunLimits, status_for
 from server.errors import BadRequest, Conflict
 from server.imports import recording_documents, recording_events
-from server.runtimes import make_runtime
+from server.runtimes import check_new_conversation, clone_url, destroy_sandbox, make_runtime
 from server.schemas import CreateConversation
 from server.sessions import Caps, SessionManager
 from server.settings import Settings
@@ -107,6 +107,12 @@ class ConversationService:
     # -- conversations ---------------------------------------------------------------
 
     async def create(self, request: CreateConversation, user: User) -> ConversationRecord:
+        check_new_conversation(
+            self.settings,
+            keys_required=user.name is not None,
+            repository=request.repository,
+            git_provider=request.git_provider,
+        )
         agent = request.agent or self.settings.agent
         try:
             self.agents.check(agent)
@@ -158,6 +164,7 @@ class ConversationService:
     async def delete(self, conversation_id: str) -> None:
         self.sessions.forget(conversation_id)
         await self.stop(conversation_id, "the conversation was deleted")
+        await destroy_sandbox(self.settings, conversation_id)  # its workspace, container
         await self.storage.delete_conversation(conversation_id)
 
     def live(self, record: ConversationRecord) -> dict[str, Any]:
@@ -321,7 +328,7 @@ class ConversationService:
                 cost=record.accumulated_cost,
                 hard_timeout=settings.hard_timeout,
                 start_timeout=settings.sandbox_start_timeout,
-                repository=record.repository,
+                repository=clone_url(record.repository, record.git_provider),
                 branch=record.selected_branch,
             ),
             on_state=self._on_state,

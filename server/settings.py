@@ -25,7 +25,7 @@ class Settings:
     command_timeout: float = 120.0
     """Seconds a command may run before its process group is killed."""
     output_limit: int = 30_000
-    """Characters of command output kept per command."""
+    """Bytes of command output (and of a file in an observation) kept per action."""
     demo_pace: float = 0.3
     """Seconds the demo agent pauses between steps, so people can watch it work."""
     max_iterations: int = 100
@@ -47,7 +47,23 @@ class Settings:
     runtime: str = "local"
     """Where actions run: local (processes in a workspace) or docker (a container each)."""
     docker_image: str = "threadline-sandbox:latest"
-    """The image Docker sandboxes start from."""
+    """The image Docker sandboxes start from (``threadline sandbox build`` makes it)."""
+    docker_memory_mb: int = 2048
+    """MiB of memory (swap included) one Docker sandbox may use."""
+    docker_pids_limit: int = 512
+    """Processes one Docker sandbox may run at once."""
+    docker_cpus: float = 1.0
+    """CPUs' worth of time one Docker sandbox may use."""
+    max_file_size: int = 5 * 1024 * 1024
+    """Bytes of the largest file a file action reads or writes."""
+    repository_roots: tuple[str, ...] = field(default_factory=tuple)
+    """Directories under which local repositories (paths, file:// URLs) may be cloned."""
+    sandbox_uid_base: int = 1_000_000
+    """First uid of the local sandbox users (when the server runs as root)."""
+    sandbox_users_dir: Path = Path("/var/lib/threadline/sandbox-users")
+    """Where sandbox uids are claimed; one per machine."""
+    allow_local_runtime_with_keys: bool = False
+    """Accept the local runtime while API keys (several users) are on."""
     llm_base_url: str | None = None
     """OpenAI-compatible endpoint for the llm agent, e.g. http://127.0.0.1:8000/v1."""
     llm_model: str = "gpt-4o-mini"
@@ -110,6 +126,14 @@ class Settings:
             raise ValueError("max_running and max_running_per_user must be at least 1")
         if self.import_max_bytes < 1:
             raise ValueError("import_max_bytes must be at least 1")
+        if self.sandbox_uid_base < 1000:
+            raise ValueError("sandbox_uid_base must be 1000 or more")
+        if min(self.docker_memory_mb, self.docker_pids_limit, self.max_file_size) < 1:
+            raise ValueError(
+                "docker_memory_mb, docker_pids_limit and max_file_size must be positive"
+            )
+        if self.docker_cpus <= 0:
+            raise ValueError("docker_cpus must be positive")
 
     @classmethod
     def documented(cls) -> list[tuple[str, str, str]]:
@@ -129,7 +153,7 @@ _DESCRIPTIONS = {
     "data_dir": "directory for the event log and workspaces",
     "agent": "default agent for new conversations",
     "command_timeout": "seconds before a command's process group is killed",
-    "output_limit": "characters of command output kept",
+    "output_limit": "bytes of command output (or of a file) an observation keeps",
     "demo_pace": "seconds the demo agent pauses between steps",
     "max_iterations": "default iteration limit of a conversation",
     "max_running": "conversations running at once, all users together",
@@ -141,6 +165,14 @@ _DESCRIPTIONS = {
     "sandbox_start_timeout": "seconds a sandbox may take to start",
     "runtime": "where actions run: local or docker",
     "docker_image": "image of docker sandboxes",
+    "docker_memory_mb": "MiB of memory a docker sandbox may use",
+    "docker_pids_limit": "processes a docker sandbox may run",
+    "docker_cpus": "CPUs a docker sandbox may use",
+    "max_file_size": "bytes of the largest file a file action handles",
+    "repository_roots": "comma-separated directories local repositories may come from",
+    "sandbox_uid_base": "first uid of local sandbox users (server as root)",
+    "sandbox_users_dir": "where sandbox uids are claimed (one per machine)",
+    "allow_local_runtime_with_keys": "1 to accept the local runtime with API keys on",
     "llm_base_url": "OpenAI-compatible endpoint for the llm agent",
     "llm_model": "model name for the llm agent",
     "llm_api_key": "API key for the llm endpoint",
@@ -159,6 +191,15 @@ _DESCRIPTIONS = {
 }
 
 
+def _boolean(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(raw)
+
+
 def _parse(name: str, raw: str, annotation: Any) -> Any:
     kind = str(annotation)
     if kind.endswith(" | None"):
@@ -172,6 +213,8 @@ def _parse(name: str, raw: str, annotation: Any) -> Any:
             return float(raw)
         if kind == "Path":
             return Path(raw)
+        if kind == "bool":
+            return _boolean(raw)
         if kind.startswith("tuple"):
             return tuple(part.strip() for part in raw.split(",") if part.strip())
     except ValueError:

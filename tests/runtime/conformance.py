@@ -7,6 +7,7 @@ fixture: a function that builds a runtime over a given workspace directory.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -30,6 +31,19 @@ from events.actions import EditArgs, MessageArgs, ReadArgs, RunArgs, WriteArgs
 from runtime import CommandLimits, Runtime, RuntimeFailure
 
 Make = Callable[[Path, CommandLimits], Runtime]
+FLIP_PY = """import os, shutil, sys
+while True:
+    try:
+        os.symlink(sys.argv[1], "d")
+    except OSError:
+        pass
+    try:
+        os.unlink("d")
+    except OSError:
+        shutil.rmtree("d", ignore_errors=True)
+"""
+"""Flips ``d`` between nothing and a symlink to its argument (and removes a directory
+put there), as fast as python can."""
 LIMITS = CommandLimits(timeout=10, no_change_timeout=None, output_limit=2000)
 
 
@@ -52,7 +66,7 @@ class RuntimeConformance:
         runtime = make(tmp_path / "workspace", LIMITS)
         await runtime.start()
         yield runtime
-        await runtime.close()
+        await runtime.destroy()
 
     def processes_of(self, marker: str) -> list[str]:
         """Live processes whose command line contains ``marker`` (the process table)."""
@@ -121,7 +135,7 @@ class RuntimeConformance:
             after = output(await runtime.run(run("echo free again")))
             assert after.content.strip() == "free again"
         finally:
-            await runtime.close()
+            await runtime.destroy()
 
     async def test_input_reaches_a_waiting_command(self, make: Make, tmp_path: Path) -> None:
         limits = CommandLimits(timeout=20, no_change_timeout=0.5, output_limit=2000)
@@ -134,7 +148,7 @@ class RuntimeConformance:
             assert "hello world" in answered.content
             assert answered.exit_code == 0
         finally:
-            await runtime.close()
+            await runtime.destroy()
 
     async def test_cancelling_a_command_kills_it(self, runtime: Runtime) -> None:
         marker = "sleep 1618"
@@ -161,6 +175,7 @@ class RuntimeConformance:
                 break
             await asyncio.sleep(0.02)
         assert self.processes_of(marker) == []
+        await runtime.destroy()
 
     # -- files -----------------------------------------------------------------------
 
@@ -204,6 +219,76 @@ class RuntimeConformance:
         )
         assert isinstance(write, ErrorObservation)
 
+    async def test_a_symlink_swapped_in_mid_write_leads_nowhere(
+        self, runtime: Runtime, tmp_path: Path
+    ) -> None:
+        """A process in the sandbox flips ``d`` between a directory and a symlink to a
+        directory outside while the agent writes (and edits) ``d/x.txt``: every write
+        lands in the workspace or is refused, none outside."""
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        outside.chmod(0o777)
+        await runtime.run(
+            FileWriteAction(source="agent", args=WriteArgs(path="flip.py", content=FLIP_PY))
+        )
+        flipper = (  # python where the sandbox has it: thousands of flips a second
+            f"if command -v python3 >/dev/null; then python3 flip.py {outside}; "
+            f"else while :; do rm -rf d; mkdir d; rm -rf d; ln -s {outside} d; done; fi "
+            ">/dev/null 2>&1 &"
+        )
+        output(await runtime.run(run(flipper)))
+        deadline = asyncio.get_running_loop().time() + 2.5
+        writes, refused = 0, 0
+        while asyncio.get_running_loop().time() < deadline and not any(outside.iterdir()):
+            written = await runtime.run(
+                FileWriteAction(source="agent", args=WriteArgs(path="d/x.txt", content="x\n"))
+            )
+            await runtime.run(
+                FileEditAction(
+                    source="agent",
+                    args=EditArgs(path="d/y.txt", command="create", file_text="y\n"),
+                )
+            )
+            writes += 1
+            refused += isinstance(written, ErrorObservation)
+        assert writes > 5
+        assert refused > 0  # the flipper did flip
+        assert sorted(path.name for path in outside.iterdir()) == []
+
+    async def test_file_observations_are_capped_and_huge_files_refused(
+        self, runtime: Runtime
+    ) -> None:
+        output(await runtime.run(run("seq 1 100000 > long.txt")))
+        read = await runtime.run(FileReadAction(source="agent", args=ReadArgs(path="long.txt")))
+        assert isinstance(read, FileReadObservation)
+        assert read.content.startswith("1\n2\n")
+        assert read.content.rstrip().endswith("100000")
+        assert "bytes of output cut" in read.content
+        assert len(read.content.encode()) < LIMITS.output_limit + 200
+        viewed = await runtime.run(
+            FileEditAction(source="agent", args=EditArgs(path="long.txt", command="view"))
+        )
+        assert isinstance(viewed, FileEditObservation)
+        assert "bytes of output cut" in viewed.content
+        assert len(viewed.content.encode()) < LIMITS.output_limit + 200
+
+        output(await runtime.run(run("head -c 6000000 /dev/zero > huge.bin")))
+        for action in (
+            FileReadAction(source="agent", args=ReadArgs(path="huge.bin")),
+            FileEditAction(
+                source="agent",
+                args=EditArgs(path="huge.bin", command="str_replace", old_str="a", new_str="b"),
+            ),
+        ):
+            refused = await runtime.run(action)
+            assert isinstance(refused, ErrorObservation), refused
+            assert "larger than" in refused.content
+        too_big = await runtime.run(
+            FileWriteAction(source="agent", args=WriteArgs(path="big.txt", content="x" * 6_000_000))
+        )
+        assert isinstance(too_big, ErrorObservation)
+        assert "larger than" in too_big.content
+
     async def test_unsupported_actions_are_error_observations(self, runtime: Runtime) -> None:
         result = await runtime.run(MessageAction(source="agent", args=MessageArgs(content="hi")))
         assert isinstance(result, ErrorObservation)
@@ -221,15 +306,68 @@ class RuntimeConformance:
         runtime = make(tmp_path / "workspace", LIMITS)
         await runtime.start(repository=str(bare_repository), branch="feature", on_status=status)
         try:
-            head = output(await runtime.run(run("cat .git/HEAD")))  # no git in the sandbox
+            head = output(await runtime.run(run("cat .git/HEAD")))
             assert head.content.strip() == "ref: refs/heads/feature"
             marker = output(await runtime.run(run("cat setup-ran.txt")))
             assert marker.content.strip() == "setup ran"
         finally:
-            await runtime.close()
+            await runtime.destroy()
         assert any(message.startswith("cloning") for message in statuses)
         assert any("checking out feature" in message for message in statuses)
         assert any("setup script" in message for message in statuses)
+
+    async def test_a_branch_is_never_an_option_to_git(
+        self, make: Make, tmp_path: Path, bare_repository: Path
+    ) -> None:
+        secret = tmp_path / "host-secret.txt"
+        secret.write_text("feature\nTOP-SECRET-HOST-FILE\n")
+        runtime = make(tmp_path / "workspace", LIMITS)
+        with pytest.raises(RuntimeFailure) as failure:
+            await runtime.start(
+                repository=str(bare_repository), branch=f"--pathspec-from-file={secret}"
+            )
+        await runtime.destroy()
+        assert "TOP-SECRET" not in str(failure.value)
+        assert "branch" in str(failure.value)
+
+    async def test_repositories_outside_the_allowed_roots_are_refused(
+        self, make: Make, tmp_path: Path, bare_repository: Path
+    ) -> None:
+        elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere.git"  # not under the roots
+        shutil.copytree(bare_repository, elsewhere)
+        runtime = make(tmp_path / "workspace", LIMITS)
+        try:
+            with pytest.raises(RuntimeFailure, match="THREADLINE_REPOSITORY_ROOTS"):
+                await runtime.start(repository=str(elsewhere))
+        finally:
+            await runtime.destroy()
+            shutil.rmtree(elsewhere)
+
+    async def test_destroy_removes_the_workspace_and_follows_no_link(
+        self, make: Make, tmp_path: Path
+    ) -> None:
+        keep = tmp_path / "keep"
+        keep.mkdir()
+        (keep / "precious.txt").write_text("keep me\n")
+        workspace = tmp_path / "workspace"
+        runtime = make(workspace, LIMITS)
+        await runtime.start()
+        marker = "sleep 2323"
+        await runtime.run(
+            run(
+                f"mkdir -p a/b && echo hi > a/b/f && ln -s {keep} a/link && "
+                f"ln -s {keep}/precious.txt p && ({marker} >/dev/null 2>&1 &)"
+            )
+        )
+        assert self.processes_of(marker) != []
+        await runtime.destroy()
+        assert not workspace.exists()
+        assert (keep / "precious.txt").read_text() == "keep me\n"
+        for _ in range(100):
+            if not self.processes_of(marker):
+                break
+            await asyncio.sleep(0.02)
+        assert self.processes_of(marker) == []
 
     async def test_a_failing_setup_step_is_a_runtime_failure(
         self, make: Make, tmp_path: Path
@@ -237,4 +375,4 @@ class RuntimeConformance:
         runtime = make(tmp_path / "workspace", LIMITS)
         with pytest.raises(RuntimeFailure, match="git clone failed"):
             await runtime.start(repository=str(tmp_path / "no-such-repository"))
-        await runtime.close()
+        await runtime.destroy()

@@ -1,14 +1,126 @@
-"""The runtime conformance suite against `LocalRuntime`."""
+"""The runtime conformance suite against `LocalRuntime`, and what only local commands
+need: a scrubbed environment and, when the server is root, a user of their own."""
 
 from __future__ import annotations
 
+import os
+import stat
+from pathlib import Path
+
 import pytest
 
-from runtime import LocalRuntime
-from tests.runtime.conformance import Make, RuntimeConformance
+from runtime import CommandLimits, LocalRuntime, Runtime, RuntimeFailure
+from runtime.users import UserPool
+from tests.reachable import reachable
+from tests.runtime.conformance import LIMITS, Make, RuntimeConformance, output, run
+
+AS_ROOT = os.geteuid() == 0
+
+
+def pool() -> UserPool | None:
+    return UserPool.default() if AS_ROOT else None
 
 
 class TestLocalRuntime(RuntimeConformance):
     @pytest.fixture
-    def make(self) -> Make:
-        return LocalRuntime
+    def make(self, tmp_path: Path) -> Make:
+        reachable(tmp_path)
+
+        def build(workspace: Path, limits: CommandLimits) -> Runtime:
+            return LocalRuntime(workspace, limits, repository_roots=(tmp_path,), users=pool())
+
+        return build
+
+
+async def test_commands_get_a_scrubbed_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("THREADLINE_LLM_API_KEY", "sk-operator-secret")
+    workspace = reachable(tmp_path) / "workspace"
+    runtime = LocalRuntime(workspace, LIMITS, users=pool())
+    await runtime.start()
+    try:
+        listing = output(await runtime.run(run("env"))).content
+    finally:
+        await runtime.destroy()
+    assert "sk-operator-secret" not in listing
+    names = {line.partition("=")[0] for line in listing.splitlines() if "=" in line}
+    assert names <= {"PATH", "HOME", "LANG", "LC_ALL", "TERM", "PWD", "SHLVL", "OLDPWD", "_"}
+    assert f"HOME={workspace}" in listing.splitlines()
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="only root can run commands as another user")
+async def test_each_workspace_has_a_user_of_its_own(tmp_path: Path) -> None:
+    reachable(tmp_path)
+    private = tmp_path / "data"  # stands for the data directory and the event log
+    private.mkdir(mode=0o700)
+    (private / "log.db").write_text("everyone's events\n")
+    first = LocalRuntime(tmp_path / "first", LIMITS, users=pool())
+    second = LocalRuntime(tmp_path / "second", LIMITS, users=pool())
+    await first.start()
+    await second.start()
+    try:
+        ids = output(await first.run(run("id -u; id -g; id -G; umask; echo x > mine.txt")))
+        uid, gid, groups, umask = ids.content.split("\n")[:4]
+        assert int(uid) != 0
+        assert groups.split() == [gid]
+        assert umask.strip() in ("0077", "077")
+        info = (tmp_path / "first").stat()
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (int(uid), 0o700)
+        assert (tmp_path / "first" / "mine.txt").stat().st_uid == int(uid)
+        other = output(await second.run(run("id -u")))
+        assert other.content.strip() != uid
+        peek = output(await second.run(run(f"cat {tmp_path}/first/mine.txt")))
+        assert peek.exit_code != 0
+        database = output(await first.run(run(f"cat {private}/log.db")))
+        assert database.exit_code != 0
+        assert "everyone's events" not in database.content
+    finally:
+        await first.destroy()
+        await second.destroy()
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="only root can run commands as another user")
+async def test_git_hooks_run_as_the_sandbox_user_never_the_server(
+    tmp_path: Path, bare_repository: Path
+) -> None:
+    workspace = reachable(tmp_path) / "workspace"
+    make = lambda: LocalRuntime(  # noqa: E731
+        workspace, LIMITS, repository_roots=(tmp_path,), users=pool()
+    )
+    runtime = make()
+    await runtime.start(repository=str(bare_repository))
+    planted = await runtime.run(
+        run(
+            "mkdir -p .git/hooks && "
+            "printf '#!/bin/sh\\nid -u > hook-ran-as\\n' > .git/hooks/post-checkout && "
+            "chmod +x .git/hooks/post-checkout && "
+            "git config core.fsmonitor 'id -u > fsmonitor-ran-as #'"
+        )
+    )
+    assert output(planted).exit_code == 0, output(planted).content
+    await runtime.close()
+    again = make()
+    await again.start(repository=str(bare_repository), branch="feature")
+    try:
+        ran_as = {path.name: path.read_text().strip() for path in workspace.glob("*-ran-as")}
+        assert ran_as, "git ran no hook at all: the test proves nothing"
+        assert "0" not in ran_as.values()
+        assert str(os.getuid()) not in ran_as.values()
+    finally:
+        await again.destroy()
+
+
+def test_each_workspace_claims_a_distinct_stable_user(tmp_path: Path) -> None:
+    users = UserPool(tmp_path / "claims", base=3_000_000, count=4)
+    workspaces = [tmp_path / f"w{n}" for n in range(5)]
+    for workspace in workspaces:
+        workspace.mkdir()
+    claimed = [users.claim(workspace).uid for workspace in workspaces[:4]]
+    assert len(set(claimed)) == 4
+    assert all(3_000_000 <= uid < 3_000_004 for uid in claimed)
+    assert users.claim(workspaces[1]).uid == claimed[1]  # stable
+    with pytest.raises(RuntimeFailure, match="no sandbox user is free"):
+        users.claim(workspaces[4])
+    workspaces[0].rmdir()  # a claim whose workspace is gone is free again
+    assert users.claim(workspaces[4]).uid == claimed[0]

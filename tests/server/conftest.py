@@ -10,7 +10,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.server.running import RunningServer
+from tests.server.running import ACCEPT_LOCAL_WITH_KEYS, RunningServer
 
 FAST = {"THREADLINE_DEMO_PACE": "0.02"}
 
@@ -25,8 +25,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 @pytest.fixture
 def fresh_server(tmp_path: Path) -> Iterator[RunningServer]:
-    """A server of the test's own, for tests that restart or reconfigure it."""
-    running = RunningServer(tmp_path / "server", env=FAST)
+    """A server of the test's own, for tests that restart or reconfigure it (some turn
+    API keys on: the operator accepts the local runtime with them)."""
+    running = RunningServer(tmp_path / "server", env={**FAST, **ACCEPT_LOCAL_WITH_KEYS})
     yield running
     if running.process is not None:
         running.stop()

@@ -13,7 +13,11 @@ from pathlib import Path
 
 import httpx
 
+from tests.reachable import reachable
+
 REPOSITORY = Path(__file__).resolve().parents[2]
+ACCEPT_LOCAL_WITH_KEYS = {"THREADLINE_ALLOW_LOCAL_RUNTIME_WITH_KEYS": "1"}
+"""The operator's opt-in to the local runtime while API keys are on (tests with keys)."""
 
 
 def free_port() -> int:
@@ -42,8 +46,14 @@ class RunningServer:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> RunningServer:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        environment = {**os.environ, "THREADLINE_COMMAND_TIMEOUT": "20", **self.env}
+        reachable(self.data_dir)  # sandboxed commands walk down to their workspaces
+        environment = {
+            **os.environ,
+            "THREADLINE_COMMAND_TIMEOUT": "20",
+            # The tests' local bare repositories live in their temporary directories.
+            "THREADLINE_REPOSITORY_ROOTS": str(self.data_dir.parent),
+            **self.env,
+        }
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [

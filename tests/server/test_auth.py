@@ -16,7 +16,7 @@ import socketio
 import websockets
 
 from tests.server.clients import create, follow
-from tests.server.running import REPOSITORY, RunningServer
+from tests.server.running import ACCEPT_LOCAL_WITH_KEYS, REPOSITORY, RunningServer
 
 
 def keys_cli(server: RunningServer, *arguments: str) -> str:
@@ -158,7 +158,7 @@ def test_keys_can_be_listed_and_revoked(fresh_server: RunningServer) -> None:
 
 
 async def test_keys_stay_out_of_the_access_log(tmp_path: Path) -> None:
-    server = RunningServer(tmp_path / "server", log_level="info")
+    server = RunningServer(tmp_path / "server", env=ACCEPT_LOCAL_WITH_KEYS, log_level="info")
     key = make_key(server, "dora")
     server.start()
     try:

@@ -10,7 +10,7 @@ import httpx
 
 from tests.fakes.model_server import ScriptedModel, say, serving
 from tests.server.clients import Event, agent_state, create, follow
-from tests.server.running import RunningServer
+from tests.server.running import ACCEPT_LOCAL_WITH_KEYS, RunningServer
 from tests.server.test_auth import make_key
 
 
@@ -132,7 +132,11 @@ async def test_concurrent_creations_never_exceed_the_cap(tmp_path: Path) -> None
 
 async def test_the_per_user_cap(tmp_path: Path) -> None:
     server = RunningServer(
-        tmp_path / "s", env=_env(max_running="10", max_running_per_user="1", demo_pace="1")
+        tmp_path / "s",
+        env={
+            **_env(max_running="10", max_running_per_user="1", demo_pace="1"),
+            **ACCEPT_LOCAL_WITH_KEYS,
+        },
     )
     alice_key, bob_key = make_key(server, "alice"), make_key(server, "bob")
     server.start()
