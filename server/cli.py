@@ -17,6 +17,7 @@ import uvicorn
 from server import logs
 from server.app import create_app, prepare_shutdown
 from server.auth import create_key
+from server.protocol import http_protocol
 from server.settings import Settings
 from storage.sqlite import SqliteStorage
 
@@ -75,6 +76,7 @@ def serve(settings: Settings) -> int:
         app,
         host=settings.host,
         port=settings.port,
+        http=http_protocol(settings.header_timeout),
         log_level=settings.log_level,
         ws_ping_interval=settings.heartbeat_interval,
         ws_ping_timeout=settings.heartbeat_interval * 2,

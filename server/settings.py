@@ -63,6 +63,16 @@ class Settings:
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
     """Origins allowed for browser clients on other hosts (Socket.IO and REST)."""
     log_level: str = "info"
+    max_body_bytes: int = 1024 * 1024
+    """Bytes a request body may have (JSON requests; refused with 413 as it streams in)."""
+    max_import_body_bytes: int = 32 * 1024 * 1024
+    """Bytes the body of ``POST /api/conversations`` may have: it can carry ``replay_json``."""
+    header_timeout: float = 10.0
+    """Seconds a connection may take to send a request's headers before it is closed."""
+    rate_limit: float | None = 50.0
+    """REST requests per second per API key (per client address without one); none: off."""
+    rate_limit_burst: int = 200
+    """REST requests a key may make at once before `rate_limit` paces it."""
 
     @property
     def workspaces(self) -> Path:
@@ -95,6 +105,14 @@ class Settings:
             raise ValueError(f"runtime must be local or docker, not {self.runtime!r}")
         if self.max_running < 1 or (self.max_running_per_user or 1) < 1:
             raise ValueError("max_running and max_running_per_user must be at least 1")
+        if self.max_body_bytes < 1024 or self.max_import_body_bytes < self.max_body_bytes:
+            raise ValueError(
+                "max_body_bytes must be at least 1024 and max_import_body_bytes at least as large"
+            )
+        if self.header_timeout <= 0:
+            raise ValueError("header_timeout must be more than 0 seconds")
+        if (self.rate_limit is not None and self.rate_limit <= 0) or self.rate_limit_burst < 1:
+            raise ValueError("rate_limit must be more than 0 (or none), rate_limit_burst 1 or more")
 
     @classmethod
     def documented(cls) -> list[tuple[str, str, str]]:
@@ -135,6 +153,11 @@ _DESCRIPTIONS = {
     "subscriber_buffer": "live events buffered per subscriber",
     "cors_origins": "comma-separated origins allowed for cross-site browsers",
     "log_level": "uvicorn log level",
+    "max_body_bytes": "bytes a request body may have (413 beyond)",
+    "max_import_body_bytes": "bytes a conversation-creating body (replay_json) may have",
+    "header_timeout": "seconds a connection may take to send its request headers",
+    "rate_limit": "REST requests per second per API key or client address",
+    "rate_limit_burst": "REST requests a key may make at once",
 }
 
 
