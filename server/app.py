@@ -85,6 +85,8 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
         },
         lifespan=lifespan,
     )
+    # A path that matches no route is 404, never a redirect to a neighbouring one.
+    starlette.router.redirect_slashes = False
     starlette.state.settings = settings
     starlette.state.streams = StreamRegistry()
     starlette.state.openapi = build_openapi()
