@@ -34,6 +34,7 @@ KNOWN_STREAM_FAILURES = (
     "engineio.empty_packet",
     "engineio.malformed_packets",
     "engineio.polling_post_over_1mb",
+    "engineio.polling_bad_packet_unanswered",
     "socketio.user_action_without_data",
 )
 """Failing when this fuzzer was written; the stream-session rewrite is to fix them."""
@@ -88,7 +89,13 @@ def draw(strategy: st.SearchStrategy[Any], count: int, rng: int) -> list[Any]:
 
 
 def _json() -> st.SearchStrategy[Any]:
-    scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+    scalars = (
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text()
+    )
     return st.recursive(
         scalars,
         lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
@@ -120,6 +127,7 @@ class Probes:
             self.engineio_empty_packet,
             self.engineio_malformed_packets,
             self.engineio_polling_posts_over_limits,
+            self.engineio_polling_bad_packet,
             self.socketio_user_action_without_data,
             self.other_conversations,
         ]
@@ -259,6 +267,23 @@ class Probes:
             if answer.status_code >= 500 or answer.status_code < 400:
                 check.fail(f"a long-polling POST of {size} bytes: {answer.status_code}")
 
+    async def engineio_polling_bad_packet(self) -> None:
+        check = self.figures.check(
+            "engineio.polling_bad_packet_unanswered",
+            "Engine.IO long-polling session; POST the body '2' (a client PING, which "
+            "Engine.IO 4 servers refuse) and wait 5 s for any answer",
+        )
+        conversation_id = await self.conversation()
+        sid = await polling_session(self.http, self.target, conversation_id)
+        query = {**polling_query(self.target, conversation_id), "sid": sid}
+        try:
+            answer = await self.http.post("/socket.io/", params=query, content=b"2", timeout=5)
+        except httpx.TimeoutException:
+            check.fail("a long-polling POST of a refused packet ('2'): no answer within 5 s")
+            return
+        if answer.status_code >= 500:
+            check.fail(f"a long-polling POST of a refused packet ('2'): {answer.status_code}")
+
     async def socketio_user_action_without_data(self) -> None:
         check = self.figures.check(
             "socketio.user_action_without_data",
@@ -378,7 +403,6 @@ class Probes:
         )
         conversation_id = await self.conversation()
         sid = await polling_session(self.http, self.target, conversation_id)
-        check = self.figures.check("engineio.random_packets")
         for body in bodies:
             budget.spend()
             self.figures.inputs["engine.io polling"] += 1
@@ -389,7 +413,11 @@ class Probes:
                     "/socket.io/", params=query, content=content, timeout=5
                 )
             except httpx.TimeoutException:
-                check.fail(f"polling POST {_short(body)}: no answer within 5 s")
+                name = _engineio_check(body)
+                if name != "engineio.random_packets":
+                    name = "engineio.polling_bad_packet_unanswered"
+                self.figures.check(name).fail(f"polling POST {_short(body)}: no answer in 5 s")
+                sid = await polling_session(self.http, self.target, conversation_id)
                 continue
             self._file_tracebacks(body)
             if answer.status_code >= 500:
@@ -419,9 +447,9 @@ def _engineio_check(frame: str | bytes) -> str:
 
 def _is_event(frame: str) -> bool:
     body = frame[2:].lstrip("0123456789")
-    try:
-        document = json.loads(body)
-    except ValueError:
+    try:  # as strictly as the server's codec: no Infinity, no integers past 64 bits
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
         return False
     return isinstance(document, list) and bool(document) and isinstance(document[0], str)
 

@@ -25,7 +25,7 @@ def figures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     output = tmp_path_factory.mktemp("fuzz") / "figures.json"
     run = subprocess.run(
         [str(REPOSITORY / "scripts" / "fuzz"), *BUDGET, "--json", str(output)],
-        cwd=REPOSITORY, capture_output=True, text=True, timeout=100,
+        cwd=REPOSITORY, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     print(run.stdout, run.stderr)
     assert output.exists(), run.stdout + run.stderr
@@ -36,8 +36,8 @@ def test_every_phase_ran(figures: dict[str, Any]) -> None:
     assert set(figures["peak_rss_kib"]) == {"rest", "rest+keys", "streams"}
     assert figures["inputs"]["rest"] >= 50
     assert figures["inputs"]["rest+keys"] >= 50
-    assert figures["inputs"]["streams"] == 10  # every probe
-    assert figures["seconds"] < 60
+    assert figures["inputs"]["streams"] == 11  # every probe
+    assert figures["seconds"] < 120  # bounded (the budget is 40 s; probes add a few)
 
 
 def test_rest_answers_no_server_error_and_never_hangs(figures: dict[str, Any]) -> None:
