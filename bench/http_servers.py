@@ -91,7 +91,9 @@ class Running:
             argv += ["--data-dir", str(data_dir)]
             if target.label == "ours-quiet":
                 argv += ["--log-level", "warning"]
-            self._served = Subprocess(argv, data_dir / f"{target.label}.log")
+            # The benchmark is one client at full speed: no rate limit.
+            no_limit = {"THREADLINE_RATE_LIMIT": "none"}
+            self._served = Subprocess(argv, data_dir / f"{target.label}.log", no_limit)
             self.pid = self._served.pid
         wait_for_port(self.port)
 

@@ -26,6 +26,8 @@ class ThreadlineServer(Subprocess):
         self.url = f"http://127.0.0.1:{self.port}"
         argv = [sys.executable, "-m", "server.cli", "serve",
                 "--port", str(self.port), "--data-dir", str(data_dir)]  # fmt: skip
+        # One client drives a thousand conversations: no rate limit.
+        env = {"THREADLINE_RATE_LIMIT": "none", **env}
         super().__init__(argv, data_dir.parent / f"{data_dir.name}.log", env)
         deadline = time.monotonic() + timeout
         while True:

@@ -60,10 +60,17 @@ class EventFilter(BaseModel):
 
     @field_validator("start_date", "end_date")
     @classmethod
-    def _assume_utc(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        """Naive dates are UTC; others are moved to UTC, which must exist (the offset of
+        ``0001-01-01T00:00:00+23:59`` takes it before year 1)."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
-        return value
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("out of range: in UTC it falls outside years 1 to 9999") from None
 
     @field_validator("query")
     @classmethod

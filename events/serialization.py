@@ -16,6 +16,7 @@ from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
 
 from events.actions import ACTION_TYPES, ActionBase
 from events.base import OMITTED_WHEN_NONE, EventBase
+from events.depth import MAX_JSON_DEPTH, depth_field, too_deep
 from events.errors import EventValidationError
 from events.observations import OBSERVATION_TYPES, ObservationBase
 from events.other_actions import OTHER_ACTION_TYPES
@@ -78,6 +79,8 @@ def wire_document(data: WireData) -> Mapping[str, Any]:
             raise EventValidationError("", f"not valid JSON: {exc}") from None
     if not isinstance(document, Mapping):
         raise EventValidationError("", "an event must be a JSON object")
+    if (path := too_deep(document)) is not None:
+        raise EventValidationError(depth_field(path), f"nested deeper than {MAX_JSON_DEPTH} levels")
     return document
 
 

@@ -4,22 +4,30 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.responses import Response
+from starlette.requests import ClientDisconnect
 from starlette.routing import Mount, Route, WebSocketRoute
-from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from events import ThreadlineError
 from server.auth import Authenticator
-from server.errors import handle_error, handle_http_exception, handle_internal_error
+from server.bodies import BodyLimit
+from server.errors import (
+    handle_client_disconnect,
+    handle_error,
+    handle_http_exception,
+    handle_internal_error,
+)
 from server.openapi import build_openapi
 from server.origins import OriginGuard
+from server.page import PageFiles
+from server.ratelimit import RateLimit, TokenBuckets
 from server.routes import conversations, events, meta, trajectory
 from server.service import ConversationService
 from server.settings import Settings
@@ -71,24 +79,54 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
             Route("/api/conversations/{conversation_id}/events/stream", event_stream),
             *meta.routes,
             # The page (server/static): last, so every route above wins.
-            Mount("/", RevalidatedStaticFiles(packages=[("server", "static")], html=True)),
+            Mount("/", PageFiles(packages=[("server", "static")], html=True)),
         ],
         middleware=_middleware(settings),
         exception_handlers={
             ThreadlineError: handle_error,
             HTTPException: handle_http_exception,
+            ClientDisconnect: handle_client_disconnect,
             Exception: handle_internal_error,
         },
         lifespan=lifespan,
     )
+    # A path that matches no route is 404, never a redirect to a neighbouring one.
+    starlette.router.redirect_slashes = False
     starlette.state.settings = settings
     starlette.state.openapi = build_openapi()
     socketio_streams = SocketIOStreams(starlette.state, settings)
-    application = OriginGuard(
+    application: Any = OriginGuard(
         socketio_streams.asgi(starlette), settings.cors_origins, settings.allowed_hosts
     )
-    application.state = starlette.state  # type: ignore[attr-defined]  # for tests and the CLI
+    application = BodyLimit(application, _body_cap(settings))
+    if settings.rate_limit is not None:
+        buckets = TokenBuckets(settings.rate_limit, settings.rate_limit_burst)
+        starlette.state.rate_limits = buckets
+
+        async def keys_required() -> bool:
+            authenticator = getattr(starlette.state, "authenticator", None)
+            return authenticator is not None and await authenticator.keys_required()
+
+        # Engine.IO's long-polling requests are a stream's (its connection slot), and
+        # liveness probes must not be refused for the traffic they are probing.
+        application = RateLimit(
+            application, buckets, keys_required, exempt=("/socket.io", "/alive", "/api/health")
+        )
+    application.state = starlette.state  # for tests and the CLI
     return application
+
+
+def _body_cap(settings: Settings) -> Callable[[Scope], int]:
+    """Imports (and creations, which may carry ``replay_json``) may carry a recording;
+    every other body is an ordinary JSON request."""
+    importing = ("/api/conversations", "/api/conversations/import")
+
+    def cap(scope: Scope) -> int:
+        if scope["method"] == "POST" and scope["path"].rstrip("/") in importing:
+            return settings.import_max_bytes
+        return settings.max_body_bytes
+
+    return cap
 
 
 async def prepare_shutdown(app: Any) -> None:
@@ -101,16 +139,6 @@ async def prepare_shutdown(app: Any) -> None:
         await state.service.shutdown()
     if hasattr(state, "streams"):
         await state.streams.aclose()
-
-
-class RevalidatedStaticFiles(StaticFiles):
-    """The page's files, revalidated on every load: after an upgrade a browser must not
-    mix cached modules of the old version with new ones."""
-
-    def file_response(self, *args: Any, **kwargs: Any) -> Response:
-        response = super().file_response(*args, **kwargs)
-        response.headers["Cache-Control"] = "no-cache"
-        return response
 
 
 def _middleware(settings: Settings) -> list[Middleware]:

@@ -18,6 +18,7 @@ import uvicorn
 
 from server import logs, transfer
 from server.auth import create_key
+from server.protocol import http_protocol
 from server.runtimes import prepare_data_dir
 from server.settings import Settings
 from storage.sqlite import SqliteStorage
@@ -121,6 +122,7 @@ def serve(settings: Settings) -> int:
         app,
         host=settings.host,
         port=settings.port,
+        http=http_protocol(settings.header_timeout),
         log_level=settings.log_level,
         ws_ping_interval=settings.heartbeat_interval,
         ws_ping_timeout=settings.heartbeat_interval * 2,

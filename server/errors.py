@@ -24,6 +24,7 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Send
 
 from events import EventValidationError, ThreadlineError
 from storage import (
@@ -100,8 +101,13 @@ class Conflict(ApiError):
 
 
 class PayloadTooLarge(ApiError):
+    """The rest of the body is never read, so the connection cannot carry another request."""
+
     status = 413
     code = "too_large"
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "Connection": "close"}
 
 
 class TooManyRequests(ApiError):
@@ -146,6 +152,15 @@ def json_response(
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
 
+async def send_error(send: Send, error: ApiError) -> None:
+    """Answer with ``error`` from ASGI middleware, outside Starlette's handlers."""
+    body = orjson.dumps(error.body())
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    headers += [(name.lower().encode(), value.encode()) for name, value in error.headers().items()]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 async def handle_error(request: Request, exc: Exception) -> Response:
     """Domain errors: the client's mistake when `as_api_error` knows it, else ours."""
     error = as_api_error(exc)
@@ -157,6 +172,12 @@ async def handle_error(request: Request, exc: Exception) -> Response:
 async def handle_internal_error(request: Request, exc: Exception) -> Response:
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return json_response({"error": "internal", "message": "internal server error"}, 500)
+
+
+async def handle_client_disconnect(request: Request, exc: Exception) -> Response:
+    """The client left, or its body was refused mid-stream (413 already sent): nothing
+    to log, and this answer goes nowhere."""
+    return Response(status_code=400)
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:

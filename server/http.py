@@ -1,4 +1,9 @@
-"""Helpers the REST handlers share: who is calling, reading bodies and query parameters."""
+"""Helpers the REST handlers share: who is calling, reading bodies and query parameters.
+
+Bodies are bounded in bytes before they get here (`server.bodies.BodyLimit`); here they
+are bounded in nesting (`events.depth.MAX_JSON_DEPTH`), and every integer a client sends
+in a query is bounded to ``0..MAX_CLIENT_INT`` unless the parameter is narrower.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,16 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
+from events.depth import MAX_JSON_DEPTH, depth_field, too_deep
 from server.auth import Authenticator, User, key_from_headers, visible_conversation
 from server.errors import BadRequest
 from server.service import ConversationService
 from storage import ConversationRecord
 
 Model = TypeVar("Model", bound=BaseModel)
-MAX_BODY = 10 * 1024 * 1024
+MAX_CLIENT_INT = 2**53 - 1
+"""The largest integer a client may send: exact in a JavaScript number and a double, and
+far inside SQLite's 64-bit integers."""
 
 
 async def caller(request: Request) -> User:
@@ -40,15 +48,23 @@ async def target(request: Request) -> Target:
 
 
 async def read_json(request: Request) -> object:
+    """The body as JSON, nested at most `MAX_JSON_DEPTH` levels. (Its size was bounded
+    while it streamed in.)"""
     body = await request.body()
-    if len(body) > MAX_BODY:
-        raise BadRequest(f"the body is larger than {MAX_BODY} bytes", code="too_large")
     if not body:
         raise BadRequest("the request needs a JSON body", code="invalid_json")
     try:
-        return orjson.loads(body)
+        document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+    if (path := too_deep(document)) is not None:
+        field = depth_field(path) or None
+        raise BadRequest(
+            f"{field or 'the body'}: nested deeper than {MAX_JSON_DEPTH} levels",
+            field=field,
+            code="invalid_json",
+        )
+    return document
 
 
 async def read_model(request: Request, model: type[Model]) -> Model:
@@ -75,7 +91,7 @@ def validation_error(exc: ValidationError) -> BadRequest:
 
 
 def int_param(
-    request: Request, name: str, default: int | None, *, low: int, high: int | None = None
+    request: Request, name: str, default: int | None, *, low: int, high: int = MAX_CLIENT_INT
 ) -> int | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
@@ -84,9 +100,8 @@ def int_param(
         value = int(raw)
     except ValueError:
         raise BadRequest(f"{name} must be an integer, got {raw!r}", field=name) from None
-    if value < low or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f"{low} or more"
-        raise BadRequest(f"{name} must be {bounds}, got {value}", field=name)
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be between {low} and {high}, got {value}", field=name)
     return value
 
 

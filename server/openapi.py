@@ -73,17 +73,46 @@ def _body(model: type) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
-def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+ERROR_STATUSES = {
+    "400": "invalid input: the body names the problem and, when there is one, the field",
+    "401": "an API key is required (X-Session-API-Key or Bearer), or it is not valid",
+    "404": "no such conversation (another user's answers the same)",
+    "409": "conflict: see the operation's summary",
+    "413": "the request body is larger than its cap (THREADLINE_MAX_BODY_BYTES)",
+    "429": "too many requests from this key or address, or (starting a run with the "
+    "reject policy) too many running conversations; Retry-After says when to come back",
+    "503": "the server is shutting down and admits nothing new; Retry-After",
+    "507": "the server's disk is full; nothing was recorded; Retry-After",
+}
+EVERY_REQUEST = ("413",)
+"""Any request may carry a body over the cap."""
+REST = (*EVERY_REQUEST, "401", "429")
+"""Every rate-limited, authenticated route."""
+WRITE = ("503", "507")
+"""Anything that records: refused while shutting down or while the disk is full."""
+
+
+def _responses(
+    description: str, errors: tuple[str, ...], schema: dict[str, Any] | None = None, ok: str = "200"
+) -> dict[str, Any]:
     content = {"application/json": {"schema": schema or {"type": "object"}}}
-    errors = {
-        status: {"description": text, "content": {"application/json": {"schema": ERROR}}}
-        for status, text in (
-            ("400", "invalid input"),
-            ("401", "missing or bad API key"),
-            ("404", "no such conversation"),
-        )
-    }
-    return {"200": {"description": description, "content": content}, **errors}
+    responses: dict[str, Any] = {ok: {"description": description, "content": content}}
+    for status in sorted(set(errors)):
+        responses[status] = {
+            "description": ERROR_STATUSES[status],
+            "content": {"application/json": {"schema": ERROR}},
+        }
+    return responses
+
+
+def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A conversation's read: bad parameters, keys, rate, a missing conversation."""
+    return _responses(description, (*REST, "400", "404"), schema)
+
+
+def _control(description: str, *extra: str) -> dict[str, Any]:
+    """A change to a conversation."""
+    return _responses(description, (*REST, *WRITE, "400", "404", *extra))
 
 
 def _operation(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -95,17 +124,14 @@ def build_openapi() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/api/conversations": {
             "post": _operation(
-                "Create a conversation; with initial_user_msg its agent starts at once",
-                {
-                    **_ok("created"),
-                    "201": {"description": "created"},
-                    "409": {"description": "id taken"},
-                },
+                "Create a conversation; with initial_user_msg its agent starts at once "
+                "(409: the conversation_id is taken)",
+                _responses("created", (*REST, *WRITE, "400", "409"), ok="201"),
                 requestBody=_body(CreateConversation),
             ),
             "get": _operation(
                 "List conversations, newest first",
-                _ok("a page: results and next_page_id"),
+                _responses("a page: results and next_page_id", (*REST, "400")),
                 parameters=[
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "page size"),
                     _query("page_id", {"type": "string"}, "next_page_id of the previous page"),
@@ -134,50 +160,65 @@ def build_openapi() -> dict[str, Any]:
         },
         "/api/conversations/{conversation_id}": {
             **conversation_path,
-            "get": _operation("A conversation's metadata", _ok("the conversation")),
+            "get": _operation(
+                "A conversation's metadata", _responses("the conversation", (*REST, "404"))
+            ),
             "patch": _operation(
                 "Rename a conversation",
-                _ok("the conversation"),
+                _control("the conversation"),
                 requestBody=_body(UpdateConversation),
             ),
-            "delete": _operation("Stop and delete a conversation and its events", _ok("deleted")),
+            "delete": _operation(
+                "Stop and delete a conversation and its events",
+                _responses("deleted", (*REST, *WRITE, "404")),
+            ),
         },
         "/api/conversations/{conversation_id}/start": {
             **conversation_path,
-            "post": _operation("Start the conversation's agent", _ok("started")),
+            "post": _operation(
+                "Start the conversation's agent",
+                _responses("started, or queued", (*REST, *WRITE, "404")),
+            ),
         },
         "/api/conversations/{conversation_id}/stop": {
             **conversation_path,
-            "post": _operation("Stop the conversation's agent", _ok("stopped")),
+            "post": _operation(
+                "Stop the conversation's agent", _responses("stopped", (*REST, *WRITE, "404"))
+            ),
         },
         "/api/conversations/{conversation_id}/pause": {
             **conversation_path,
             "post": _operation(
-                "Hold the agent before its next action (409 when not running)", _ok("paused")
+                "Hold the agent before its next action (409 when not running)",
+                _responses("paused", (*REST, *WRITE, "404", "409")),
             ),
         },
         "/api/conversations/{conversation_id}/resume": {
             **conversation_path,
             "post": _operation(
-                "Release a pause, raise a tripped limit, or start a run", _ok("resumed")
+                "Release a pause, raise a tripped limit, or start a run",
+                _responses("resumed", (*REST, *WRITE, "404")),
             ),
         },
         "/api/conversations/{conversation_id}/plan": {
             **conversation_path,
             "get": _operation(
                 "The current task-tracking plan and the event that applied it",
-                _ok("tasks and event_id"),
+                _responses("tasks and event_id", (*REST, "404")),
             ),
         },
         "/api/sessions": {
             "get": _operation(
-                "Running and queued conversations, and the caps", _ok("running, queued, caps")
+                "Running and queued conversations, and the caps",
+                _responses("running, queued, caps", REST),
             )
         },
         "/api/conversations/{conversation_id}/message": {
             **conversation_path,
             "post": _operation(
-                "Send the agent a message", _ok("logged: event_id"), requestBody=_body(SendMessage)
+                "Send the agent a message",
+                _control("logged: event_id"),
+                requestBody=_body(SendMessage),
             ),
         },
         "/api/conversations/{conversation_id}/events": {
@@ -208,7 +249,7 @@ def build_openapi() -> dict[str, Any]:
             ),
             "post": _operation(
                 "Send a user action in wire shape",
-                _ok("logged: event_id"),
+                _control("logged: event_id"),
                 requestBody={"required": True, "content": {"application/json": {"schema": EVENT}}},
             ),
         },
@@ -239,7 +280,10 @@ def build_openapi() -> dict[str, Any]:
             **conversation_path,
             "get": _operation(
                 "Server-Sent Events from latest_event_id (or Last-Event-ID)",
-                {"200": {"description": "text/event-stream; id: = event id"}},
+                {
+                    **_responses("text/event-stream", (*REST, "400", "404")),
+                    "200": {"description": "text/event-stream; id: = event id"},
+                },
                 parameters=[
                     _query("latest_event_id", {"type": "integer", "minimum": -1}, "resume after")
                 ],
@@ -248,7 +292,9 @@ def build_openapi() -> dict[str, Any]:
         "/api/events/search": {
             "get": _operation(
                 "Full-text search across the caller's conversations, newest first",
-                _ok("results, next_cursor, pending (events not yet indexed)"),
+                _responses(
+                    "results, next_cursor, pending (events not yet indexed)", (*REST, "400")
+                ),
                 parameters=[
                     {"name": "q", "in": "query", "required": True, "schema": {"type": "string"}},
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "page size"),
@@ -265,10 +311,10 @@ def build_openapi() -> dict[str, Any]:
         "/api/health": {
             "get": _operation(
                 "Liveness, and whether API keys are required",
-                {"200": {"description": "status and keys_required"}},
+                _responses("status and keys_required", EVERY_REQUEST),
             )
         },
-        "/alive": {"get": _operation("Liveness", {"200": {"description": "ok"}})},
+        "/alive": {"get": _operation("Liveness", _responses("ok", EVERY_REQUEST))},
     }
     return {
         "openapi": "3.1.0",

@@ -4,15 +4,36 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from runtime.repository import check_branch, check_git_provider, check_repository
 from server.auth import public_id
 from storage import ConversationRecord
 
 CONVERSATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+# Bounds on what a client may send, in characters (a character is at most 4 bytes).
+TITLE_MAX = 200
+MESSAGE_MAX = 100_000
+"""A message to the agent, or the instructions it is given."""
+NAME_MAX = 1_000
+"""A repository, branch, git provider or agent name."""
+IMAGE_URLS_MAX = 10
+IMAGE_URL_MAX = 1_000_000
+"""An image URL may be a ``data:`` URL carrying the image itself."""
+CONFIG_BYTES_MAX = 64 * 1024
+"""``mcp_config``, ``suggested_task``, ``create_microagent``: their JSON, in bytes."""
+ITERATIONS_MAX = 1_000_000
+BUDGET_MAX = 1_000_000.0
+
+Name = Annotated[str, StringConstraints(max_length=NAME_MAX)]
+ImageUrls = Annotated[
+    list[Annotated[str, StringConstraints(max_length=IMAGE_URL_MAX)]],
+    Field(max_length=IMAGE_URLS_MAX),
+]
 
 
 def check_conversation_id(value: str) -> str:
@@ -34,21 +55,24 @@ class CreateConversation(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    initial_user_msg: str | None = None
-    repository: str | None = None
-    git_provider: str | None = None
-    selected_branch: str | None = None
-    image_urls: list[str] = Field(default_factory=list)
+    initial_user_msg: str | None = Field(default=None, max_length=MESSAGE_MAX)
+    repository: Name | None = None
+    git_provider: Name | None = None
+    selected_branch: Name | None = None
+    image_urls: ImageUrls = Field(default_factory=list)
     replay_json: str | None = None
-    conversation_instructions: str | None = None
+    """Bounded by the import body cap (``THREADLINE_IMPORT_MAX_BYTES``)."""
+    conversation_instructions: str | None = Field(default=None, max_length=MESSAGE_MAX)
     mcp_config: dict[str, Any] | None = None
     suggested_task: dict[str, Any] | None = None
     create_microagent: dict[str, Any] | None = None
     conversation_id: str | None = None
-    title: str | None = None
-    agent: str | None = None
-    max_iterations: int | None = Field(default=None, ge=1)
-    max_budget_per_task: float | None = Field(default=None, gt=0)
+    title: str | None = Field(default=None, max_length=TITLE_MAX)
+    agent: Name | None = None
+    max_iterations: int | None = Field(default=None, ge=1, le=ITERATIONS_MAX)
+    max_budget_per_task: float | None = Field(
+        default=None, gt=0, le=BUDGET_MAX, allow_inf_nan=False
+    )
     priority: int = Field(default=5, ge=1, le=10)
 
     @field_validator("conversation_id")
@@ -62,18 +86,25 @@ class CreateConversation(BaseModel):
     _branch = field_validator("selected_branch")(_optional(check_branch))
     _provider = field_validator("git_provider")(_optional(check_git_provider))
 
+    @field_validator("mcp_config", "suggested_task", "create_microagent")
+    @classmethod
+    def _small_config(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and len(orjson.dumps(value)) > CONFIG_BYTES_MAX:
+            raise ValueError(f"must be at most {CONFIG_BYTES_MAX} bytes of JSON")
+        return value
+
 
 class UpdateConversation(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    title: str = Field(min_length=1, max_length=200)
+    title: str = Field(min_length=1, max_length=TITLE_MAX)
 
 
 class SendMessage(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    message: str = Field(min_length=1)
-    image_urls: list[str] = Field(default_factory=list)
+    message: str = Field(min_length=1, max_length=MESSAGE_MAX)
+    image_urls: ImageUrls = Field(default_factory=list)
 
 
 def conversation_info(record: ConversationRecord, live: dict[str, Any]) -> dict[str, Any]:

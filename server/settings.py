@@ -86,12 +86,21 @@ class Settings:
     max_streams_per_user: int = 100
     """Streams one API key's user may hold open at once."""
     import_max_bytes: int = 64 * 1024 * 1024
-    """The largest recording ``POST /api/conversations/import`` accepts."""
+    """The largest recording an import accepts: the body of ``POST
+    /api/conversations/import``, and of ``POST /api/conversations`` (``replay_json``)."""
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
     """Origins allowed for browser clients on other hosts (Socket.IO and REST)."""
     allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
     """Host names the server answers to besides IP addresses and localhost (DNS rebinding)."""
     log_level: str = "info"
+    max_body_bytes: int = 1024 * 1024
+    """Bytes a request body may have (JSON requests; refused with 413 as it streams in)."""
+    header_timeout: float = 10.0
+    """Seconds a connection may take to send a request's headers before it is closed."""
+    rate_limit: float | None = 50.0
+    """REST requests per second per API key (per client address without one); none: off."""
+    rate_limit_burst: int = 200
+    """REST requests a key may make at once before `rate_limit` paces it."""
 
     @property
     def workspaces(self) -> Path:
@@ -124,8 +133,6 @@ class Settings:
             raise ValueError(f"runtime must be local or docker, not {self.runtime!r}")
         if self.max_running < 1 or (self.max_running_per_user or 1) < 1:
             raise ValueError("max_running and max_running_per_user must be at least 1")
-        if self.import_max_bytes < 1:
-            raise ValueError("import_max_bytes must be at least 1")
         if self.sandbox_uid_base < 1000:
             raise ValueError("sandbox_uid_base must be 1000 or more")
         if min(self.docker_memory_mb, self.docker_pids_limit, self.max_file_size) < 1:
@@ -134,6 +141,14 @@ class Settings:
             )
         if self.docker_cpus <= 0:
             raise ValueError("docker_cpus must be positive")
+        if self.max_body_bytes < 1024 or self.import_max_bytes < self.max_body_bytes:
+            raise ValueError(
+                "max_body_bytes must be at least 1024 and import_max_bytes at least as large"
+            )
+        if self.header_timeout <= 0:
+            raise ValueError("header_timeout must be more than 0 seconds")
+        if (self.rate_limit is not None and self.rate_limit <= 0) or self.rate_limit_burst < 1:
+            raise ValueError("rate_limit must be more than 0 (or none), rate_limit_burst 1 or more")
 
     @classmethod
     def documented(cls) -> list[tuple[str, str, str]]:
@@ -188,6 +203,10 @@ _DESCRIPTIONS = {
     "cors_origins": "comma-separated origins allowed for cross-site browsers",
     "allowed_hosts": "comma-separated host names the server answers to (*.example.com, *)",
     "log_level": "uvicorn log level",
+    "max_body_bytes": "bytes a request body may have (413 beyond)",
+    "header_timeout": "seconds a connection may take to send its request headers",
+    "rate_limit": "REST requests per second per API key or client address",
+    "rate_limit_burst": "REST requests a key may make at once",
 }
 
 

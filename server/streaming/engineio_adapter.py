@@ -8,8 +8,11 @@
   client costs the server at most its bound; the subscription behind it then reads from
   the log when the client catches up.
 - **Frame checks.** A WebSocket frame Engine.IO cannot parse (empty, binary, an unknown
-  packet type) makes it drop the connection without a close frame. `FrameGuard` refuses
-  such frames first and closes properly (1002 malformed, 1003 binary).
+  packet type) makes it drop the connection without a close frame; a long-polling POST
+  it refuses makes it close the session and then wait, without answering, for a poll
+  that never comes. `FrameGuard` refuses such input first: WebSocket frames with a
+  proper close (1002 malformed, 1003 binary), POSTs with 400 (a packet a client may not
+  send) or 413 (over the message bound), and the session lives on.
 - **Quiet logs.** Errors a client can provoke are logged once per burst, on one line,
   never with a traceback per packet (`BurstFilter`).
 
@@ -26,10 +29,16 @@ from typing import Any
 
 import engineio
 import engineio.packet
+import orjson
 import socketio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ENGINEIO_PACKET_TYPES = frozenset("0123456")
+CLIENT_POLLING_TYPES = frozenset("13456")
+"""What a client may POST: close, pong, message, upgrade, noop (Engine.IO 4: no ping)."""
+RECORD_SEPARATOR = "\x1e"
+SOCKETIO_CLIENT_TYPES = frozenset("0123")
+"""Socket.IO packets a client may send: connect, disconnect, event, ack."""
 
 
 def _size(item: object) -> int:
@@ -124,16 +133,24 @@ class Outbox:
 
 
 class FrameGuard:
-    """Closes an Engine.IO WebSocket properly on a frame Engine.IO cannot parse."""
+    """Refuses what Engine.IO cannot take gracefully, before it sees it (see above)."""
 
-    def __init__(self, app: ASGIApp, path: str = "/socket.io") -> None:
+    def __init__(self, app: ASGIApp, path: str, max_message_bytes: int) -> None:
         self.app = app
         self.path = path
+        self.max_message_bytes = max_message_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "websocket" or not scope["path"].startswith(self.path):
+        if scope["type"] not in ("http", "websocket") or not scope["path"].startswith(self.path):
             await self.app(scope, receive, send)
-            return
+        elif scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+        elif scope["type"] == "http" and scope["method"] == "POST":
+            await self._polling_post(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         closed = False
 
         async def guarded_send(message: Message) -> None:
@@ -155,6 +172,83 @@ class FrameGuard:
 
         await self.app(scope, guarded_receive, guarded_send)
 
+    async def _polling_post(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if len(body) > self.max_message_bytes:
+                await _answer(send, 413, "too_large", "the packets are larger than allowed")
+                return
+            if not message.get("more_body", False):
+                break
+        problem = _polling_problem(bytes(body))
+        if problem is not None:
+            await _answer(send, 400, "invalid_packet", problem)
+            return
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if delivered:
+                return await receive()
+            delivered = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def _polling_problem(body: bytes) -> str | None:
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        return "Engine.IO packets are UTF-8 text"
+    for packet in text.split(RECORD_SEPARATOR):
+        if not packet or packet[0] not in CLIENT_POLLING_TYPES:
+            return f"{packet[:20]!r} is not an Engine.IO packet a client may send"
+        if (problem := _socketio_problem(packet)) is not None:
+            return problem
+    return None
+
+
+def _socketio_problem(packet: str) -> str | None:
+    """What is wrong with the Socket.IO packet an Engine.IO MESSAGE carries, if anything
+    python-socketio would choke on (it raises in a background task on an event whose
+    name is not a string, for one)."""
+    if packet[0] != "4":
+        return None
+    body = packet[1:]
+    if not body or body[0] not in SOCKETIO_CLIENT_TYPES:
+        return "not a Socket.IO packet this server takes (no binary events)"
+    if body[0] != "2":
+        return None
+    rest = body[1:]
+    if rest.startswith("/"):
+        _, _, rest = rest.partition(",")
+    rest = rest.lstrip("0123456789")  # an acknowledgement id
+    try:
+        event = orjson.loads(rest)
+    except orjson.JSONDecodeError:
+        return "a Socket.IO event is a JSON array"
+    if not isinstance(event, list) or not event or not isinstance(event[0], str):
+        return "a Socket.IO event is a JSON array that starts with the event's name"
+    return None
+
+
+async def _answer(send: Send, status: int, code: str, message: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send(
+        {"type": "http.response.body", "body": orjson.dumps({"error": code, "message": message})}
+    )
+
 
 def _refusal(message: Message) -> tuple[int, str] | None:
     if message.get("bytes") is not None:
@@ -162,6 +256,8 @@ def _refusal(message: Message) -> tuple[int, str] | None:
     text = message.get("text") or ""
     if not text or text[0] not in ENGINEIO_PACKET_TYPES:
         return 1002, "malformed Engine.IO packet"
+    if _socketio_problem(text) is not None:
+        return 1002, "malformed Socket.IO packet"
     return None
 
 

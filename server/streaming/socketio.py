@@ -57,6 +57,7 @@ class SocketIOStreams:
             logger=quiet_logger("threadline.socketio"),
             engineio_logger=quiet_logger("threadline.engineio"),
         )
+        self._max_message_bytes = settings.max_message_bytes
         self._pumps: dict[str, asyncio.Task[None]] = {}
         self._sessions: dict[str, StreamSession] = {}
         self.sio.on("connect", self._connect)
@@ -66,7 +67,7 @@ class SocketIOStreams:
 
     def asgi(self, other: Callable[..., Any]) -> Callable[..., Any]:
         app = socketio.ASGIApp(self.sio, other_asgi_app=other, socketio_path="socket.io")
-        return FrameGuard(app, "/socket.io")
+        return FrameGuard(app, "/socket.io", self._max_message_bytes)
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         query = {

@@ -59,13 +59,20 @@ def encode_cursor(created_us: int, key: int) -> str:
     return base64.urlsafe_b64encode(f"{created_us}:{key}".encode()).decode().rstrip("=")
 
 
+MAX_SQLITE_INT = 2**63 - 1
+
+
 def decode_cursor(cursor: str) -> tuple[int, int]:
+    """Raises `InvalidCursor` for anything `encode_cursor` could not have made."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created_us, key = base64.urlsafe_b64decode(padded).decode().split(":")
-        return int(created_us), int(key)
+        values = int(created_us), int(key)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidCursor(cursor) from None
+    if not all(-MAX_SQLITE_INT <= value <= MAX_SQLITE_INT for value in values):
+        raise InvalidCursor(cursor)
+    return values
 
 
 def list_query(owner: str | None, cursor: str | None, limit: int) -> tuple[str, list[Any]]:

@@ -428,7 +428,7 @@ def _decode_seq(cursor: str) -> int:
         value = int(cursor)
     except ValueError:
         raise InvalidCursor(cursor) from None
-    if value < 1:
+    if not 1 <= value <= conversations.MAX_SQLITE_INT:
         raise InvalidCursor(cursor)
     return value
 

@@ -74,6 +74,8 @@ def test_unknown_args_keys_are_kept_not_dropped() -> None:
         ({"exclude_types": ["run", "zzz"]}, "exclude_types"),
         ({"source": "robot"}, "source"),
         ({"start_date": "not a date"}, "start_date"),
+        ({"start_date": "0001-01-01T00:00:00+23:59"}, "start_date"),
+        ({"end_date": "9999-12-31T23:59:59-23:59"}, "end_date"),
         ({"start_date": "2025-02-01", "end_date": "2025-01-01"}, "filter"),
         ({"limit": 5}, "limit"),
     ],
@@ -91,3 +93,23 @@ def test_filter_type_names_resolve_to_kinds() -> None:
     assert build_filter().is_empty()
     assert not build_filter(query="x").is_empty()
     assert build_filter(query="").is_empty()
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_client_json_nests_at_most_64_levels() -> None:
+    # The event object and its args are two levels; the rest is the client's.
+    at_bound = {"action": "message", "args": {"content": "x", "deep": _nested(62)}}
+    parse_event(at_bound)
+    with pytest.raises(EventValidationError) as caught:
+        parse_event({"action": "message", "args": {"content": "x", "deep": _nested(63)}})
+    assert caught.value.field == "args.deep"
+    assert "64 levels" in caught.value.problem
+    # orjson parses 300 levels; the bound, not a serializer, refuses them.
+    with pytest.raises(EventValidationError, match="64 levels"):
+        parse_event(b'{"action":"message","args":{"deep":' + b"[" * 300 + b"]" * 300 + b"}}")

@@ -31,7 +31,7 @@ class RunningServer:
         self, data_dir: Path, *, env: dict[str, str] | None = None, log_level: str = "warning"
     ) -> None:
         self.data_dir = data_dir
-        self.env = env or {}
+        self.env = dict(env or {})  # a copy: a test may add to it without touching others
         self.log_level = log_level
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None

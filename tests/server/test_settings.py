@@ -49,7 +49,16 @@ def test_the_readme_documents_every_setting() -> None:
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("THREADLINE_AT_CAP", "panic"), ("THREADLINE_RUNTIME", "vm"), ("THREADLINE_MAX_RUNNING", "0")],
+    [
+        ("THREADLINE_AT_CAP", "panic"),
+        ("THREADLINE_RUNTIME", "vm"),
+        ("THREADLINE_MAX_RUNNING", "0"),
+        ("THREADLINE_MAX_BODY_BYTES", "10"),
+        ("THREADLINE_IMPORT_MAX_BYTES", "2048"),
+        ("THREADLINE_HEADER_TIMEOUT", "0"),
+        ("THREADLINE_RATE_LIMIT", "0"),
+        ("THREADLINE_RATE_LIMIT_BURST", "0"),
+    ],
 )
 def test_nonsense_settings_are_refused(variable: str, value: str) -> None:
     with pytest.raises(ValueError, match=variable.removeprefix("THREADLINE_").lower()):

@@ -287,7 +287,10 @@ async def test_an_empty_conversation_exports_an_empty_trajectory(
 
 
 async def test_an_import_larger_than_the_bound_is_413(tmp_path: Path) -> None:
-    small = RunningServer(tmp_path / "server", env={"THREADLINE_IMPORT_MAX_BYTES": "2000"})
+    small = RunningServer(
+        tmp_path / "server",
+        env={"THREADLINE_IMPORT_MAX_BYTES": "2000", "THREADLINE_MAX_BODY_BYTES": "1024"},
+    )
     try:
         await _refused_while_streaming(small.start())
     finally:

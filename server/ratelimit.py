@@ -1,0 +1,152 @@
+"""Rate limits per caller: token buckets for requests.
+
+A caller is identified by `identity`: their API key (by digest) when keys are required,
+else their client address. `TokenBuckets` paces requests (``rate`` a second, ``burst`` at
+once); `RateLimit` is the ASGI middleware that applies them to HTTP requests. (Streams
+are capped by count instead: `server.streaming.registry.StreamSessions`.)
+
+Refusals are `TooManyRequests` (429) with ``Retry-After``: the seconds until the caller's
+next token.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from server.auth import digest, key_from_headers
+from server.errors import TooManyRequests, send_error
+
+MAX_IDENTITIES = 10_000
+"""Buckets kept at most; beyond it full (idle) buckets go first, then the least recent."""
+
+
+def identity(key: str | None, client_host: str | None, *, keys_required: bool) -> str:
+    """Who a limit counts against: the key when keys are required and one is given, else
+    the client address."""
+    if keys_required and key:
+        return "key:" + digest(key).hex()[:32]
+    return "addr:" + (client_host or "unknown")
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class TokenBuckets:
+    """One token bucket per identity: it refills at ``rate`` tokens a second up to
+    ``burst``; each request takes one token."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_identities: int = MAX_IDENTITIES,
+    ) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be more than 0 and burst at least 1")
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._max = max_identities
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def take(self, who: str, tokens: float = 1.0) -> float:
+        """Take ``tokens`` from ``who``'s bucket: 0.0 when taken, else the seconds until
+        they will be there (and nothing is taken)."""
+        now = self._clock()
+        bucket = self._buckets.pop(who, None)
+        if bucket is None:
+            bucket = _Bucket(float(self.burst), now)
+        else:
+            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+            bucket.updated = now
+        self._buckets[who] = bucket  # most recent last
+        self._trim(now)
+        if bucket.tokens >= tokens:
+            bucket.tokens -= tokens
+            return 0.0
+        return (tokens - bucket.tokens) / self.rate
+
+    def check(self, who: str) -> None:
+        """Take one token, or raise `TooManyRequests` saying when to come back."""
+        wait = self.take(who)
+        if wait > 0:
+            raise TooManyRequests(
+                f"too many requests: at most {self.rate:g} a second (bursts of {self.burst})",
+                retry_after=wait,
+            )
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def _trim(self, now: float) -> None:
+        if len(self._buckets) <= self._max:
+            return
+        full = [
+            who
+            for who, bucket in self._buckets.items()
+            if bucket.tokens + (now - bucket.updated) * self.rate >= self.burst
+        ]
+        for who in full:  # a full bucket is the same as no bucket
+            del self._buckets[who]
+        while len(self._buckets) > self._max:
+            self._buckets.popitem(last=False)
+
+
+KeysRequired = Callable[[], Awaitable[bool]]
+
+
+class RateLimit:
+    """ASGI middleware: every HTTP request outside ``exempt`` path prefixes takes a token
+    from its caller's bucket, or is answered 429 with ``Retry-After``."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        buckets: TokenBuckets,
+        keys_required: KeysRequired,
+        *,
+        exempt: tuple[str, ...] = (),
+    ) -> None:
+        self.app = app
+        self.buckets = buckets
+        self.keys_required = keys_required
+        self.exempt = exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(self.exempt):
+            await self.app(scope, receive, send)
+            return
+        who = identity(
+            request_key(scope),
+            (scope.get("client") or (None, None))[0],
+            keys_required=await self.keys_required(),
+        )
+        try:
+            self.buckets.check(who)
+        except TooManyRequests as refusal:
+            await send_error(send, refusal)
+            return
+        await self.app(scope, receive, send)
+
+
+def request_key(scope: Scope) -> str | None:
+    """The API key a request carries: a header, or ``session_api_key`` in the query."""
+    headers: Mapping[str, str] = {
+        name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+    }
+    if key := key_from_headers(headers):
+        return key
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    values = query.get("session_api_key")
+    return values[0] if values else None

@@ -1,0 +1,108 @@
+"""Rate limits (issue 9, "Rate limits per key with 429 and Retry-After"): the token
+buckets of server/ratelimit.py, then a real server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from server.errors import TooManyRequests
+from server.ratelimit import TokenBuckets, identity
+from tests.server.openapi_check import undocumented
+from tests.server.running import RunningServer
+from tests.server.test_openapi import create_key
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_bucket_allows_its_burst_then_paces_at_its_rate() -> None:
+    clock = Clock()
+    buckets = TokenBuckets(rate=2.0, burst=3, clock=clock)
+    assert [buckets.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert buckets.take("a") == pytest.approx(0.5)  # one token comes every 0.5 s
+    clock.now += 0.25
+    assert buckets.take("a") == pytest.approx(0.25)  # a refusal takes nothing
+    clock.now += 0.25
+    assert buckets.take("a") == 0.0
+    assert buckets.take("b") == 0.0  # every identity has its own bucket
+    clock.now += 60
+    assert [buckets.take("a") for _ in range(4)][-1] > 0  # refills to burst, no further
+
+
+def test_check_raises_429_with_retry_after() -> None:
+    clock = Clock()
+    buckets = TokenBuckets(rate=0.1, burst=1, clock=clock)
+    buckets.check("a")
+    with pytest.raises(TooManyRequests) as refused:
+        buckets.check("a")
+    assert refused.value.status == 429
+    assert refused.value.headers() == {"Retry-After": "10"}
+
+
+def test_buckets_are_bounded_in_number() -> None:
+    clock = Clock()
+    buckets = TokenBuckets(rate=1.0, burst=2, clock=clock, max_identities=100)
+    buckets.take("drained", 2)
+    for number in range(1000):
+        buckets.take(f"caller-{number}")
+        clock.now += 0.001
+    assert len(buckets) <= 100
+    # Idle (full) buckets went first; a recently drained one is kept only while recent,
+    # and a forgotten bucket is a full one: nobody gains more than a burst.
+    assert buckets.take("new") == 0.0
+
+
+def test_identity_is_the_key_only_when_keys_are_required() -> None:
+    assert identity("tl_a", "127.0.0.1", keys_required=True).startswith("key:")
+    assert identity("tl_a", "127.0.0.1", keys_required=True) != identity(
+        "tl_b", "127.0.0.1", keys_required=True
+    )
+    assert "tl_a" not in identity("tl_a", "127.0.0.1", keys_required=True)
+    assert identity("tl_a", "10.0.0.1", keys_required=False) == "addr:10.0.0.1"
+    assert identity(None, "10.0.0.1", keys_required=True) == "addr:10.0.0.1"
+
+
+async def test_a_burst_past_the_limit_gets_429_then_succeeds_after_waiting(
+    fresh_server: RunningServer,
+) -> None:
+    fresh_server.env.update({"THREADLINE_RATE_LIMIT": "2", "THREADLINE_RATE_LIMIT_BURST": "5"})
+    fresh_server.start()
+    async with httpx.AsyncClient(base_url=fresh_server.url) as client:
+        answers = [await client.get("/api/conversations") for _ in range(5)]
+        assert [answer.status_code for answer in answers] == [200] * 5
+        refused = await client.get("/api/conversations")
+        assert refused.status_code == 429
+        assert refused.json()["error"] == "too_many_requests"
+        retry_after = int(refused.headers["Retry-After"])
+        assert 1 <= retry_after <= 2
+        # Liveness is never refused.
+        assert (await client.get("/api/health")).status_code == 200
+        await asyncio.sleep(retry_after)
+        assert (await client.get("/api/conversations")).status_code == 200
+        spec = (await client.get("/openapi.json")).json()
+        assert undocumented(spec, refused) is None
+
+
+async def test_with_keys_each_key_has_its_own_bucket(fresh_server: RunningServer) -> None:
+    alice = create_key(str(fresh_server.data_dir), "alice")
+    bob = create_key(str(fresh_server.data_dir), "bob")
+    fresh_server.env.update({"THREADLINE_RATE_LIMIT": "0.2", "THREADLINE_RATE_LIMIT_BURST": "3"})
+    fresh_server.start()
+    async with httpx.AsyncClient(base_url=fresh_server.url) as client:
+        for _ in range(3):
+            response = await client.get("/api/conversations", headers={"X-Session-API-Key": alice})
+            assert response.status_code == 200
+        response = await client.get(
+            "/api/conversations", headers={"Authorization": f"Bearer {alice}"}
+        )
+        assert response.status_code == 429
+        response = await client.get("/api/conversations", headers={"X-Session-API-Key": bob})
+        assert response.status_code == 200
