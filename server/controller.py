@@ -10,6 +10,14 @@ control flag moves it to ``error`` with the reason and holds it until a user mes
 a resume raises the limit. Stopping cancels the agent wherever it waits; whatever runs in
 the sandbox dies with the runtime. A hard timeout bounds the whole run, a start timeout
 the sandbox's start.
+
+The run owns its life. Each state change is one write: the ``agent_state_changed`` event
+and the conversation record's fields, in one transaction. ``stop`` is idempotent: the
+first caller cancels the agent once, and every caller waits until the sandbox is closed.
+When the run ends, ``on_end`` is called exactly once, in a ``finally``, whatever failed:
+the session slot is released then. The final state is written last, and retried while
+the store refuses it (a full disk), so a run never stays "running" in the log once it
+has ended; ``settled`` is set when it is durable (or the store has closed).
 """
 
 from __future__ import annotations
@@ -17,9 +25,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from events import (
     ActionBase,
@@ -48,15 +56,25 @@ from events.observations import (
     TaskTrackingExtras,
 )
 from runtime import Runtime, RuntimeFailure
-from server.agents.base import Agent
+from server.agents.base import Agent, Usage
 from server.flags import ControlFlag
-from storage import Storage, StoredEvent
+from storage import (
+    ConversationNotFound,
+    ConversationPatch,
+    ConversationStatus,
+    Storage,
+    StorageClosed,
+    StorageError,
+    StoredEvent,
+)
 
 logger = logging.getLogger(__name__)
 
-StateListener = Callable[["ConversationRun", AgentState, str, bool], Awaitable[None]]
-"""Called with (run, state, reason, ended) after each state change is logged."""
+EndListener = Callable[["ConversationRun"], None]
+"""Called once when a run has ended (its sandbox closed), before its end is written."""
 WAITING_STATES: frozenset[str] = frozenset({"awaiting_user_input", "paused", "error"})
+SETTLE_RETRY_FIRST = 0.5
+SETTLE_RETRY_MAX = 30.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +86,8 @@ class RunLimits:
     iterations: int = 0
     """Steps taken by earlier runs of the conversation (the flag counts all of them)."""
     cost: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
     hard_timeout: float | None = None
     """Seconds the whole run may take."""
     start_timeout: float = 120.0
@@ -88,7 +108,7 @@ class ConversationRun:
         runtime: Runtime,
         agent: Agent,
         limits: RunLimits,
-        on_state: StateListener,
+        on_end: EndListener,
     ) -> None:
         self.conversation_id = conversation_id
         self.owner: str | None = None
@@ -99,10 +119,15 @@ class ConversationRun:
         self.state: AgentState = "loading"
         self.iterations = ControlFlag.make("iteration", limits.iterations, limits.max_iterations)
         self.budget = ControlFlag.make("budget", limits.cost, limits.max_budget)
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
+        self.prompt_tokens = limits.prompt_tokens
+        self.completion_tokens = limits.completion_tokens
         self.last_activity = time.monotonic()
-        self._on_state = on_state
+        self.final_reason = ""
+        self.settled = asyncio.Event()
+        """Set once the run's end is durable (or can no longer be written)."""
+        self._on_end = on_end
+        self._halted = asyncio.Event()
+        self._stopping = False
         self._inbox: list[MessageAction] = []
         self._message_arrived = asyncio.Event()
         self._history: list[EventBase] = []
@@ -114,32 +139,62 @@ class ConversationRun:
         self._flag_cleared = asyncio.Event()
         self._awaiting_input = False
         self._side_tasks: set[asyncio.Task[None]] = set()
+        self._settling: asyncio.Future[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def start(self) -> None:
+    async def begin(self) -> None:
+        """Record that the run starts (raises `StorageError`, e.g. a full disk: then
+        nothing started), and start it."""
+        await self._set_state("loading", "starting the sandbox")
         self._task = asyncio.create_task(self._main(), name=f"run-{self.conversation_id}")
+        self._task.add_done_callback(self._never_ran)
+
+    def _never_ran(self, task: asyncio.Task[None]) -> None:
+        """A task cancelled before its first step never runs `_main`'s ``finally``: end
+        the run here instead, so nothing waits on it forever."""
+        if self._halted.is_set():
+            return
+        self.state, self.final_reason = "stopped", self._stop_reason or "stopped"
+        self._halted.set()
+        try:
+            self._on_end(self)
+        finally:
+            self._settling = asyncio.ensure_future(self._settle("stopped", self.final_reason))
 
     @property
     def done(self) -> bool:
-        return self._task is not None and self._task.done()
+        """The run has ended: its sandbox is closed (its end may not be written yet)."""
+        return self._halted.is_set()
+
+    @property
+    def active(self) -> bool:
+        return self._task is not None and not self._halted.is_set()
 
     @property
     def idle(self) -> bool:
         """Waiting for a person (input, a resume, a raised limit)."""
         return self.state in WAITING_STATES
 
+    @property
+    def leftover_messages(self) -> list[MessageAction]:
+        """User messages delivered that the agent never looked at."""
+        return self._unread()
+
     async def stop(self, reason: str = "stopped by the user") -> None:
-        """Cancel the agent, kill what runs in the sandbox, record ``stopped``."""
-        if self._task is None or self._task.done():
+        """Cancel the agent and kill what runs in the sandbox; return once it is closed.
+        Idempotent: later calls wait for the first one's work, they never cancel the
+        cleanup it is doing."""
+        if self._task is None or self._halted.is_set():
             return
-        self._stop_reason = reason
-        self._task.cancel()
-        await asyncio.shield(self._task)
+        if not self._stopping:
+            self._stopping = True
+            self._stop_reason = reason
+            self._task.cancel()
+        await self._halted.wait()
 
     async def wait(self) -> None:
-        if self._task is not None:
-            await asyncio.shield(self._task)
+        await self._halted.wait()
 
     async def pause(self, reason: str) -> bool:
         """Hold the agent before its next action. False when already paused."""
@@ -166,7 +221,6 @@ class ConversationRun:
         final: AgentState = "finished"
         reason = ""
         try:
-            await self._set_state("loading", "starting the sandbox")
             try:
                 async with asyncio.timeout(self.limits.start_timeout):
                     await self.runtime.start(
@@ -190,18 +244,53 @@ class ConversationRun:
                     final = "rejected"
         except asyncio.CancelledError:
             final, reason = "stopped", self._stop_reason or "stopped"
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # handled: the cleanup below must run to its end
         except RuntimeFailure as exc:
             final, reason = "error", str(exc)
+        except StorageError as exc:
+            # The log refused a step (a full disk, a deleted conversation): the run ends.
+            final, reason = "error", f"the run could not record its work: {exc}"
         except Exception as exc:
             logger.exception("agent %s failed in %s", self.agent.name, self.conversation_id)
             final, reason = "error", f"the agent failed: {type(exc).__name__}: {exc}"
         finally:
-            for task in self._side_tasks:
-                task.cancel()
+            await self._close_sandbox()
+            self.state, self.final_reason = final, reason
+            self._halted.set()
             try:
-                await self.runtime.close()
-            finally:
-                await self._set_state(final, reason, ended=True)
+                self._on_end(self)
+            except Exception:
+                logger.exception("ending run %s", self.conversation_id)
+            await self._settle(final, reason)
+
+    async def _close_sandbox(self) -> None:
+        for task in self._side_tasks:
+            task.cancel()
+        try:
+            await self.runtime.close()
+        except Exception:
+            logger.exception("closing the sandbox of %s", self.conversation_id)
+
+    async def _settle(self, final: AgentState, reason: str) -> None:
+        """Write the run's end; while the store refuses it (a full disk), retry with
+        backoff. Gives up only when the conversation or the store is gone (a restart
+        records the stop)."""
+        delay = SETTLE_RETRY_FIRST
+        try:
+            while True:
+                try:
+                    await self._set_state(final, reason, ended=True)
+                    return
+                except (StorageClosed, ConversationNotFound):
+                    return
+                except StorageError as exc:
+                    logger.debug("retrying the end of %s: %s", self.conversation_id, exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, SETTLE_RETRY_MAX)
+        finally:
+            self.settled.set()
 
     # -- AgentContext ----------------------------------------------------------------
 
@@ -240,6 +329,10 @@ class ConversationRun:
 
     async def checkpoint(self) -> None:
         await self._gate()
+
+    def usage(self) -> Usage:
+        """What the conversation has spent so far, as the server counts it."""
+        return Usage(self.budget.current, self.prompt_tokens, self.completion_tokens)
 
     async def log(self, observation: ObservationBase) -> None:
         await self._append(observation)
@@ -368,18 +461,29 @@ class ConversationRun:
         await self._set_state("loading", message)
 
     async def _set_state(self, state: AgentState, reason: str = "", *, ended: bool = False) -> None:
-        self.state = state
-        # The record first: a client that sees the event finds the metadata agreeing.
-        await self._on_state(self, state, reason, ended)
+        """One write: the state event, and the record's fields, in one transaction."""
+        status = status_for(state, ended=ended)
+        values = self.control_values()
         extras = AgentStateChangedExtras.model_validate(
-            {
-                "agent_state": state,
-                "reason": reason,
-                "conversation_status": status_for(state, ended=ended),
-                **self.control_values(),
-            }
+            {"agent_state": state, "reason": reason, "conversation_status": status, **values}
         )
-        await self._append(AgentStateChangedObservation(source="environment", extras=extras))
+        patch = ConversationPatch(
+            status=cast(ConversationStatus, status),
+            agent_state=state,
+            iterations=values["iteration"],
+            max_iterations=values["max_iterations"],
+            max_budget=values["max_budget_per_task"],
+            accumulated_cost=values["accumulated_cost"],
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+        )
+        self.last_activity = time.monotonic()
+        await self.storage.append(
+            self.conversation_id,
+            AgentStateChangedObservation(source="environment", extras=extras),
+            patch=patch,
+        )
+        self.state = state
 
     async def _append(self, event: EventBase) -> StoredEvent:
         self.last_activity = time.monotonic()

@@ -32,6 +32,7 @@ from storage import (
     ConversationNotFound,
     InvalidCursor,
     InvalidSearchQuery,
+    StorageClosed,
     StorageFull,
 )
 
@@ -138,6 +139,10 @@ def as_api_error(exc: Exception) -> ApiError | None:
             return BadRequest(exc.problem, field=exc.field or None, code="invalid_event")
         case InvalidCursor() | InvalidSearchQuery():
             return BadRequest(str(exc))
+        case StorageClosed():
+            return ServiceUnavailable(
+                "the server is shutting down; try again once it is back", retry_after=5
+            )
         case StorageFull():
             return InsufficientStorage(
                 "the server's disk is full; the request was not recorded",

@@ -7,6 +7,7 @@ increment (its original limit) and the agent continues where it stopped.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -26,9 +27,15 @@ class ControlFlag:
         return self.limit is not None and self.current >= self.limit
 
     def raise_limit(self) -> None:
-        if self.limit is not None and self.increment is not None:
-            while self.current >= self.limit:
-                self.limit += self.increment
+        """Raise the limit by as many increments as it takes to pass the current value
+        (computed, not counted: an increment of 1e-12 must not loop a trillion times)."""
+        if self.limit is None or self.increment is None or self.increment <= 0:
+            return
+        if self.current >= self.limit:
+            steps = math.floor((self.current - self.limit) / self.increment) + 1
+            self.limit += steps * self.increment
+            if self.current >= self.limit:  # rounding: the sum did not move past it
+                self.limit = self.current + self.increment
 
     def reason(self) -> str:
         if self.name == "budget":

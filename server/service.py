@@ -1,21 +1,21 @@
 """`ConversationService`: what the routes and streams ask of conversations.
 
-It creates conversations, admits their runs through the `SessionManager`, and routes
-user input: a user's event is logged first, then acted on (handed to the running agent,
-or starting a run). Control requests (pause, resume, stop) are logged as
-``change_agent_state`` actions naming who asked, then carried out.
+It creates conversations and routes user input: a user's event is logged first, then
+acted on (handed to the running agent, or starting a run). Control requests (pause,
+resume, stop) are logged as ``change_agent_state`` actions naming who asked, then
+carried out. Runs themselves — admission, launch, stop, their end — belong to the
+`RunOwner` (server/runs.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from events import (
     ActionBase,
     AgentState,
-    AgentStateChangedObservation,
     ChangeAgentStateAction,
     CmdRunAction,
     EventBase,
@@ -25,24 +25,17 @@ from events import (
     build_filter,
 )
 from events.actions import ChangeAgentStateArgs, MessageArgs
-from events.observations import AgentStateChangedExtras
 from server.agents import Agents, AgentUnavailable
 from server.auth import User, scoped_id
-from server.controller import ConversationRun, RunLimits, status_for
+from server.controller import ConversationRun
 from server.errors import BadRequest, Conflict
 from server.imports import recording_documents, recording_events
-from server.runtimes import check_new_conversation, clone_url, destroy_sandbox, make_runtime
+from server.runs import RunOwner
+from server.runtimes import check_new_conversation, destroy_sandbox
 from server.schemas import CreateConversation
-from server.sessions import Caps, SessionManager
+from server.sessions import SessionManager
 from server.settings import Settings
-from storage import (
-    ConversationPatch,
-    ConversationRecord,
-    ConversationStatus,
-    NewConversation,
-    Storage,
-    StoredEvent,
-)
+from storage import ConversationRecord, NewConversation, Storage, StorageFull, StoredEvent
 from storage.models import new_conversation_id
 
 logger = logging.getLogger(__name__)
@@ -54,59 +47,26 @@ class ConversationService:
     def __init__(self, storage: Storage, settings: Settings) -> None:
         self.storage = storage
         self.settings = settings
-        self._runs: dict[str, ConversationRun] = {}
         self.agents = Agents(settings)
-        self.sessions = SessionManager(
-            Caps(
-                max_running=settings.max_running,
-                max_running_per_user=settings.max_running_per_user,
-                policy=settings.at_cap,  # type: ignore[arg-type]
-                idle_close_delay=settings.idle_close_delay,
-            ),
-            launch=self._launch,
-            stop=self.stop,
-            queued=self._queued,
-        )
+        self.runs = RunOwner(storage, settings, self.agents)
+
+    @property
+    def sessions(self) -> SessionManager:
+        return self.runs.sessions
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def recover(self) -> None:
-        """After a crash or restart nothing runs: say so in the logs of conversations
-        that were running, and queue again those that were queued."""
-        requeue: list[ConversationRecord] = []
-        cursor = None
-        while True:
-            page = await self.storage.list_conversations(limit=100, cursor=cursor)
-            for record in page.conversations:
-                if record.status in ("RUNNING", "STARTING"):
-                    await self.storage.update_conversation(
-                        record.id, ConversationPatch(status="STOPPED", agent_state="stopped")
-                    )
-                    await self._log_state(
-                        record.id, "stopped", "the server restarted", conversation_status="STOPPED"
-                    )
-                elif record.status == "QUEUED":
-                    requeue.append(record)
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-        for record in sorted(requeue, key=lambda r: r.created_at):
-            async with self.sessions.admission() as admission:
-                await admission.admit(record.id, record.owner, record.priority)
-        self.sessions.start_idle_watch()
+        await self.runs.recover()
 
     async def shutdown(self) -> None:
-        """Stop every run cleanly, recording why."""
-        await self.sessions.close()
-        runs = [run for run in self._runs.values() if not run.done]
-        await asyncio.gather(
-            *(run.stop("the server is shutting down") for run in runs), return_exceptions=True
-        )
-        await self.agents.close()
+        """Admit nothing more and stop every run cleanly, recording why."""
+        await self.runs.shutdown()
 
     # -- conversations ---------------------------------------------------------------
 
     async def create(self, request: CreateConversation, user: User) -> ConversationRecord:
+        self.runs.refuse_when_closing()
         check_new_conversation(
             self.settings,
             keys_required=user.name is not None,
@@ -148,7 +108,7 @@ class ConversationService:
             else:
                 record = await self.storage.create_conversation(new)
             return record
-        async with self.sessions.admission() as admission:
+        async with self.runs.admission(new.id) as admission:
             admission.check(user.name)  # a refusal writes nothing
             message = _user_message(request.initial_user_msg, request.image_urls)
             if replay:
@@ -162,25 +122,17 @@ class ConversationService:
         return await self.storage.get_conversation(record.id)
 
     async def delete(self, conversation_id: str) -> None:
-        self.sessions.forget(conversation_id)
-        await self.stop(conversation_id, "the conversation was deleted")
-        await destroy_sandbox(self.settings, conversation_id)  # its workspace, container
-        await self.storage.delete_conversation(conversation_id)
+        """Stop the conversation's run, destroy its sandbox, delete it and its events."""
+
+        async def remove() -> None:
+            await destroy_sandbox(self.settings, conversation_id)  # workspace, container
+            await self.storage.delete_conversation(conversation_id)
+
+        await self.runs.delete(conversation_id, remove)
 
     def live(self, record: ConversationRecord) -> dict[str, Any]:
         """What is true now and not yet in the record: control values, queue position."""
-        run = self.run_of(record.id)
-        values: dict[str, Any] = {
-            "iteration": record.iterations,
-            "max_iterations": record.max_iterations,
-            "accumulated_cost": record.accumulated_cost,
-            "max_budget_per_task": record.max_budget,
-            "queue_position": self.sessions.queue_position(record.id),
-        }
-        if run is not None:
-            values.update(run.control_values())
-            values["agent_state"] = run.state
-        return values
+        return self.runs.live(record)
 
     async def plan(self, conversation_id: str) -> tuple[list[TaskItem], int | None]:
         """The last plan applied, and the id of the event that applied it."""
@@ -201,29 +153,28 @@ class ConversationService:
     # -- runs ------------------------------------------------------------------------
 
     def run_of(self, conversation_id: str) -> ConversationRun | None:
-        run = self._runs.get(conversation_id)
-        return run if run is not None and not run.done else None
+        return self.runs.run_of(conversation_id)
 
     async def start(self, conversation_id: str) -> int | None:
         """Admit a run of the conversation; returns its queue position when queued."""
-        record = await self.storage.get_conversation(conversation_id)
-        async with self.sessions.admission() as admission:
-            if self.run_of(conversation_id) is not None:
-                return None
-            admission.check(record.owner)
-            return await admission.admit(record.id, record.owner, record.priority)
+        return await self.runs.start(await self.storage.get_conversation(conversation_id))
 
     async def stop(self, conversation_id: str, reason: str = "stopped by the user") -> None:
-        run = self.run_of(conversation_id)
-        if run is not None:
-            await run.stop(reason)
+        await self.runs.stop(conversation_id, reason)
 
     async def control(self, conversation_id: str, command: Control, user: User, via: str) -> None:
         """Pause, resume or stop a conversation on behalf of ``user``; logged first."""
+        self.runs.refuse_when_closing()
         if command == "pause" and self.run_of(conversation_id) is None:
             raise Conflict("the conversation is not running; there is nothing to pause")
         who = user.name or "the local user"
-        await self.storage.append(conversation_id, _control_request(command, who, via))
+        try:
+            await self.storage.append(conversation_id, _control_request(command, who, via))
+        except StorageFull:
+            if command != "stop":
+                raise
+            # A stop goes ahead on a full disk: the run's end, written once space
+            # returns, names who stopped it.
         await self._carry_out(conversation_id, command, who)
 
     async def send_message(
@@ -234,7 +185,9 @@ class ConversationService:
     async def user_event(
         self, conversation_id: str, event: EventBase, user: User | None = None, via: str = "api"
     ) -> StoredEvent:
-        """Log an event a user sent, then act on it."""
+        """Log an event a user sent, then act on it. Refused (503) while shutting down:
+        nothing a user sends then could be acted on."""
+        self.runs.refuse_when_closing()
         if not isinstance(event, ActionBase):
             raise BadRequest("users send actions, not observations", field="observation")
         # What only the server may record: ids and times (the log's, and an import's
@@ -260,7 +213,14 @@ class ConversationService:
                     "agent_state may be paused, running or stopped", field="args.agent_state"
                 )
             who = (user.name if user else None) or "the local user"
-            stored = await self.storage.append(conversation_id, _control_request(command, who, via))
+            try:
+                stored = await self.storage.append(
+                    conversation_id, _control_request(command, who, via)
+                )
+            except StorageFull:
+                if command == "stop":  # as in `control`: carried out, then the 507
+                    await self._carry_out(conversation_id, command, who)
+                raise
             if command == "pause" and self.run_of(conversation_id) is None:
                 return stored
             await self._carry_out(conversation_id, command, who)
@@ -274,10 +234,13 @@ class ConversationService:
         run = self.run_of(conversation_id)
         if run is not None:
             stored = await self.storage.append(conversation_id, message)
-            run.deliver(message.model_copy(update={"id": stored.id}))
+            if run.active:
+                run.deliver(message.model_copy(update={"id": stored.id}))
+            else:  # it ended while the message was written: the message starts the next
+                await self.start(conversation_id)
             return stored
         record = await self.storage.get_conversation(conversation_id)
-        async with self.sessions.admission() as admission:
+        async with self.runs.admission(conversation_id) as admission:
             if (run := self.run_of(conversation_id)) is not None:
                 stored = await self.storage.append(conversation_id, message)
                 run.deliver(message.model_copy(update={"id": stored.id}))
@@ -291,14 +254,8 @@ class ConversationService:
         run = self.run_of(conversation_id)
         if command == "stop":
             if self.sessions.forget(conversation_id):  # it was waiting in the queue
-                await self.storage.update_conversation(
-                    conversation_id, ConversationPatch(status="STOPPED", agent_state="stopped")
-                )
-                await self._log_state(
-                    conversation_id,
-                    "stopped",
-                    f"stopped by {who} while queued",
-                    conversation_status="STOPPED",
+                await self.runs.record_state(
+                    conversation_id, "stopped", f"stopped by {who} while queued", "STOPPED"
                 )
             await self.stop(conversation_id, f"stopped by {who}")
         elif command == "pause" and run is not None:
@@ -308,84 +265,6 @@ class ConversationService:
                 await self.start(conversation_id)
             else:
                 await run.resume(f"resumed by {who}")
-
-    async def _launch(self, conversation_id: str) -> ConversationRun:
-        """Called by the session manager, under its lock, when a run may start."""
-        record = await self.storage.get_conversation(conversation_id)
-        settings = self.settings
-        run = ConversationRun(
-            conversation_id,
-            storage=self.storage,
-            runtime=make_runtime(settings, conversation_id),
-            agent=self.agents.make(
-                record.settings.get("agent", settings.agent),
-                record.settings.get("conversation_instructions"),
-            ),
-            limits=RunLimits(
-                max_iterations=record.max_iterations,
-                max_budget=record.max_budget,
-                iterations=record.iterations,
-                cost=record.accumulated_cost,
-                hard_timeout=settings.hard_timeout,
-                start_timeout=settings.sandbox_start_timeout,
-                repository=clone_url(record.repository, record.git_provider),
-                branch=record.selected_branch,
-            ),
-            on_state=self._on_state,
-        )
-        run.owner = record.owner
-        self._runs[conversation_id] = run
-        await self.storage.update_conversation(
-            conversation_id, ConversationPatch(status="STARTING", agent_state="loading")
-        )
-        run.start()
-        return run
-
-    async def _on_state(
-        self, run: ConversationRun, state: AgentState, reason: str, ended: bool
-    ) -> None:
-        values = run.control_values()
-        await self.storage.update_conversation(
-            run.conversation_id,
-            ConversationPatch(
-                status=cast(ConversationStatus, status_for(state, ended=ended)),
-                agent_state=state,
-                iterations=values["iteration"],
-                max_iterations=values["max_iterations"],
-                max_budget=values["max_budget_per_task"],
-                accumulated_cost=values["accumulated_cost"],
-                prompt_tokens=run.prompt_tokens,
-                completion_tokens=run.completion_tokens,
-            ),
-        )
-        if ended:
-            if self._runs.get(run.conversation_id) is run:
-                del self._runs[run.conversation_id]  # a long-lived server keeps no dead runs
-            self.sessions.ended(run.conversation_id)
-
-    async def _queued(self, conversation_id: str, position: int, total: int) -> None:
-        record = await self.storage.update_conversation(
-            conversation_id, ConversationPatch(status="QUEUED", agent_state="loading")
-        )
-        await self._log_state(
-            conversation_id,
-            "loading",
-            f"queued: position {position} of {total}",
-            queue_position=position,
-            conversation_status="QUEUED",
-            iteration=record.iterations,
-            max_iterations=record.max_iterations,
-            accumulated_cost=record.accumulated_cost,
-            max_budget_per_task=record.max_budget,
-        )
-
-    async def _log_state(
-        self, conversation_id: str, state: AgentState, reason: str, **extra: Any
-    ) -> None:
-        extras = AgentStateChangedExtras(agent_state=state, reason=reason, **extra)
-        await self.storage.append(
-            conversation_id, AgentStateChangedObservation(source="environment", extras=extras)
-        )
 
 
 _CONTROLS: dict[str, Control] = {"paused": "pause", "running": "resume", "stopped": "stop"}

@@ -10,7 +10,8 @@ waiting for input, paused or held by a flag all count). At a cap the policy deci
   a priority); its position is in its metadata and in its log, and changes as runs end.
 
 Every decision is taken under one lock, so concurrent creations cannot both pass a check.
-Runs idle (waiting for a person) longer than the close delay are stopped.
+Runs idle (waiting for a person) longer than the close delay are stopped. Once closed
+(shutdown) the manager starts nothing more: queued conversations stay queued.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from server.errors import TooManyRequests
+from storage import ConversationNotFound
 
 logger = logging.getLogger(__name__)
 
 Policy = Literal["evict_oldest", "reject", "queue"]
+RETRY_FILL_SECONDS = 5.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +78,7 @@ class SessionManager:
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle_task: asyncio.Task[None] | None = None
+        self._closed = False
 
     # -- what callers see ------------------------------------------------------------
 
@@ -109,7 +113,7 @@ class SessionManager:
 
     def ended(self, conversation_id: str) -> None:
         """A run ended (finished, stopped, failed): its slot may go to the queue."""
-        if self._running.pop(conversation_id, None) is not None:
+        if self._running.pop(conversation_id, None) is not None and not self._closed:
             self._spawn(self._fill_from_queue())
 
     def forget(self, conversation_id: str) -> bool:
@@ -128,6 +132,8 @@ class SessionManager:
             self._idle_task = asyncio.create_task(self._watch_idle(interval))
 
     async def close(self) -> None:
+        """Start nothing more (queued conversations stay queued); stop watching."""
+        self._closed = True
         if self._idle_task is not None:
             self._idle_task.cancel()
         for task in (*self._tasks, *([self._idle_task] if self._idle_task else [])):
@@ -173,14 +179,21 @@ class SessionManager:
         async with self._lock:
             started = False
             waiting: list[_Queued] = []
-            while self._queue:
+            while self._queue and not self._closed:
                 entry = heapq.heappop(self._queue)
                 if self._room_for(entry.owner) == "ok":
                     try:
                         await self._start(entry.conversation_id)
                         started = True
-                    except Exception:
-                        logger.exception("could not start queued %s", entry.conversation_id)
+                    except ConversationNotFound:
+                        continue  # deleted while it waited
+                    except Exception as exc:
+                        # It keeps its place; another try once things change (a full
+                        # disk, say), or a little later.
+                        logger.warning("could not start queued %s: %s", entry.conversation_id, exc)
+                        waiting.append(entry)
+                        self._spawn(self._fill_later())
+                        break
                 else:
                     waiting.append(entry)
                     if len(self._running) >= self.caps.max_running:
@@ -190,10 +203,20 @@ class SessionManager:
             if started or waiting:
                 await self._announce_positions()
 
+    async def _fill_later(self) -> None:
+        await asyncio.sleep(RETRY_FILL_SECONDS)
+        if not self._closed:
+            await self._fill_from_queue()
+
     async def _announce_positions(self) -> None:
         ordered = sorted(self._queue)
         for position, entry in enumerate(ordered, start=1):
-            await self._notify_queued(entry.conversation_id, position, len(ordered))
+            try:
+                await self._notify_queued(entry.conversation_id, position, len(ordered))
+            except Exception as exc:  # a position not recorded is shown at the next change
+                logger.warning(
+                    "could not record %s's queue position: %s", entry.conversation_id, exc
+                )
 
     async def _watch_idle(self, interval: float) -> None:
         delay = self.caps.idle_close_delay
@@ -207,7 +230,10 @@ class SessionManager:
                 if handle.idle and now - handle.last_activity > delay
             ]
             for conversation_id in stale:
-                await self._stop(conversation_id, f"closed after {delay:g} seconds idle")
+                try:
+                    await self._stop(conversation_id, f"closed after {delay:g} seconds idle")
+                except Exception as exc:
+                    logger.warning("could not close idle %s: %s", conversation_id, exc)
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)

@@ -27,13 +27,17 @@ MAX_PAGE = 100
 
 @runtime_checkable
 class EventLog(Protocol):
-    async def append(self, conversation_id: str, event: EventBase) -> StoredEvent:
+    async def append(
+        self, conversation_id: str, event: EventBase, *, patch: ConversationPatch | None = None
+    ) -> StoredEvent:
         """Append one event; return it with its id once it is durable.
 
         The event's own ``id`` is ignored; its ``timestamp`` is kept when set (imported
         history) and otherwise assigned, never earlier than the conversation's previous
         event nor than any earlier timestamp up to now (a kept timestamp later than now
-        does not drag later ones forward). Raises `ConversationNotFound`.
+        does not drag later ones forward). ``patch`` is written to the conversation's
+        record in the same transaction (a state change: the log and the record never
+        disagree). Raises `ConversationNotFound`, `StorageFull`, `StorageClosed`.
         """
         ...
 

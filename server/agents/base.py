@@ -9,9 +9,19 @@ stay small.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from events import ActionBase, EventBase, MessageAction, ObservationBase, TaskItem
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a conversation has spent, as the server recorded it."""
+
+    cost: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 class AgentContext(Protocol):
@@ -29,6 +39,11 @@ class AgentContext(Protocol):
     async def checkpoint(self) -> None:
         """Pass the controller's gate without acting: wait out a pause or a tripped
         limit. Agents call it before spending (a model call)."""
+        ...
+
+    def usage(self) -> Usage:
+        """What the conversation has spent so far, as the server recorded it (an agent
+        counts on from there; the log may hold imported, untrusted figures)."""
         ...
 
     async def log(self, observation: ObservationBase) -> None:

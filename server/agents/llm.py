@@ -30,7 +30,7 @@ from events import (
 from events.actions import MessageArgs
 from events.base import TokenUsage
 from events.observations import ErrorExtras
-from server.agents.base import AgentContext
+from server.agents.base import AgentContext, Usage
 from server.agents.completion import Reply, parse_reply
 from server.agents.tools import TOOLS, ToolCallError, action_for
 from server.agents.transcript import Transcript
@@ -65,10 +65,12 @@ class LLMAgent:
 
     async def run(self, context: AgentContext) -> None:
         history = await context.history()
-        self._restore_usage(history)
+        self._restore_usage(context.usage())
         messages = self._transcript(history)
         while True:
             await context.checkpoint()
+            for message in context.take_user_messages():  # said while the agent worked
+                messages.add({"role": "user", "content": message.args.content})
             raw = await self._client.post(
                 "/chat/completions",
                 cast_to=httpx2.Response,  # the client's own HTTP library: the raw reply
@@ -148,17 +150,11 @@ class LLMAgent:
             ),
         )
 
-    def _restore_usage(self, history: Sequence[EventBase]) -> None:
-        """A later run of the same conversation goes on counting from where it was."""
-        for event in reversed(history):
-            if event.llm_metrics is not None:
-                self._cost = event.llm_metrics.accumulated_cost
-                usage = event.llm_metrics.accumulated_token_usage
-                self._prompt_tokens, self._completion_tokens = (
-                    usage.prompt_tokens,
-                    usage.completion_tokens,
-                )
-                return
+    def _restore_usage(self, usage: Usage) -> None:
+        """A later run of the same conversation goes on counting from where the server's
+        record says it was (not from the log, which may hold imported figures)."""
+        self._cost = usage.cost
+        self._prompt_tokens, self._completion_tokens = usage.prompt_tokens, usage.completion_tokens
 
     def _transcript(self, history: Sequence[EventBase]) -> Transcript:
         """The chat so far, rebuilt from the log: user and agent messages, tool calls and

@@ -111,7 +111,7 @@ async def _status(service: ConversationService, conversation_id: str, **extra: o
         {
             "status": "ok",
             "conversation_id": public_id(record.id),
-            "conversation_status": record.status,
+            "conversation_status": live["status"],
             "agent_state": live.get("agent_state", record.agent_state),
             "queue_position": live["queue_position"],
             **extra,

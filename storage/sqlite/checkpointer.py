@@ -23,6 +23,7 @@ class Checkpointer:
         self._connection = connection
         self._interval = interval
         self._dirty = asyncio.Event()
+        self._failing = False
         self._task: asyncio.Task[None] | None = None
         self.checkpoints = 0
 
@@ -49,5 +50,11 @@ class Checkpointer:
             try:
                 await self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 self.checkpoints += 1
-            except sqlite3.Error:
-                logger.exception("WAL checkpoint failed; will retry")
+                if self._failing:
+                    self._failing = False
+                    logger.warning("WAL checkpoints work again")
+            except sqlite3.Error as exc:
+                # Once per failing streak (a full disk fails every one), on one line.
+                if not self._failing:
+                    logger.warning("WAL checkpoint failed, will retry: %s", exc)
+                self._failing = True

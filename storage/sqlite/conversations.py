@@ -126,17 +126,23 @@ def insert(new: NewConversation, now_us: int) -> Work:
     return work
 
 
+def patch_statement(patch: ConversationPatch, now_us: int) -> tuple[str, list[Any]]:
+    """``UPDATE conversations SET ...`` for the fields ``patch`` sets (and ``updated_us``);
+    the caller adds the WHERE clause."""
+    changes = patch.changes()
+    if "settings" in changes:
+        changes["settings"] = orjson.dumps(changes["settings"])
+    changes["updated_us"] = now_us
+    assignments = ", ".join(f"{column} = ?" for column in changes)
+    return f"UPDATE conversations SET {assignments}", list(changes.values())
+
+
 def update(conversation_id: str, patch: ConversationPatch, now_us: int) -> Work:
     async def work(connection: aiosqlite.Connection) -> ConversationRecord:
-        changes = patch.changes()
-        if "settings" in changes:
-            changes["settings"] = orjson.dumps(changes["settings"])
-        changes["updated_us"] = now_us
-        assignments = ", ".join(f"{column} = ?" for column in changes)
+        sql, params = patch_statement(patch, now_us)
         rows = list(
             await connection.execute_fetchall(
-                f"UPDATE conversations SET {assignments} WHERE id = ? RETURNING {COLUMNS}",
-                (*changes.values(), conversation_id),
+                f"{sql} WHERE id = ? RETURNING {COLUMNS}", (*params, conversation_id)
             )
         )
         if not rows:

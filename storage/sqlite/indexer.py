@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 
 import aiosqlite
@@ -64,6 +65,7 @@ class SearchIndexer:
         self._batch = batch
         self._interval = interval
         self._wake = asyncio.Event()
+        self._failing = False
         self._progress = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -115,13 +117,19 @@ class SearchIndexer:
                 while not self._closing:
                     indexed = await self._index_batch()
                     purged = await self._apply_purges()
+                    if self._failing:
+                        self._failing = False
+                        logger.warning("search indexing works again")
                     if indexed < self._batch and not purged:
                         break
                 if not self._closing:
                     # Let the next batch gather: fewer, larger FTS transactions.
                     await asyncio.sleep(self._interval)
-            except Exception:
-                logger.exception("search indexing failed; retrying")
+            except Exception as exc:
+                # Once per failing streak (a full disk fails every retry), on one line.
+                if not self._failing:
+                    logger.warning("search indexing failed, retrying every second: %s", exc)
+                self._failing = True
                 with contextlib.suppress(Exception):
                     await self._connection.execute("ROLLBACK")
                 await asyncio.sleep(1.0)
@@ -146,7 +154,9 @@ class SearchIndexer:
             await connection.execute("UPDATE search_state SET indexed_through = ?", (end,))
             await connection.execute("COMMIT")
         except BaseException:
-            await connection.execute("ROLLBACK")
+            # SQLite may have rolled back already (a failed COMMIT on a full disk).
+            with contextlib.suppress(sqlite3.Error):
+                await connection.execute("ROLLBACK")
             raise
         async with self._progress:
             self.indexed_through = end
@@ -168,7 +178,9 @@ class SearchIndexer:
             await connection.execute("UPDATE search_state SET purged_through = ?", (end,))
             await connection.execute("COMMIT")
         except BaseException:
-            await connection.execute("ROLLBACK")
+            # SQLite may have rolled back already (a failed COMMIT on a full disk).
+            with contextlib.suppress(sqlite3.Error):
+                await connection.execute("ROLLBACK")
             raise
         async with self._progress:
             self._purged_through = end

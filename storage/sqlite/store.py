@@ -158,8 +158,10 @@ class SqliteStorage:
 
     # -- the event log ---------------------------------------------------------------
 
-    async def append(self, conversation_id: str, event: EventBase) -> StoredEvent:
-        (stored,) = await self._writer.append(conversation_id, [prepare(event)])
+    async def append(
+        self, conversation_id: str, event: EventBase, *, patch: ConversationPatch | None = None
+    ) -> StoredEvent:
+        (stored,) = await self._writer.append(conversation_id, [prepare(event)], patch)
         return stored
 
     async def append_many(

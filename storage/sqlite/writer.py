@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -23,10 +24,13 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from events import ThreadlineError
-from storage.errors import ConversationNotFound, StorageClosed, StorageError
-from storage.models import StoredEvent
+from storage.errors import ConversationNotFound, StorageClosed, StorageError, StorageFull
+from storage.models import ConversationPatch, StoredEvent
 from storage.records import PreparedEvent, now_micros, stamp
+from storage.sqlite import conversations
 from storage.subscription import SubscriptionHub
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Work = Callable[[aiosqlite.Connection], Awaitable[T]]
@@ -58,6 +62,7 @@ class _Append:
     conversation_id: str
     events: list[PreparedEvent]
     future: asyncio.Future[list[StoredEvent]]
+    patch: ConversationPatch | None = None
 
 
 @dataclass(slots=True)
@@ -101,6 +106,7 @@ class LogWriter:
         self._durable_seq = 0
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._disk_full = False
 
     @property
     def last_seq(self) -> int:
@@ -117,11 +123,18 @@ class LogWriter:
         self._next_seq = self._durable_seq + 1
         self._task = asyncio.create_task(self._run(), name="threadline-log-writer")
 
-    async def append(self, conversation_id: str, events: list[PreparedEvent]) -> list[StoredEvent]:
+    async def append(
+        self,
+        conversation_id: str,
+        events: list[PreparedEvent],
+        patch: ConversationPatch | None = None,
+    ) -> list[StoredEvent]:
+        """Write ``events`` (and ``patch`` to the conversation's record) in the next
+        batch's transaction; return them once committed."""
         if self._closing:
             raise StorageClosed()
         future: asyncio.Future[list[StoredEvent]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Append(conversation_id, events, future))
+        self._queue.put_nowait(_Append(conversation_id, events, future, patch))
         return await future
 
     async def call(
@@ -282,6 +295,9 @@ class LogWriter:
             try:
                 # The connection opens the transaction itself at the first INSERT.
                 await self._connection.executemany(INSERT_EVENT, rows)
+                for op, _ in accepted:
+                    if op.patch is not None:
+                        await self._patch(saved[op.conversation_id][0].key, op.patch, now)
                 await self._connection.commit()
             except BaseException:
                 await self._rollback()
@@ -290,15 +306,14 @@ class LogWriter:
             self._next_seq = first_seq
             for stream, next_id, last_ts in saved.values():
                 stream.next_id, stream.last_ts_us = next_id, last_ts
-            error = (
-                exc if isinstance(exc, ThreadlineError) else StorageError(f"append failed: {exc}")
-            )
+            error = self._failure(exc, "append")
             for op, _ in accepted:
                 _fail(op.future, error)
             if not isinstance(exc, Exception):
                 raise
             return
         self._durable_seq = self._next_seq - 1
+        self._succeeded()
         _trim(self._streams, MAX_CACHED_STREAMS)
         _trim(self._kind_counts, MAX_CACHED_STREAMS)
         for op, _ in accepted:
@@ -309,6 +324,10 @@ class LogWriter:
                 op.future.set_result(stored)
             self._hub.publish(op.conversation_id, stored)
         self._on_commit()
+
+    async def _patch(self, key: int, patch: ConversationPatch, now_us: int) -> None:
+        sql, params = conversations.patch_statement(patch, now_us)
+        await self._connection.execute(sql + " WHERE key = ?", (*params, key))
 
     async def _run_call(self, op: _Call) -> None:
         try:
@@ -325,8 +344,9 @@ class LogWriter:
             _fail(op.future, exc)
             return
         except Exception as exc:
-            _fail(op.future, StorageError(f"write failed: {exc}"))
+            _fail(op.future, self._failure(exc, "write"))
             return
+        self._succeeded()
         if op.after_commit is not None:
             op.after_commit()
         if not op.future.done():
@@ -368,8 +388,7 @@ class LogWriter:
                 await self._rollback()
                 raise
         except BaseException as exc:
-            failure = StorageError(f"create failed: {exc}")
-            _fail(op.future, exc if isinstance(exc, ThreadlineError) else failure)
+            _fail(op.future, self._failure(exc, "create"))
             if not isinstance(exc, Exception):
                 raise
             return
@@ -381,6 +400,23 @@ class LogWriter:
         if stored:
             self._hub.publish(op.conversation_id, stored)
             self._on_commit()
+
+    def _failure(self, exc: BaseException, what: str) -> ThreadlineError:
+        """The error a failed transaction means to callers. A full disk is `StorageFull`,
+        logged once until a write succeeds again (then that is logged)."""
+        if isinstance(exc, ThreadlineError):
+            return exc
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            if not self._disk_full:
+                self._disk_full = True
+                logger.warning("the disk is full: writes are refused (507) until space returns")
+            return StorageFull(f"{what} refused: the disk is full")
+        return StorageError(f"{what} failed: {exc}")
+
+    def _succeeded(self) -> None:
+        if self._disk_full:
+            self._disk_full = False
+            logger.warning("space returned: writes succeed again")
 
     async def _rollback(self) -> None:
         # Suppressed: when BEGIN itself failed there is no transaction to roll back.

@@ -46,6 +46,9 @@ class ScriptedModel:
     prompt_tokens: int = 1000
     completion_tokens: int = 100
     requests: list[dict[str, Any]] = field(default_factory=list)
+    holds: dict[int, asyncio.Event] = field(default_factory=dict)
+    """Request number (0 first) -> an event the reply waits for: a model call the test
+    keeps in flight as long as it likes."""
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     def reply(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +89,11 @@ class ScriptedModel:
 def app_for(model: ScriptedModel) -> Starlette:
     async def completions(request: Request) -> Response:
         body = orjson.loads(await request.body())
-        return Response(orjson.dumps(model.reply(body)), media_type="application/json")
+        hold = model.holds.get(len(model.requests))
+        reply = model.reply(body)
+        if hold is not None:
+            await hold.wait()
+        return Response(orjson.dumps(reply), media_type="application/json")
 
     return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
 
