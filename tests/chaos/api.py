@@ -13,6 +13,9 @@ import orjson
 
 Event = dict[str, Any]
 PAGE = 100
+STEPS = 1_000_000
+"""``max_iterations`` of the harness's agent conversations: under this much load a run
+would otherwise trip its iteration flag and wait for a person, which is no fault."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,13 @@
 """Scenario 4: the disk fills up, and space comes back.
 
 The data directory is a small tmpfs. Writers append padded events (and messages that
-start demo-agent runs) until the server refuses for lack of space, keep going through
-the burst, then the tmpfs is grown and the writers keep going. The server must refuse
+start demo-agent runs) until the server refuses for lack of space; then a filler file
+takes the last free bytes (so small writes fail too, as on a really full disk) while
+the writers keep going through the burst; then the filler goes, the tmpfs is grown,
+and the writers keep going. The agents' runs are made to sleep through the filling
+(a slow pace; the writers start once every agent has logged its plan) and to wake
+inside the burst, so each of them meets the full disk at its next step, not a sliver
+of space left while the disk fills. The server must refuse
 with 507 and Retry-After (never 500), log one line per burst rather than one per
 request, lose nothing it acknowledged, leave no run wedged (a run whose end could not be
 written must end once space returns, its slot freed, and stop must mean stop), and
@@ -16,7 +21,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tests.chaos.api import Api
+from tests.chaos.api import STEPS, Api
 from tests.chaos.audit import Ledger
 from tests.chaos.fleet import Fleet, Plan
 from tests.chaos.load import Mix, Sent, Writers
@@ -53,27 +58,33 @@ async def first(
 
 
 async def answered(api: Api, conversation_id: str, within: float) -> str | None:
-    """Send a message; None when a run answered it and ended, else what happened."""
+    """Send a message; None when a run took it up (its state moved), else what happened."""
     sent = await api.message(conversation_id, "chaos#after-recovery are you there?")
     if sent.event_id is None:
         return f"{conversation_id[:8]}: message answered {sent.status} {sent.body}"
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         events = await api.events(conversation_id, start_id=sent.event_id + 1)
-        if any(
-            e.get("observation") == "agent_state_changed"
-            and e["extras"].get("agent_state") in ("finished", "stopped", "error")
-            for e in events
-        ):
+        if any(e.get("observation") == "agent_state_changed" for e in events):
             return None
         await asyncio.sleep(0.2)
-    return f"{conversation_id[:8]}: no run answered message {sent.event_id} in {within:g} s"
+    return f"{conversation_id[:8]}: no run took up message {sent.event_id} in {within:g} s"
+
+
+async def sleeping(api: Api, conversations: list[str], within: float = 30.0) -> None:
+    """Until each demo agent has logged its plan: it then sleeps ``pace`` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        logs = [await api.events(cid) for cid in conversations]
+        if all(any(e.get("action") == "task_tracking" for e in log) for log in logs):
+            return
+        await asyncio.sleep(0.05)
 
 
 async def run(options: Options, workdir: Path) -> Outcome:
     outcome = Outcome(f"disk full ({options.disk_mb} MiB tmpfs)")
     with tmpfs(workdir / "data", options.disk_mb) as disk:
-        env = {"THREADLINE_DEMO_PACE": "0.1"}
+        env = {"THREADLINE_DEMO_PACE": str(options.disk_pace)}
         server = ChaosServer(disk.path, workdir / "server.log", env=env).start()
         api = Api(server.url)
         sampler = RssSampler(server).start()
@@ -81,7 +92,11 @@ async def run(options: Options, workdir: Path) -> Outcome:
         writers: Writers | None = None
         try:
             agents = [
-                await api.create(initial_user_msg=f"chaos disk {index}")
+                await api.create(
+                    initial_user_msg=f"chaos disk {index}",
+                    max_iterations=STEPS,
+                    conversation_instructions="chaos " + "i" * options.disk_record_bytes,
+                )
                 for index in range(options.disk_agent_conversations)
             ]
             plain = [await api.create(title="chaos disk plain")]
@@ -89,6 +104,7 @@ async def run(options: Options, workdir: Path) -> Outcome:
             ledger = Ledger()
             outcome.add(rss_before_mib=server.rss_mib() or float("nan"))
             fleet.start([Plan(t, cid) for cid in conversations for t in TRANSPORTS])
+            await sleeping(api, agents)
             mix = Mix(
                 think_to=conversations, message_to=agents, message_share=0.2,
                 padding=options.disk_padding,
@@ -102,10 +118,12 @@ async def run(options: Options, workdir: Path) -> Outcome:
                 return outcome
             full_at = refused.answer.sent_at
             log_from = server.log_size()
-            outcome.add(fill_s=full_at - started)
+            filler = disk.fill()
+            outcome.add(fill_s=full_at - started, filler_mib=filler / 2**20)
             await asyncio.sleep(options.disk_full_seconds)
             freed_at = time.time()
             log_to = server.log_size()
+            disk.empty()
             disk.resize(options.disk_grown_mb)
             recovered = await first(writers, freed_at, {200}, within=30)
             await asyncio.sleep(0.5)  # a few more appends, not enough to fill the disk again
@@ -144,18 +162,18 @@ async def run(options: Options, workdir: Path) -> Outcome:
                 if recovered
                 else "no append succeeded within 30 s of space returning",
             )
-            stuck = await quiesce(api, within=20)
+            stuck = await quiesce(api, within=options.disk_wait)
             left = await wedged(api, conversations)
             slots = (await api.sessions())["running_count"]
             outcome.check(
                 "no_run_wedged",
                 not stuck and not left and not slots,
-                f"still running 20 s after recovery: {'; '.join(stuck[:3]) or 'none'}; shown "
+                f"still running {options.disk_wait:g} s after recovery: "
+                f"{'; '.join(stuck[:3]) or 'none'}; shown "
                 f"running after a stop: {'; '.join(left[:3]) or 'none'}; slots held: {slots}",
             )
-            unanswered = [
-                problem for cid in agents if (problem := await answered(api, cid, 20)) is not None
-            ]
+            found = await asyncio.gather(*(answered(api, cid, options.disk_wait) for cid in agents))
+            unanswered = [problem for problem in found if problem is not None]
             outcome.check(
                 "answers_after_recovery",
                 not unanswered,

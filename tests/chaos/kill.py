@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from tests.chaos.aim import Aim
-from tests.chaos.api import Api
+from tests.chaos.api import STEPS, Api
 from tests.chaos.audit import Ledger
 from tests.chaos.fleet import Fleet, Plan
 from tests.chaos.load import Mix, Writers
@@ -48,7 +48,7 @@ async def run(options: Options, workdir: Path) -> Outcome:
     writers: Writers | None = None
     try:
         agents = [
-            await api.create(initial_user_msg=f"chaos agent {index}")
+            await api.create(initial_user_msg=f"chaos agent {index}", max_iterations=STEPS)
             for index in range(options.kill_agent_conversations)
         ]
         plain = [

@@ -47,9 +47,15 @@ class Options:
     storm_workers: int = 2
 
     # disk full
-    disk_mb: int = 16
+    disk_mb: int = 24
     disk_grown_mb: int = 256
-    disk_full_seconds: float = 5.0
+    disk_full_seconds: float = 6.0
+    """How long the disk stays full: longer than ``disk_pace``, so every run wakes in it."""
+    disk_pace: float = 3.0
+    disk_wait: float = 20.0
+    """Seconds after space returns for runs to end and messages to be taken up."""
+    disk_record_bytes: int = 1_000_000
+    """Instructions carried by each agent conversation (see `tests.chaos.diskfull`)."""
     disk_writers: int = 8
     disk_padding: int = 16_384
     disk_agent_conversations: int = 3
@@ -78,22 +84,25 @@ class Options:
             "kill_agent_conversations": 2,
             "kill_plain_conversations": 1,
             "kill_interval": (0.5, 1.5),
+            "aim_every": 1,
             "sigterm_rounds": 1,
             "sigterm_conversations": 4,
             "subscribers": 100,
             "storm_conversations": 2,
             "storm_rate": 30.0,
-            "storm_seconds": 8.0,
+            "storm_seconds": 6.0,
             "reconnects": (3, 5),
-            "disk_mb": 8,
+            "disk_mb": 16,
             "disk_grown_mb": 128,
-            "disk_full_seconds": 2.0,
+            "disk_full_seconds": 3.0,
+            "disk_pace": 2.0,
+            "disk_wait": 8.0,
             "disk_writers": 4,
             "disk_agent_conversations": 2,
             "slow_clients": 3,
             "slow_mb": 24,
             "slow_rss_bound_mb": 80.0,
-            "settle": 2.0,
+            "settle": 1.0,
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

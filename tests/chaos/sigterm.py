@@ -16,7 +16,7 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
-from tests.chaos.api import Api, Event
+from tests.chaos.api import STEPS, Api, Event
 from tests.chaos.audit import Ledger
 from tests.chaos.fleet import Fleet, Plan
 from tests.chaos.load import Mix, Writers
@@ -82,7 +82,7 @@ async def run(options: Options, workdir: Path) -> Outcome:
     writers: Writers | None = None
     try:
         conversations = [
-            await api.create(initial_user_msg=f"chaos sigterm {index}")
+            await api.create(initial_user_msg=f"chaos sigterm {index}", max_iterations=STEPS)
             for index in range(options.sigterm_conversations)
         ]
         ledger = Ledger()

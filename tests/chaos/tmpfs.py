@@ -35,6 +35,10 @@ class Tmpfs:
                 written += file.write(chunk[: min(len(chunk), size - written)])
         return filler.stat().st_size
 
+    def empty(self) -> None:
+        """Remove the filler."""
+        (self.path / "filler").unlink(missing_ok=True)
+
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.path).free
 

@@ -22,7 +22,7 @@ from tests.chaos.outcome import Outcome
 
 async def quiesce(api: Api, within: float) -> list[str]:
     """Wait until nothing runs or waits in the queue; after ``within`` s stop what still
-    does (and give it 5 s). Returns what had to be stopped, as it was then."""
+    does (and give it 3 s). Returns what had to be stopped, as it was then."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         sessions = await api.sessions()
@@ -42,7 +42,7 @@ async def quiesce(api: Api, within: float) -> list[str]:
             f"(id {(last or {}).get('id')})"
         )
         await api.stop(conversation_id)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 3
     while time.monotonic() < deadline:
         if not (await api.sessions())["running_count"]:
             break
