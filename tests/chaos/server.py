@@ -77,6 +77,12 @@ class ChaosServer(RunningServer):
     def log_size(self) -> int:
         return self.log.stat().st_size if self.log.exists() else 0
 
+    def problems(self) -> int:
+        """Errors and tracebacks in its log so far."""
+        return sum(
+            1 for line in self.log_lines(0) if line.startswith(("ERROR", "CRITICAL", "Traceback"))
+        )
+
     def log_lines(self, start: int, end: int | None = None) -> list[str]:
         """The non-empty lines the server logged between two `log_size` offsets."""
         with self.log.open("rb") as file:

@@ -212,4 +212,5 @@ async def run(options: Options, workdir: Path) -> Outcome:
         outcome.add(rss_peak_mib=sampler.peak)
         await api.close()
         server.shut()
+        outcome.add(server_errors_logged=server.problems())
     return outcome

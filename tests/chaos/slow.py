@@ -143,4 +143,5 @@ async def run(options: Options, workdir: Path) -> Outcome:
         outcome.add(rss_peak_mib=sampler.peak, rss_after_mib=server.rss_mib() or float("nan"))
         await api.close()
         server.shut()
+        outcome.add(server_errors_logged=server.problems())
     return outcome

@@ -110,4 +110,5 @@ async def run(options: Options, workdir: Path) -> Outcome:
         await sampler.stop()
         await api.close()
         server.shut()
+        outcome.add(server_errors_logged=server.problems())
     return outcome

@@ -102,8 +102,9 @@ def outcome_of(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Outc
         if scenario not in outcomes:
             workdir = Path(tmp_path_factory.mktemp(f"chaos-{scenario}"))
             try:
-                outcomes[scenario] = asyncio.run(run_one(scenario, Options.short(), workdir))
-                print(report(outcomes[scenario]))  # the figures, for -s
+                outcome = asyncio.run(run_one(scenario, Options.short(), workdir))
+                print(report(outcome))  # the figures, for -s
+                outcomes[scenario] = outcome
             except Exception as exc:  # every check of the scenario reports it, once run
                 outcomes[scenario] = exc
         found = outcomes[scenario]
