@@ -85,7 +85,7 @@ class Options:
             "kill_plain_conversations": 1,
             "kill_interval": (0.5, 1.5),
             "aim_every": 1,
-            "sigterm_rounds": 1,
+            "sigterm_rounds": 2,
             "sigterm_conversations": 4,
             "subscribers": 100,
             "storm_conversations": 2,

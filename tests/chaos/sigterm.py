@@ -1,8 +1,10 @@
 """Scenario 2: SIGTERM rounds while runs are active, conversations wait in the queue and
 messages keep arriving.
 
-The global cap is small, so some conversations are queued when the signal lands. The
-writers keep sending through the drain; the server must exit within its grace, answer
+Odd rounds run with a small global cap, so some conversations are queued when the
+signal lands; even rounds with no cap, so a message arriving during the drain finds its
+conversation's run just stopped and may start one. The writers keep sending through
+the drain; the server must exit within its grace, answer
 no request with a 500, refuse what it cannot take (503) or keep what it acknowledged,
 start no run on its way out, and leave queued conversations queued. Each round's
 window is [SIGTERM, restart): the server's own timestamps place the events in it.
@@ -58,22 +60,29 @@ def queued_at(events: list[Event], moment: float) -> bool:
     return bool(before) and before[-1]["extras"].get("conversation_status") == "QUEUED"
 
 
-async def wait_for_queue(api: Api, within: float = 15.0) -> dict[str, object]:
-    """Until runs are active and others queued (or ``within`` s): the sessions then."""
+async def wait_for_runs(api: Api, queued: bool, within: float = 15.0) -> dict[str, object]:
+    """Until runs are active (and, if ``queued``, others wait in the queue) or ``within``
+    seconds passed: the sessions then."""
     deadline = time.monotonic() + within
     while True:
         sessions = await api.sessions()
-        if (sessions["running_count"] and sessions["queued_count"]) or time.monotonic() > deadline:
+        ready = sessions["running_count"] and (sessions["queued_count"] or not queued)
+        if ready or time.monotonic() > deadline:
             return sessions
         await asyncio.sleep(0.1)
 
 
+def environment(options: Options, capped: bool) -> dict[str, str]:
+    cap = options.sigterm_max_running if capped else 100
+    return {
+        "THREADLINE_DEMO_PACE": str(options.sigterm_pace),
+        "THREADLINE_MAX_RUNNING": str(cap),
+    }
+
+
 async def run(options: Options, workdir: Path) -> Outcome:
     outcome = Outcome("SIGTERM rounds")
-    env = {
-        "THREADLINE_DEMO_PACE": str(options.sigterm_pace),
-        "THREADLINE_MAX_RUNNING": str(options.sigterm_max_running),
-    }
+    env = environment(options, capped=True)
     server = ChaosServer(workdir / "data", workdir / "server.log", env=env).start()
     api = Api(server.url)
     sampler = RssSampler(server).start()
@@ -97,7 +106,8 @@ async def run(options: Options, workdir: Path) -> Outcome:
         started_in_drain, stopped_queued, dishonest = [], [], []
         rounds = 0
         while rounds < options.sigterm_rounds and time.monotonic() < deadline:
-            sessions = await wait_for_queue(api)
+            capped = rounds % 2 == 0
+            sessions = await wait_for_runs(api, queued=capped)
             rounds += 1
             signalled = time.time()
             seconds, code = await asyncio.to_thread(server.terminate, options.grace)
@@ -113,6 +123,7 @@ async def run(options: Options, workdir: Path) -> Outcome:
                 and sent.answer.sent_at < restarted
             ]
             drain_statuses.update(sent.answer.status for sent in in_drain)
+            server.env = environment(options, capped=rounds % 2 == 0)  # the next round's
             await asyncio.to_thread(server.start)
             logs = await read_logs(api, conversations)
             for cid, events in logs.items():
@@ -139,9 +150,11 @@ async def run(options: Options, workdir: Path) -> Outcome:
                             f"{story or 'nothing logged'}"
                         )
             dishonest += [f"round {rounds}: {p}" for p in await disagreements(api, conversations)]
+            kept = sum(1 for sent in in_drain if sent.answer.status == 200)
             outcome.notes.append(
-                f"round {rounds}: {sessions['running_count']} running, {sessions['queued_count']} "
-                f"queued at SIGTERM; exited in {seconds:.2f} s"
+                f"round {rounds} ({'capped' if capped else 'no cap'}): "
+                f"{sessions['running_count']} running, {sessions['queued_count']} queued at "
+                f"SIGTERM; exited in {seconds:.2f} s; {kept} appends acknowledged in the drain"
             )
             writers.gate.set()
             await asyncio.sleep(1.0)
