@@ -1,17 +1,20 @@
 """Scenario 4: the disk fills up, and space comes back.
 
 The data directory is a small tmpfs. Writers append padded events (and messages that
-start demo-agent runs) until the server refuses for lack of space; then a filler file
-takes the last free bytes (so small writes fail too, as on a really full disk) while
-the writers keep going through the burst; then the filler goes, the tmpfs is grown,
-and the writers keep going. The agents' runs are made to sleep through the filling
-(a slow pace; the writers start once every agent has logged its plan) and to wake
-inside the burst, so each of them meets the full disk at its next step, not a sliver
-of space left while the disk fills. The server must refuse
-with 507 and Retry-After (never 500), log one line per burst rather than one per
-request, lose nothing it acknowledged, leave no run wedged (a run whose end could not be
-written must end once space returns, its slot freed, and stop must mean stop), and
-recover by itself: appends succeed again with no gap.
+start demo-agent runs) until the server refuses for lack of space; a filler file takes
+whatever bytes are left; the writers keep going through the burst; then the filler goes,
+the tmpfs is grown, and the writers keep going. The server must refuse with 507 and
+Retry-After (never 500), log one line per burst rather than one per request, lose
+nothing it acknowledged, leave no run wedged (a run whose end could not be written must
+end once space returns, its slot freed, and stop must mean stop), and recover by
+itself: appends succeed again with no gap.
+
+Each run must meet a really full disk, not a sliver: the agents sleep through the
+filling (a slow pace; the writers start once every agent has logged its plan) and wake
+inside the burst; and their conversations carry ``disk_record_bytes`` of instructions,
+so each state change rewrites a record that large. A small write can slip into the WAL
+pages a failed batch left allocated (so today a run's end is written, or not, by luck);
+a 1 MB one cannot, which makes "a run whose end could not be written" happen every time.
 """
 
 from __future__ import annotations
