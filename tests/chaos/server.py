@@ -15,7 +15,6 @@ from bench.common import MIB
 from bench.machine import rss_bytes
 from tests.server.running import RunningServer
 
-
 LOAD = {"THREADLINE_RATE_LIMIT": "none"}
 """Chaos drives a server as hard as it can from one address: no REST rate limit."""
 
