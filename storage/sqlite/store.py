@@ -43,7 +43,7 @@ from storage.records import PreparedEvent, now_micros, prepare
 from storage.sqlite import api_keys, conversations, queries
 from storage.sqlite.checkpointer import Checkpointer
 from storage.sqlite.indexer import SearchIndexer
-from storage.sqlite.schema import migrate_log, prepare_search
+from storage.sqlite.schema import LOG_MIGRATIONS, migrate_log, prepare_search
 from storage.sqlite.writer import LogWriter
 from storage.subscription import DEFAULT_CAPACITY_BYTES, Subscription, SubscriptionHub
 
@@ -91,17 +91,30 @@ class SqliteStorage:
         owner: bool = True,
     ) -> SqliteStorage:
         """``owner=False`` opens a handle for administration beside a running server
-        (API keys, inspection): no directory lock and no search indexer."""
+        (API keys, inspection): it holds no directory lock, runs no search indexer, and
+        leaves the files' upkeep (migrations, the search index) to the owner — doing it
+        only when no owner holds the directory."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         log_path, search_path = directory / LOG_FILE, directory / SEARCH_FILE
-        lock = await asyncio.to_thread(_lock_directory, directory) if owner else None
+        if owner:
+            lock = await asyncio.to_thread(_lock_directory, directory)
+            upkeep: IO[bytes] | None = lock
+        else:
+            lock = None
+            upkeep = await asyncio.to_thread(_try_lock_directory, directory)
         try:
-            await asyncio.to_thread(_prepare_files, log_path, search_path)
+            if upkeep is not None:
+                await asyncio.to_thread(_prepare_files, log_path, search_path)
+            else:
+                await asyncio.to_thread(_check_log_version, log_path)
         except BaseException:
             if lock is not None:
                 lock.close()
             raise
+        finally:
+            if upkeep is not None and upkeep is not lock:
+                upkeep.close()
 
         opened: list[aiosqlite.Connection] = []
         try:
@@ -459,6 +472,26 @@ def _lock_directory(directory: Path) -> IO[bytes]:
         handle.close()
         raise StorageInUse(f"{directory} is in use by another threadline process") from None
     return handle
+
+
+def _try_lock_directory(directory: Path) -> IO[bytes] | None:
+    """The directory's lock when nobody holds it, else None."""
+    try:
+        return _lock_directory(directory)
+    except StorageInUse:
+        return None
+
+
+def _check_log_version(log_path: Path) -> None:
+    """Beside an owner: the log must already be at this version's schema (the owner
+    migrated it); this handle changes nothing."""
+    with contextlib.closing(sqlite3.connect(log_path)) as connection:
+        (version,) = connection.execute("PRAGMA user_version").fetchone()
+    if version != len(LOG_MIGRATIONS):
+        raise StorageError(
+            f"events.db is at schema version {version}, this threadline expects "
+            f"{len(LOG_MIGRATIONS)}: the server using it is of another version"
+        )
 
 
 def _prepare_files(log_path: Path, search_path: Path) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -15,6 +18,8 @@ import pytest_asyncio
 import socketio
 import websockets
 
+import storage.sqlite.store as store_module
+from storage.sqlite import SqliteStorage
 from tests.server.clients import create, follow
 from tests.server.running import ACCEPT_LOCAL_WITH_KEYS, REPOSITORY, RunningServer
 
@@ -238,3 +243,54 @@ async def test_users_cannot_forge_costs_or_tool_calls(users: Users) -> None:
     assert stored["args"]["thought"] == "I spent nothing"
     assert "llm_metrics" not in stored
     assert "tool_call_metadata" not in stored
+
+
+async def test_keys_beside_a_busy_server_leave_the_search_index_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`threadline keys` opens the data directory beside the server. It used to check the
+    search index against the log itself: reading the log just before a commit the
+    server's indexer then caught up with, it took the index for one ahead of the log and
+    dropped it, and the indexer never indexed the older events again. (The administrative
+    handle is opened here in the test's process, its check slowed down to open that
+    window wide; the server is real and busy.)"""
+    server = RunningServer(tmp_path / "server", env={"THREADLINE_RATE_LIMIT": "none"}).start()
+    original = store_module.prepare_search
+
+    def slow_prepare(*arguments: Any) -> None:
+        time.sleep(0.5)  # the server commits and indexes meanwhile
+        original(*arguments)
+
+    monkeypatch.setattr(store_module, "prepare_search", slow_prepare)
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=20) as client:
+            conversation_id = await create(client, title="busy")
+            await client.post(
+                f"/api/conversations/{conversation_id}/events",
+                json={"action": "think", "args": {"thought": "zanzibar marmalade"}},
+            )
+            stop = asyncio.Event()
+
+            async def appending() -> None:
+                while not stop.is_set():
+                    await client.post(
+                        f"/api/conversations/{conversation_id}/events",
+                        json={"action": "think", "args": {"thought": "busy busy"}},
+                    )
+
+            load = [asyncio.create_task(appending()) for _ in range(4)]
+            try:
+                await asyncio.sleep(0.2)
+                beside = await SqliteStorage.open(server.data_dir / "log", owner=False)
+                await beside.close()
+            finally:
+                stop.set()
+                await asyncio.gather(*load)
+            for _ in range(100):
+                found = (await client.get("/api/events/search", params={"q": "zanzibar"})).json()
+                if found["results"] or found["pending"] == 0:
+                    break
+                await asyncio.sleep(0.1)
+            assert [hit["conversation_id"] for hit in found["results"]] == [conversation_id]
+    finally:
+        server.stop()
