@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 
 from storage.models import StoredEvent
+from storage.recent import RecentEvents
 
 ReadAfter = Callable[[int, int, int], Awaitable[tuple[list[StoredEvent], bool]]]
 """``read_after(after_id, limit, max_bytes)``: durable events with id > after_id in id
@@ -61,6 +62,8 @@ class Subscription:
         self._idle = False
         self.log_fallbacks = 0
         """How many times this subscriber fell behind its buffer and went back to the log."""
+        self.log_reads = 0
+        """Pages it read from the log (not from the hub's recent events)."""
         self.direct: Callable[[StoredEvent], bool] | None = None
         """Optional fast path: while the subscriber is caught up and waiting, new events
         go straight to this callable (which must not block) instead of waking the
@@ -116,10 +119,17 @@ class Subscription:
                 self._reading_log = True
                 self.log_fallbacks += 1
             if self._reading_log:
-                page, more = await self._read_after(
-                    self._cursor, CATCH_UP_PAGE, self._capacity_bytes
+                # The newest events are in memory: a subscriber close behind reads none
+                # of the log (what is published meanwhile reaches its live buffer).
+                recent = self._hub.recent.after(
+                    self.conversation_id, self._cursor, CATCH_UP_PAGE, self._capacity_bytes
                 )
-                self._reading_log = more
+                if recent is None:
+                    recent = await self._read_after(
+                        self._cursor, CATCH_UP_PAGE, self._capacity_bytes
+                    )
+                    self.log_reads += 1
+                page, self._reading_log = recent
                 self._ready.extend(page)
                 continue
             if self._take_live():
@@ -193,12 +203,19 @@ class Subscription:
 
 
 class SubscriptionHub:
-    """Routes newly durable events to the subscriptions of their conversation."""
+    """Routes newly durable events to the subscriptions of their conversation, and keeps
+    the newest ones of each in memory (`RecentEvents`) for subscribers catching up."""
 
-    def __init__(self, capacity: int = 1024, capacity_bytes: int = DEFAULT_CAPACITY_BYTES) -> None:
+    def __init__(
+        self,
+        capacity: int = 1024,
+        capacity_bytes: int = DEFAULT_CAPACITY_BYTES,
+        recent: RecentEvents | None = None,
+    ) -> None:
         self._capacity = capacity
         self._capacity_bytes = capacity_bytes
         self._by_conversation: dict[str, set[Subscription]] = {}
+        self.recent = recent or RecentEvents()
 
     def subscribe(self, conversation_id: str, after_id: int, read_after: ReadAfter) -> Subscription:
         subscription = Subscription(
@@ -208,6 +225,7 @@ class SubscriptionHub:
         return subscription
 
     def publish(self, conversation_id: str, events: list[StoredEvent]) -> None:
+        self.recent.add(conversation_id, events)
         for subscription in tuple(self._by_conversation.get(conversation_id, ())):
             subscription.offer(events)
 
@@ -222,6 +240,7 @@ class SubscriptionHub:
                 del self._by_conversation[subscription.conversation_id]
 
     def end_conversation(self, conversation_id: str) -> None:
+        self.recent.forget(conversation_id)
         for subscription in tuple(self._by_conversation.pop(conversation_id, ())):
             subscription.close()
 

@@ -10,6 +10,12 @@ from __future__ import annotations
 import asyncio
 
 from storage import StoredEvent, Subscription, SubscriptionHub
+from storage.recent import RecentEvents
+
+
+def nothing() -> RecentEvents:
+    """No events kept in memory: every catch-up reads the log."""
+    return RecentEvents(total_bytes=0)
 
 
 class ListLog:
@@ -143,7 +149,7 @@ async def test_a_failing_direct_path_falls_back_to_the_iterator() -> None:
 async def test_the_buffer_is_bounded_in_bytes() -> None:
     """A few large events overflow a buffer that would hold many small ones: the
     subscriber goes back to the log, which it reads in pages bounded in bytes too."""
-    log, hub = ListLog(), SubscriptionHub(capacity=1000, capacity_bytes=10_000)
+    log, hub = ListLog(), SubscriptionHub(capacity=1000, capacity_bytes=10_000, recent=nothing())
     subscription = hub.subscribe("c", -1, log.read_after)
     hub.publish("c", log.add(3, size=4_000))
     assert subscription.log_fallbacks == 0
@@ -152,3 +158,39 @@ async def test_the_buffer_is_bounded_in_bytes() -> None:
     assert await take(subscription, 24) == list(range(24))
     assert subscription.log_fallbacks == 1
     assert log.reads >= 24 * 4_000 // 10_000  # no page carried more than the bound
+
+
+async def test_a_subscriber_close_behind_catches_up_from_memory() -> None:
+    log, hub = ListLog(), SubscriptionHub()
+    hub.publish("c", log.add(10))
+    subscription = hub.subscribe("c", 5, log.read_after)
+    assert await take(subscription, 4) == [6, 7, 8, 9]
+    assert (log.reads, subscription.log_reads) == (0, 0)
+    hub.publish("c", log.add(2))
+    assert await take(subscription, 2) == [10, 11]
+
+
+async def test_a_subscriber_far_behind_reads_the_log_then_memory() -> None:
+    log = ListLog()
+    hub = SubscriptionHub(recent=RecentEvents(per_conversation=4))
+    for _ in range(20):
+        hub.publish("c", log.add(1))
+    subscription = hub.subscribe("c", -1, log.read_after)
+    assert await take(subscription, 20) == list(range(20))
+    assert subscription.log_reads == 1  # 0..15 from the log, 16..19 from memory
+
+
+def test_recent_events_are_bounded_and_contiguous() -> None:
+    recent = RecentEvents(per_conversation=3, per_conversation_bytes=10, total_bytes=25)
+    events = [StoredEvent("a", i, b"x" * 4) for i in range(5)]
+    recent.add("a", events)  # 10 bytes hold two of them: 3 and 4
+    assert recent.after("a", 2, 10, 100) == ([events[3], events[4]], False)
+    assert recent.after("a", 1, 10, 100) is None  # 2 is no longer held: read the log
+    assert recent.after("a", 2, 1, 100) == ([events[3]], True)
+    assert recent.after("a", 4, 10, 100) == ([], False)  # caught up
+    recent.add("a", [StoredEvent("a", 9, b"y")])  # not the next id: start afresh
+    assert recent.after("a", 8, 10, 100) == ([StoredEvent("a", 9, b"y")], False)
+    for name in "bcdef":
+        recent.add(name, [StoredEvent(name, 0, b"z" * 8)])
+    assert recent.size <= 25
+    assert recent.after("a", 8, 10, 100) is None  # the least recently written went first
