@@ -53,11 +53,11 @@ from events.observations import (
     AgentStateChangedExtras,
     ErrorExtras,
     ErrorObservation,
-    TaskTrackingExtras,
 )
 from runtime import Runtime, RuntimeFailure
 from server.agents.base import Agent, Usage
 from server.flags import ControlFlag
+from server.plans import track
 from storage import (
     ConversationNotFound,
     ConversationPatch,
@@ -444,18 +444,8 @@ class ConversationRun:
         )
 
     def _track(self, action: TaskTrackingAction) -> TaskTrackingObservation:
-        if action.args.command == "plan":
-            changes = plan_changes(self._plan, action.args.task_list)
-            self._plan = list(action.args.task_list)
-            return TaskTrackingObservation(
-                content=f"Task list has been updated with {len(self._plan)} items.",
-                extras=TaskTrackingExtras.model_validate(
-                    {"command": "plan", "task_list": self._plan, "changes": changes}
-                ),
-            )
-        lines = [f"- [{_box(t.status)}] {t.title} ({t.status})" for t in self._plan]
-        content = "\n".join(lines) or 'No task list found. Use the "plan" command to create one.'
-        return TaskTrackingObservation(content=content, extras=TaskTrackingExtras(command="view"))
+        self._plan, observation = track(self._plan, action)
+        return observation
 
     async def _status(self, message: str) -> None:
         await self._set_state("loading", message)
@@ -497,36 +487,3 @@ def status_for(state: AgentState, *, ended: bool) -> str:
     if ended:
         return "ERROR" if state == "error" else "STOPPED"
     return "RUNNING"
-
-
-def plan_changes(before: list[TaskItem], after: list[TaskItem]) -> list[dict[str, Any]]:
-    """What a new plan changed: tasks added, removed, or whose status/title/notes moved.
-    Each entry: ``{"id", "title", "change": "added"|"removed"|"updated", "from", "to"}``."""
-    old = {task.id: task for task in before}
-    new = {task.id: task for task in after}
-    changes: list[dict[str, Any]] = []
-    for task in after:
-        previous = old.get(task.id)
-        if previous is None:
-            added = {"id": task.id, "title": task.title, "change": "added", "to": task.status}
-            changes.append(added)
-        elif previous != task:
-            changes.append(
-                {
-                    "id": task.id,
-                    "title": task.title,
-                    "change": "updated",
-                    "from": previous.model_dump(),
-                    "to": task.model_dump(),
-                }
-            )
-    changes += [
-        {"id": task.id, "title": task.title, "change": "removed", "from": task.status}
-        for task in before
-        if task.id not in new
-    ]
-    return changes
-
-
-def _box(status: str) -> str:
-    return "x" if status == "done" else " "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from events import TaskItem
-from server.controller import plan_changes
+from server.plans import plan_changes
 from tests.server.clients import run_to_end
 from tests.server.running import RunningServer
 
