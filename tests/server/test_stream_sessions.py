@@ -253,3 +253,38 @@ async def test_a_malformed_engineio_packet_gets_a_close_frame(
             await socket.wait_closed()
             assert socket.close_code in (1002, 1003), (bad, socket.close_code)
     assert "Traceback" not in server.log.read_text()
+
+
+async def test_streams_are_capped_per_user(tmp_path: Path) -> None:
+    server = RunningServer(
+        tmp_path / "server",
+        env={
+            "THREADLINE_MAX_STREAMS_PER_USER": "2",
+            "THREADLINE_ALLOW_LOCAL_RUNTIME_WITH_KEYS": "1",
+        },
+    )
+    key = make_key(server, "carol")
+    server.start()
+    try:
+        async with httpx.AsyncClient(
+            base_url=server.url, headers={"X-Session-API-Key": key}
+        ) as carol:
+            conversation_id = await create(carol, title="capped")
+            url = (
+                f"{server.ws_url}/api/conversations/{conversation_id}/events?session_api_key={key}"
+            )
+            async with websockets.connect(url), websockets.connect(url):
+                async with websockets.connect(url) as third:
+                    refusal = orjson.loads(await third.recv())
+                    await until_closed(third)
+                assert refusal["error"] == "too_many_requests"
+                assert third.close_code == 4429
+                over = await carol.get(f"/api/conversations/{conversation_id}/events/stream")
+                assert over.status_code == 429
+                assert over.headers["Retry-After"]
+            # Closed streams give their places back.
+            async with websockets.connect(url) as again:
+                await again.send('{"action": "think", "args": {"thought": "back"}}')
+                assert orjson.loads(await again.recv())["id"] == 0
+    finally:
+        server.stop()
