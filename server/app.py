@@ -24,6 +24,7 @@ from server.errors import (
     handle_http_exception,
     handle_internal_error,
 )
+from server.memory import MemoryReclaimer
 from server.openapi import build_openapi
 from server.origins import OriginGuard
 from server.page import PageFiles
@@ -39,6 +40,13 @@ from storage import Storage
 from storage.sqlite import SqliteStorage
 
 Application = Any  # an ASGI callable
+
+GC_THRESHOLDS = (10_000, 20, 50)
+"""The collector's generation thresholds (Python's default: 700, 10, 10). Each stream
+holds a few hundred objects; under a reconnect storm the default ran a full collection
+every few seconds, each stopping the event loop for ~200 ms (measured: 21 of them in a
+55 s storm of 1,000 subscribers, health p99 0.1-2 s). With these, full passes are rare
+under churn (storm health p99 30-55 ms), at the cost of cyclic garbage living longer."""
 
 
 def create_app(settings: Settings, *, storage: Storage | None = None) -> Application:
@@ -58,14 +66,18 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
         app.state.service = service
         app.state.authenticator = authenticator
         app.state.streams = StreamSessions(store, authenticator, service, settings)
+        reclaimer = MemoryReclaimer(lambda: len(app.state.streams))
         try:
             await service.recover()
             # Everything built so far lives as long as the server: keep it out of the
             # collector's full passes, which otherwise stall delivery for 100+ ms once
             # thousands of subscribers are connected.
             gc.freeze()
+            gc.set_threshold(*GC_THRESHOLDS)
+            reclaimer.start()
             yield
         finally:
+            await reclaimer.stop()
             await prepare_shutdown(app)
             if storage is None:
                 await store.close()
