@@ -1,4 +1,5 @@
-"""Open a store from a URL: ``sqlite:///path/to/dir`` (or a bare directory path)."""
+"""Open a store from a URL: ``sqlite:///path/to/dir`` (or a bare directory path), or
+``postgresql://user:password@host:port/database[?schema=name]``."""
 
 from __future__ import annotations
 
@@ -16,4 +17,11 @@ async def open_storage(url: str) -> Storage:
 
         directory = parts.path if parts.scheme else url
         return await SqliteStorage.open(Path(directory))
-    raise ValueError(f"unknown storage URL scheme {parts.scheme!r}; use sqlite:///<directory>")
+    if parts.scheme in ("postgres", "postgresql"):
+        from storage.postgres import PostgresStorage
+
+        return await PostgresStorage.open(url)
+    raise ValueError(
+        f"unknown storage URL scheme {parts.scheme!r}; use sqlite:///<directory> or "
+        "postgresql://..."
+    )

@@ -3,8 +3,6 @@ writer runs in its transactions."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -12,67 +10,13 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from storage.errors import ConversationExists, ConversationNotFound, InvalidCursor
+from storage.common import COLUMNS, decode_cursor, to_record
+from storage.errors import ConversationExists, ConversationNotFound
 from storage.models import ConversationPatch, ConversationRecord, NewConversation
-from storage.records import from_micros
 
-COLUMNS = (
-    "id, owner, title, status, agent_state, created_us, updated_us, repository, "
-    "selected_branch, git_provider, trigger, accumulated_cost, prompt_tokens, "
-    "completion_tokens, iterations, max_iterations, max_budget, priority, settings"
-)
 SELECT_ONE = f"SELECT {COLUMNS} FROM conversations WHERE id = ?"
 
 Work = Callable[[aiosqlite.Connection], Awaitable[Any]]
-
-
-def to_record(row: sqlite3.Row | tuple[Any, ...]) -> ConversationRecord:
-    (
-        conversation_id, owner, title, status, agent_state, created_us, updated_us,
-        repository, selected_branch, git_provider, trigger, cost, prompt_tokens,
-        completion_tokens, iterations, max_iterations, max_budget, priority, settings,
-    ) = row  # fmt: skip
-    return ConversationRecord(
-        id=conversation_id,
-        owner=owner,
-        title=title,
-        status=status,
-        agent_state=agent_state,
-        created_at=from_micros(created_us),
-        updated_at=from_micros(updated_us),
-        repository=repository,
-        selected_branch=selected_branch,
-        git_provider=git_provider,
-        trigger=trigger,
-        accumulated_cost=cost,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        iterations=iterations,
-        max_iterations=max_iterations,
-        max_budget=max_budget,
-        priority=priority,
-        settings=orjson.loads(settings),
-    )
-
-
-def encode_cursor(created_us: int, key: int) -> str:
-    return base64.urlsafe_b64encode(f"{created_us}:{key}".encode()).decode().rstrip("=")
-
-
-MAX_SQLITE_INT = 2**63 - 1
-
-
-def decode_cursor(cursor: str) -> tuple[int, int]:
-    """Raises `InvalidCursor` for anything `encode_cursor` could not have made."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        created_us, key = base64.urlsafe_b64decode(padded).decode().split(":")
-        values = int(created_us), int(key)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidCursor(cursor) from None
-    if not all(-MAX_SQLITE_INT <= value <= MAX_SQLITE_INT for value in values):
-        raise InvalidCursor(cursor)
-    return values
 
 
 def list_query(owner: str | None, cursor: str | None, limit: int) -> tuple[str, list[Any]]:

@@ -6,14 +6,13 @@ Every page query is a range scan of one conversation's ``(conv, id)`` index (or 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from events import EventFilter
-from storage.errors import InvalidSearchQuery
+from storage.common import search_terms
 from storage.records import micros
 
 CONVERSATION_KEY = "(SELECT key FROM conversations WHERE id = ?)"
@@ -99,23 +98,13 @@ def count_query(
     return f"SELECT count(*) FROM events WHERE {where}", params
 
 
-_PHRASE_OR_WORD = re.compile(r'"([^"]*)"|(\w+\*?)')
-
-
 def fts_match_expression(query: str) -> str:
-    """Turn a user's query into an FTS5 expression: every word (or quoted phrase) must
-    occur; a trailing ``*`` makes a word a prefix. Operators are not passed through."""
-    terms: list[str] = []
-    for phrase, word in _PHRASE_OR_WORD.findall(query):
-        if word:
-            terms.append(f'"{word[:-1]}"*' if word.endswith("*") else f'"{word}"')
-            continue
-        words = re.findall(r"\w+", phrase)
-        if words:
-            terms.append('"' + " ".join(words) + '"')
-    if not terms:
-        raise InvalidSearchQuery(f"the query {query!r} has no words to search for")
-    return " AND ".join(terms)
+    """A user's query (`storage.common.search_terms`) as an FTS5 expression."""
+    expressions = []
+    for term in search_terms(query):
+        quoted = '"' + " ".join(term.words) + '"'
+        expressions.append(quoted + "*" if term.prefix else quoted)
+    return " AND ".join(expressions)
 
 
 def search_all_query(

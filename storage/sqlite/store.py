@@ -13,16 +13,21 @@ import contextlib
 import fcntl
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any, Literal
 
 import aiosqlite
 
 from events import EventBase, EventFilter
+from storage.common import (
+    check_range,
+    decode_seq,
+    encode_cursor,
+    prepare_all,
+    types_only,
+)
 from storage.errors import (
     ConversationNotFound,
-    InvalidCursor,
     StorageClosed,
     StorageError,
     StorageInUse,
@@ -39,7 +44,7 @@ from storage.models import (
     StoredEvent,
 )
 from storage.protocols import MAX_PAGE
-from storage.records import PreparedEvent, now_micros, prepare
+from storage.records import now_micros, prepare
 from storage.sqlite import api_keys, conversations, queries
 from storage.sqlite.checkpointer import Checkpointer
 from storage.sqlite.indexer import SearchIndexer
@@ -194,7 +199,7 @@ class SqliteStorage:
         filter: EventFilter | None = None,
         limit: int = MAX_PAGE,
     ) -> EventPage:
-        _check_range(start_id, end_id, limit)
+        check_range(start_id, end_id, limit)
         sql, params = queries.page_query(
             conversation_id, start_id, end_id, reverse, filter, limit + 1
         )
@@ -217,13 +222,13 @@ class SqliteStorage:
         end_id: int | None = None,
         filter: EventFilter | None = None,
     ) -> int:
-        _check_range(start_id, end_id, 1)
+        check_range(start_id, end_id, 1)
         if filter is None or filter.is_empty():
             # Ids are gapless, so an unfiltered count is arithmetic on the newest id.
             latest = await self.latest_event_id(conversation_id)
             last = latest if end_id is None else min(end_id, latest)
             return max(0, last - start_id + 1)
-        if start_id == 0 and end_id is None and _types_only(filter):
+        if start_id == 0 and end_id is None and types_only(filter):
             # Kept per kind by the writer: no walk of a long conversation's index.
             counts = await self._writer.kind_counts(conversation_id)
             included = filter.included_kinds or counts.keys()
@@ -256,7 +261,7 @@ class SqliteStorage:
         if not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
         match = queries.fts_match_expression(query)
-        before = _decode_seq(cursor) if cursor is not None else None
+        before = decode_seq(cursor) if cursor is not None else None
         pending = max(0, self._writer.last_seq - self._indexer.indexed_through)
         if conversation_ids is not None and not conversation_ids:
             return SearchResults([], None, pending)
@@ -301,7 +306,7 @@ class SqliteStorage:
     ) -> tuple[ConversationRecord, list[StoredEvent]]:
         # In a worker thread: a large recording's validation and serialization (the
         # caller's iterator runs there too) would otherwise hold the event loop for seconds.
-        prepared = await asyncio.to_thread(_prepare_all, events)
+        prepared = await asyncio.to_thread(prepare_all, events)
         insert = conversations.insert(new, now_micros())
         record, stored = await self._writer.create_with_events(new.id, insert, prepared)
         return record, stored
@@ -323,7 +328,7 @@ class SqliteStorage:
         next_cursor = None
         if len(rows) > limit:
             last = rows[limit - 1]
-            next_cursor = conversations.encode_cursor(last[5], last[-1])
+            next_cursor = encode_cursor(last[5], last[-1])
         return ConversationPage(records, next_cursor)
 
     async def update_conversation(
@@ -411,41 +416,6 @@ class SqliteStorage:
         rows = await self._read("SELECT 1 FROM conversations WHERE id = ?", [conversation_id])
         if not rows:
             raise ConversationNotFound(conversation_id)
-
-
-def _prepare_all(events: Iterable[EventBase]) -> list[PreparedEvent]:
-    # orjson's output keeps about 4 KiB of spare capacity, harmless for an append batch
-    # that is written at once but not for an import held whole until its transaction:
-    # each body is copied to its exact size (measured: 500 -> 60 MB for 128k events).
-    prepared = []
-    for event in events:
-        event_prepared = prepare(event)
-        prepared.append(replace(event_prepared, body=bytes(memoryview(event_prepared.body))))
-    return prepared
-
-
-def _types_only(filter: EventFilter) -> bool:
-    """True when the filter says nothing but which kinds to include or exclude."""
-    return filter.model_copy(update={"include_types": (), "exclude_types": ()}).is_empty()
-
-
-def _check_range(start_id: int, end_id: int | None, limit: int) -> None:
-    if start_id < 0:
-        raise ValueError("start_id must be 0 or more")
-    if end_id is not None and end_id < 0:
-        raise ValueError("end_id must be 0 or more")
-    if not 1 <= limit <= MAX_PAGE:
-        raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
-
-
-def _decode_seq(cursor: str) -> int:
-    try:
-        value = int(cursor)
-    except ValueError:
-        raise InvalidCursor(cursor) from None
-    if not 1 <= value <= conversations.MAX_SQLITE_INT:
-        raise InvalidCursor(cursor)
-    return value
 
 
 async def _connect(

@@ -1,0 +1,402 @@
+"""This process's single writer to PostgreSQL: group commit, gapless ids.
+
+As with SQLite, one task writes: appends queued while a transaction is in flight are
+written together in the next one (one ``INSERT ... SELECT FROM unnest(...)``), the
+per-kind counts and any record patches in the same transaction. The writer assigns ids
+from each conversation's next id, kept in memory. Other processes may write the same
+conversation: the ``(conv, id)`` primary key makes a taken id a unique violation, never
+a fork; the writer then reloads those conversations' next ids and writes the batch again
+(a few times; then the batch fails loudly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import asyncpg
+
+from events import ThreadlineError
+from storage.common import to_record
+from storage.errors import (
+    ConversationExists,
+    ConversationNotFound,
+    StorageClosed,
+    StorageError,
+    StorageFull,
+)
+from storage.models import ConversationPatch, ConversationRecord, NewConversation, StoredEvent
+from storage.postgres.records import INSERT, insert_values, patch_statement
+from storage.records import PreparedEvent, now_micros, stamp
+from storage.subscription import SubscriptionHub
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Work = Callable[[asyncpg.Connection], Awaitable[T]]
+Connect = Callable[[], Awaitable[asyncpg.Connection]]
+
+MAX_CACHED_STREAMS = 20_000
+CONFLICT_RETRIES = 5
+
+INSERT_EVENTS = (
+    "INSERT INTO events (conv, id, seq, kind, source, ts_us, hidden, text, data) "
+    "SELECT c, i, nextval('events_seq'), k, s, t, h, x, d FROM unnest("
+    "$1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::boolean[], "
+    "$7::text[], $8::bytea[]) WITH ORDINALITY AS r(c, i, k, s, t, h, x, d, n) ORDER BY n"
+)
+COUNT_KINDS = (
+    "INSERT INTO event_counts (conv, kind, n) "
+    "SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[]) "
+    "ON CONFLICT (conv, kind) DO UPDATE SET n = event_counts.n + EXCLUDED.n"
+)
+LOAD_STREAM = (
+    "SELECT c.key, e.id, e.ts_us FROM conversations AS c LEFT JOIN LATERAL "
+    "(SELECT id, ts_us FROM events WHERE conv = c.key ORDER BY id DESC LIMIT 1) AS e ON true "
+    "WHERE c.id = $1"
+)
+
+
+@dataclass(slots=True)
+class _Stream:
+    key: int
+    next_id: int
+    last_ts_us: int
+
+
+@dataclass(slots=True)
+class _Append:
+    conversation_id: str
+    events: list[PreparedEvent]
+    future: asyncio.Future[list[StoredEvent]]
+    patch: ConversationPatch | None = None
+
+
+@dataclass(slots=True)
+class _Call:
+    work: Work[Any]
+    after_commit: Callable[[], None] | None
+    future: asyncio.Future[Any] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+@dataclass(slots=True)
+class _Create:
+    new: NewConversation
+    events: list[PreparedEvent]
+    future: asyncio.Future[tuple[ConversationRecord, list[StoredEvent]]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+Op = _Append | _Call | _Create
+
+
+class PostgresWriter:
+    def __init__(
+        self,
+        connect: Connect,
+        hub: SubscriptionHub,
+        *,
+        on_commit: Callable[[], None] = lambda: None,
+        max_batch: int = 1000,
+    ) -> None:
+        self._connect = connect
+        self._hub = hub
+        self._on_commit = on_commit
+        self._max_batch = max_batch
+        self._connection: asyncpg.Connection | None = None
+        self._queue: asyncio.Queue[Op | None] = asyncio.Queue()
+        self._streams: dict[str, _Stream] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._disk_full = False
+
+    async def start(self) -> None:
+        self._connection = await self._connect()
+        self._task = asyncio.create_task(self._run(), name="threadline-postgres-writer")
+
+    async def append(
+        self,
+        conversation_id: str,
+        events: list[PreparedEvent],
+        patch: ConversationPatch | None = None,
+    ) -> list[StoredEvent]:
+        future: asyncio.Future[list[StoredEvent]] = asyncio.get_running_loop().create_future()
+        self._put(_Append(conversation_id, events, future, patch))
+        return await future
+
+    async def call(self, work: Work[T], after_commit: Callable[[], None] | None = None) -> T:
+        """Run ``work`` in its own transaction, in order with the appends."""
+        op = _Call(work, after_commit)
+        self._put(op)
+        return await op.future
+
+    async def create_with_events(
+        self, new: NewConversation, events: list[PreparedEvent]
+    ) -> tuple[ConversationRecord, list[StoredEvent]]:
+        """The conversation and its events as ids 0, 1, ... in one transaction."""
+        op = _Create(new, events)
+        self._put(op)
+        return await op.future
+
+    def forget(self, conversation_id: str) -> None:
+        self._streams.pop(conversation_id, None)
+
+    async def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._queue.put_nowait(None)
+        if self._task is not None:
+            await self._task
+        if self._connection is not None:
+            await self._connection.close()
+
+    def _put(self, op: Op) -> None:
+        if self._closing:
+            raise StorageClosed()
+        self._queue.put_nowait(op)
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            batch: list[Op] = [first]
+            queued = len(first.events) if isinstance(first, _Append) else 1
+            await asyncio.sleep(0)  # writers woken by the last commit join this batch
+            while queued < self._max_batch and not self._queue.empty():
+                op = self._queue.get_nowait()
+                if op is None:
+                    stopping = True
+                    break
+                batch.append(op)
+                queued += len(op.events) if isinstance(op, _Append) else 1
+            await self._process(batch)
+
+    async def _process(self, batch: list[Op]) -> None:
+        appends: list[_Append] = []
+        for op in batch:
+            if isinstance(op, _Append):
+                appends.append(op)
+                continue
+            if appends:
+                await self._write_appends(appends)
+                appends = []
+            await (self._run_create(op) if isinstance(op, _Create) else self._run_call(op))
+        if appends:
+            await self._write_appends(appends)
+
+    async def _ready(self) -> asyncpg.Connection:
+        """The writer's connection, opened again if it was lost."""
+        if self._connection is None or self._connection.is_closed():
+            self._connection = await self._connect()
+            self._streams.clear()  # what was cached may be stale now
+        return self._connection
+
+    async def _stream(self, connection: asyncpg.Connection, conversation_id: str) -> _Stream:
+        stream = self._streams.pop(conversation_id, None)
+        if stream is None:
+            row = await connection.fetchrow(LOAD_STREAM, conversation_id)
+            if row is None:
+                raise ConversationNotFound(conversation_id)
+            key, last_id, last_ts = row
+            # An imported timestamp may lie ahead of the clock: never stamp from it.
+            floor = min(last_ts or 0, now_micros())
+            stream = _Stream(key, 0 if last_id is None else last_id + 1, floor)
+        self._streams[conversation_id] = stream  # most recently used last
+        return stream
+
+    async def _write_appends(self, ops: list[_Append]) -> None:
+        for _ in range(CONFLICT_RETRIES):
+            try:
+                connection = await self._ready()
+                written = await self._try_appends(connection, ops)
+            except asyncpg.UniqueViolationError:
+                # Another process wrote one of these conversations: reload and retry.
+                for op in ops:
+                    self._streams.pop(op.conversation_id, None)
+                continue
+            except Exception as exc:
+                for op in ops:
+                    self._streams.pop(op.conversation_id, None)
+                    _fail(op.future, self._failure(exc, "append"))
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            self._succeeded()
+            for op, stored in written:
+                if not op.future.done():
+                    op.future.set_result(stored)
+                self._hub.publish(op.conversation_id, stored)
+            _trim(self._streams, MAX_CACHED_STREAMS)
+            self._on_commit()
+            return
+        error = StorageError("another process keeps writing these conversations; giving up")
+        for op in ops:
+            _fail(op.future, error)
+
+    async def _try_appends(
+        self, connection: asyncpg.Connection, ops: list[_Append]
+    ) -> list[tuple[_Append, list[StoredEvent]]]:
+        columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [])
+        counts: Counter[tuple[int, str]] = Counter()
+        written: list[tuple[_Append, list[StoredEvent]]] = []
+        saved: dict[str, tuple[_Stream, int, int]] = {}
+        now = now_micros()
+        async with connection.transaction():
+            try:
+                for op in ops:
+                    try:
+                        stream = await self._stream(connection, op.conversation_id)
+                    except ThreadlineError as exc:
+                        _fail(op.future, exc)
+                        continue
+                    saved.setdefault(
+                        op.conversation_id, (stream, stream.next_id, stream.last_ts_us)
+                    )
+                    stored = []
+                    for prepared in op.events:
+                        timestamp = prepared.timestamp_us
+                        if timestamp is None:
+                            timestamp = max(now, stream.last_ts_us)
+                        data = stamp(prepared, stream.next_id, timestamp)
+                        for column, value in zip(
+                            columns,
+                            (
+                                stream.key, stream.next_id, prepared.kind, prepared.source,
+                                timestamp, prepared.hidden, prepared.text, data,
+                            ),
+                            strict=True,
+                        ):  # fmt: skip
+                            column.append(value)
+                        counts[stream.key, prepared.kind] += 1
+                        stored.append(StoredEvent(op.conversation_id, stream.next_id, data))
+                        stream.next_id += 1
+                        stream.last_ts_us = max(stream.last_ts_us, min(timestamp, now))
+                    written.append((op, stored))
+                if not written:
+                    return []
+                await connection.execute(INSERT_EVENTS, *columns)
+                await _count(connection, counts)
+                for op, _ in written:
+                    if op.patch is not None:
+                        sql, params = patch_statement(op.patch, now)
+                        key = saved[op.conversation_id][0].key
+                        await connection.execute(
+                            f"{sql} WHERE key = ${len(params) + 1}", *params, key
+                        )
+            except BaseException:
+                for stream, next_id, last_ts in saved.values():
+                    stream.next_id, stream.last_ts_us = next_id, last_ts
+                raise
+        return written
+
+    async def _run_call(self, op: _Call) -> None:
+        try:
+            connection = await self._ready()
+            async with connection.transaction():
+                result = await op.work(connection)
+        except ThreadlineError as exc:
+            _fail(op.future, exc)
+            return
+        except Exception as exc:
+            _fail(op.future, self._failure(exc, "write"))
+            return
+        self._succeeded()
+        if op.after_commit is not None:
+            op.after_commit()
+        if not op.future.done():
+            op.future.set_result(result)
+
+    async def _run_create(self, op: _Create) -> None:
+        now = now_micros()
+        floor = 0
+        stored: list[StoredEvent] = []
+        columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [])
+        counts: Counter[tuple[int, str]] = Counter()
+        try:
+            connection = await self._ready()
+            async with connection.transaction():
+                try:
+                    row = await connection.fetchrow(INSERT, *insert_values(op.new, now))
+                except asyncpg.UniqueViolationError:
+                    raise ConversationExists(op.new.id) from None
+                assert row is not None
+                key = await connection.fetchval(
+                    "SELECT key FROM conversations WHERE id = $1", op.new.id
+                )
+                for event_id, prepared in enumerate(op.events):
+                    timestamp = prepared.timestamp_us
+                    if timestamp is None:
+                        timestamp = max(now, floor)
+                    data = stamp(prepared, event_id, timestamp)
+                    for column, value in zip(
+                        columns,
+                        (
+                            key, event_id, prepared.kind, prepared.source, timestamp,
+                            prepared.hidden, prepared.text, data,
+                        ),
+                        strict=True,
+                    ):  # fmt: skip
+                        column.append(value)
+                    counts[key, prepared.kind] += 1
+                    stored.append(StoredEvent(op.new.id, event_id, data))
+                    floor = max(floor, min(timestamp, now))
+                if stored:
+                    await connection.execute(INSERT_EVENTS, *columns)
+                    await _count(connection, counts)
+        except ThreadlineError as exc:
+            _fail(op.future, exc)
+            return
+        except Exception as exc:
+            _fail(op.future, self._failure(exc, "create"))
+            return
+        self._succeeded()
+        self._streams[op.new.id] = _Stream(key, len(stored), floor)
+        if not op.future.done():
+            op.future.set_result((to_record(row), stored))
+        if stored:
+            self._hub.publish(op.new.id, stored)
+            self._on_commit()
+
+    def _failure(self, exc: BaseException, what: str) -> ThreadlineError:
+        """The error a failed transaction means to callers. A full disk is `StorageFull`,
+        logged once until a write succeeds again."""
+        if isinstance(exc, ThreadlineError):
+            return exc
+        if isinstance(exc, asyncpg.DiskFullError):
+            if not self._disk_full:
+                self._disk_full = True
+                logger.warning("the disk is full: writes are refused (507) until space returns")
+            return StorageFull(f"{what} refused: the disk is full")
+        return StorageError(f"{what} failed: {exc}")
+
+    def _succeeded(self) -> None:
+        if self._disk_full:
+            self._disk_full = False
+            logger.warning("space returned: writes succeed again")
+
+
+async def _count(connection: asyncpg.Connection, counts: Counter[tuple[int, str]]) -> None:
+    keys = list(counts)
+    await connection.execute(
+        COUNT_KINDS, [key for key, _ in keys], [kind for _, kind in keys], list(counts.values())
+    )
+
+
+def _trim(cache: dict[str, Any], size: int) -> None:
+    while len(cache) > size:
+        del cache[next(iter(cache))]
+
+
+def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
