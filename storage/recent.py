@@ -95,6 +95,11 @@ class RecentEvents:
             size += len(event.data)
         return page, False
 
+    def newest(self, conversation_id: str) -> int | None:
+        """The id of the newest event held for the conversation, if any."""
+        tail = self._tails.get(conversation_id)
+        return tail.events[-1].id if tail is not None and tail.events else None
+
     def forget(self, conversation_id: str) -> None:
         tail = self._tails.pop(conversation_id, None)
         if tail is not None:

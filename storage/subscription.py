@@ -229,6 +229,17 @@ class SubscriptionHub:
         for subscription in tuple(self._by_conversation.get(conversation_id, ())):
             subscription.offer(events)
 
+    def published_through(self, conversation_id: str) -> int | None:
+        """The newest id this hub has handed its subscribers of the conversation (or
+        where the furthest of them has got to); None when nobody here subscribes."""
+        subscribers = self._by_conversation.get(conversation_id)
+        if not subscribers:
+            return None
+        newest = self.recent.newest(conversation_id)
+        if newest is not None:
+            return newest
+        return max(subscription.cursor for subscription in subscribers)
+
     def subscriber_count(self, conversation_id: str) -> int:
         return len(self._by_conversation.get(conversation_id, ()))
 

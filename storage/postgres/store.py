@@ -6,7 +6,9 @@ Open with ``await PostgresStorage.open("postgresql://user:pass@host/db")``; a
 needed), so several stores can share one database. Reads go through a connection pool;
 writes through this process's single writer (`PostgresWriter`: group commit, gapless
 ids even when other processes write too); the full-text index trails the log
-(`PostgresIndexer`).
+(`PostgresIndexer`). Subscribers of any process see every process's appends: each
+append transaction announces itself with NOTIFY, and each process's `RemoteFeed` reads
+what others appended once and publishes it to its own subscribers (`storage/remote.py`).
 """
 
 from __future__ import annotations
@@ -47,10 +49,12 @@ from storage.models import (
 )
 from storage.postgres import queries, records
 from storage.postgres.indexer import PostgresIndexer
+from storage.postgres.notify import Announcer, Listener, channel_for
 from storage.postgres.schema import migrate
 from storage.postgres.writer import PostgresWriter
 from storage.protocols import MAX_PAGE
 from storage.records import now_micros, prepare
+from storage.remote import RemoteFeed
 from storage.subscription import DEFAULT_CAPACITY_BYTES, Subscription, SubscriptionHub
 
 T = TypeVar("T")
@@ -82,6 +86,7 @@ class PostgresStorage:
         self._writer = writer
         self._indexer = indexer
         self._hub = hub
+        self._listener: Listener | None = None
         self._closed = False
 
     @classmethod
@@ -112,16 +117,21 @@ class PostgresStorage:
             dsn, min_size=1, max_size=readers, server_settings=settings
         )
         hub = SubscriptionHub(subscriber_buffer, subscriber_buffer_bytes)
+        announcer = Announcer(channel_for(schema))
         indexer = PostgresIndexer(connect, interval=index_interval)
-        writer = PostgresWriter(connect, hub, on_commit=indexer.wake)
+        writer = PostgresWriter(connect, hub, announcer, on_commit=indexer.wake)
+        store = cls(pool, writer, indexer, hub)
+        listener = Listener(connect, announcer, RemoteFeed(hub, store._page_after))
         try:
             await writer.start()
             await indexer.start()
+            await listener.start()
         except BaseException:
             await writer.close()
             await pool.close()
             raise
-        return cls(pool, writer, indexer, hub)
+        store._listener = listener
+        return store
 
     # -- the event log ---------------------------------------------------------------
 
@@ -349,6 +359,8 @@ class PostgresStorage:
         if self._closed:
             return
         self._closed = True
+        if self._listener is not None:
+            await self._listener.close()
         await self._writer.close()
         await self._indexer.close()
         self._hub.close()
@@ -367,6 +379,10 @@ class PostgresStorage:
         counts = {row[1]: row[2] for row in rows if row[1] is not None}
         included = filter.included_kinds or counts.keys()
         return sum(counts.get(kind, 0) for kind in included if kind not in filter.excluded_kinds)
+
+    async def _page_after(self, conversation_id: str, after: int, limit: int) -> list[StoredEvent]:
+        page = await self.search_events(conversation_id, start_id=after + 1, limit=limit)
+        return page.events
 
     async def _require(self, conversation_id: str) -> None:
         if await self._fetchval("SELECT 1 FROM conversations WHERE id = $1", conversation_id):

@@ -30,6 +30,7 @@ from storage.errors import (
     StorageFull,
 )
 from storage.models import ConversationPatch, ConversationRecord, NewConversation, StoredEvent
+from storage.postgres.notify import Announcer
 from storage.postgres.records import INSERT, insert_values, patch_statement
 from storage.records import PreparedEvent, now_micros, stamp
 from storage.subscription import SubscriptionHub
@@ -102,12 +103,14 @@ class PostgresWriter:
         self,
         connect: Connect,
         hub: SubscriptionHub,
+        announcer: Announcer,
         *,
         on_commit: Callable[[], None] = lambda: None,
         max_batch: int = 1000,
     ) -> None:
         self._connect = connect
         self._hub = hub
+        self._announcer = announcer
         self._on_commit = on_commit
         self._max_batch = max_batch
         self._connection: asyncpg.Connection | None = None
@@ -286,6 +289,8 @@ class PostgresWriter:
                     return []
                 await connection.execute(INSERT_EVENTS, *columns)
                 await _count(connection, counts)
+                newest = {op.conversation_id: stored[-1].id for op, stored in written if stored}
+                await self._announcer.announce(connection, newest)
                 for op, _ in written:
                     if op.patch is not None:
                         sql, params = patch_statement(op.patch, now)
@@ -353,6 +358,7 @@ class PostgresWriter:
                 if stored:
                     await connection.execute(INSERT_EVENTS, *columns)
                     await _count(connection, counts)
+                    await self._announcer.announce(connection, {op.new.id: stored[-1].id})
         except ThreadlineError as exc:
             _fail(op.future, exc)
             return

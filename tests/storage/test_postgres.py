@@ -11,7 +11,10 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 
+from storage import NewConversation, Subscription
+from storage.postgres import PostgresStorage
 from tests.storage.conformance import StorageConformance
+from tests.storage.factories import say
 
 POSTGRES = os.environ.get(
     "THREADLINE_TEST_POSTGRES", "postgresql://postgres:postgres@127.0.0.1:5432/threadline_test"
@@ -32,3 +35,62 @@ class TestPostgresStorage(StorageConformance):
         schema = "t_" + uuid.uuid4().hex[:16]
         yield f"{POSTGRES}?schema={schema}"
         asyncio.run(_drop(schema))
+
+
+@pytest.fixture
+def shared_url() -> Iterator[str]:
+    schema = "t_" + uuid.uuid4().hex[:16]
+    yield f"{POSTGRES}?schema={schema}"
+    asyncio.run(_drop(schema))
+
+
+async def test_subscribers_of_one_process_see_another_process_s_appends(shared_url: str) -> None:
+    """Two stores on one database stand for two server processes: a subscriber of each
+    gets every event of both writers, in order, once."""
+    first = await PostgresStorage.open(shared_url)
+    second = await PostgresStorage.open(shared_url)
+    try:
+        await first.create_conversation(NewConversation(id="shared"))
+        await first.append("shared", say("before anyone watched"))
+        watchers = [first.subscribe("shared", -1), second.subscribe("shared", -1)]
+
+        async def collect(subscription: Subscription) -> list[int]:
+            seen = []
+            async for event in subscription:
+                seen.append(event.id)
+                if event.id == 40:
+                    return seen
+            return seen
+
+        readers = [asyncio.create_task(collect(watcher)) for watcher in watchers]
+        for index in range(20):
+            await first.append("shared", say(f"first {index}"))
+            await second.append("shared", say(f"second {index}"))
+        results = await asyncio.wait_for(asyncio.gather(*readers), 10)
+        assert results == [list(range(41)), list(range(41))]
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_one_id_is_never_taken_twice_by_two_writers(shared_url: str) -> None:
+    """Two processes appending to one conversation at once: the sequence stays gapless
+    and unforked (a taken id is a conflict the loser retries)."""
+    first = await PostgresStorage.open(shared_url)
+    second = await PostgresStorage.open(shared_url)
+    try:
+        await first.create_conversation(NewConversation(id="contended"))
+        appends = [
+            store.append("contended", say(f"{name} {index}"))
+            for index in range(50)
+            for name, store in (("a", first), ("b", second))
+        ]
+        stored = await asyncio.gather(*appends)
+        assert sorted(event.id for event in stored) == list(range(100))
+        page = await first.search_events("contended", limit=100)
+        assert [event.id for event in page.events] == list(range(100))
+        texts = {event.to_dict()["args"]["content"] for event in page.events}
+        assert len(texts) == 100
+    finally:
+        await first.close()
+        await second.close()

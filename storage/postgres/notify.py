@@ -1,0 +1,80 @@
+"""Cross-process notifications on PostgreSQL: LISTEN/NOTIFY.
+
+Every append transaction ends with ``pg_notify(channel, "<process> <last id>
+<conversation>")`` for each conversation it wrote. A NOTIFY is part of its transaction:
+it is delivered only if the transaction commits, in commit order, so no process can
+hear of an event that is not durable, and none misses one because the writer died
+between its commit and a separate publish. Each process listens on one connection and
+hands what other processes announce to its `RemoteFeed` (its own announcements are
+dropped: its subscribers already have those events).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from storage.remote import RemoteFeed
+
+logger = logging.getLogger(__name__)
+
+
+def channel_for(schema: str | None) -> str:
+    """One channel per schema: stores sharing a database do not hear each other."""
+    return f"threadline_{(schema or 'public')[:40]}"
+
+
+class Announcer:
+    """What the writer adds to a transaction: one notification per conversation."""
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self.token = uuid.uuid4().hex[:12]
+        """This process, so its listener can drop its own announcements."""
+
+    async def announce(self, connection: asyncpg.Connection, newest: dict[str, int]) -> None:
+        """Inside the writer's transaction: ``newest`` maps conversations to their last id."""
+        if not newest:
+            return
+        payloads = [f"{self.token} {last} {conversation}" for conversation, last in newest.items()]
+        await connection.execute(
+            "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload",
+            self.channel,
+            payloads,
+        )
+
+
+class Listener:
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[asyncpg.Connection]],
+        announcer: Announcer,
+        feed: RemoteFeed,
+    ) -> None:
+        self._connect = connect
+        self._announcer = announcer
+        self._feed = feed
+        self._connection: asyncpg.Connection | None = None
+
+    async def start(self) -> None:
+        self._connection = await self._connect()
+        await self._connection.add_listener(self._announcer.channel, self._heard)
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+        await self._feed.close()
+
+    def _heard(self, connection: Any, pid: int, channel: str, payload: str) -> None:
+        token, _, rest = payload.partition(" ")
+        if token == self._announcer.token:
+            return
+        last, _, conversation_id = rest.partition(" ")
+        try:
+            self._feed.announce(conversation_id, int(last))
+        except ValueError:
+            logger.warning("ignored a malformed notification on %s: %r", channel, payload[:100])
