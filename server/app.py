@@ -55,11 +55,7 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = storage or await SqliteStorage.open(
-            settings.storage_dir,
-            subscriber_buffer=settings.subscriber_buffer,
-            subscriber_buffer_bytes=settings.stream_buffer_bytes,
-        )
+        store = storage or await open_store(settings)
         service = ConversationService(store, settings)
         authenticator = Authenticator(store)
         app.state.storage = store
@@ -139,6 +135,21 @@ def _body_cap(settings: Settings) -> Callable[[Scope], int]:
         return settings.max_body_bytes
 
     return cap
+
+
+async def open_store(settings: Settings) -> Storage:
+    """The store the settings name: PostgreSQL at ``database``, else SQLite in the data
+    directory."""
+    buffer, buffer_bytes = settings.subscriber_buffer, settings.stream_buffer_bytes
+    if settings.database:
+        from storage.postgres import PostgresStorage
+
+        return await PostgresStorage.open(
+            settings.database, subscriber_buffer=buffer, subscriber_buffer_bytes=buffer_bytes
+        )
+    return await SqliteStorage.open(
+        settings.storage_dir, subscriber_buffer=buffer, subscriber_buffer_bytes=buffer_bytes
+    )
 
 
 async def prepare_shutdown(app: Any) -> None:

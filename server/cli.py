@@ -21,6 +21,7 @@ from server.auth import create_key
 from server.protocol import http_protocol
 from server.runtimes import prepare_data_dir
 from server.settings import Settings
+from storage import Storage
 from storage.sqlite import SqliteStorage
 
 logger = logging.getLogger("threadline")
@@ -138,7 +139,13 @@ def serve(settings: Settings) -> int:
 
 async def _keys(arguments: argparse.Namespace) -> int:
     settings = _settings(arguments)
-    store = await SqliteStorage.open(settings.storage_dir, owner=False)
+    store: Storage
+    if settings.database:
+        from storage.postgres import PostgresStorage
+
+        store = await PostgresStorage.open(settings.database)
+    else:
+        store = await SqliteStorage.open(settings.storage_dir, owner=False)
     try:
         if arguments.action == "create":
             key, record = await create_key(store, arguments.user, arguments.label)
@@ -175,6 +182,7 @@ def _settings(arguments: argparse.Namespace) -> Settings:
         host=getattr(arguments, "host", None),
         port=getattr(arguments, "port", None),
         data_dir=arguments.data_dir,
+        database=getattr(arguments, "database", None),
         agent=getattr(arguments, "agent", None),
         log_level=getattr(arguments, "log_level", None),
     )
@@ -195,6 +203,9 @@ def _parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--host", help="interface (default 127.0.0.1)")
     serve_parser.add_argument("--port", type=int, help="port (default 3000)")
     serve_parser.add_argument("--data-dir", type=Path, help="data directory (default ./data)")
+    serve_parser.add_argument(
+        "--database", help="postgresql://... for the log and stores (default: SQLite in --data-dir)"
+    )
     serve_parser.add_argument("--agent", help="default agent (default demo)")
     serve_parser.add_argument(
         "--log-level", choices=["critical", "error", "warning", "info", "debug"]

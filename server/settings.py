@@ -20,6 +20,9 @@ class Settings:
     port: int = 3000
     data_dir: Path = Path("data")
     """SQLite files and conversation workspaces live here."""
+    database: str | None = None
+    """Where the log and the stores live: a ``postgresql://`` URL, or none for SQLite in
+    the data directory."""
     agent: str = "demo"
     """The agent a conversation runs when its creator names none."""
     command_timeout: float = 120.0
@@ -166,6 +169,7 @@ _DESCRIPTIONS = {
     "host": "interface to listen on",
     "port": "TCP port to listen on",
     "data_dir": "directory for the event log and workspaces",
+    "database": "postgresql://user:password@host/database (none: SQLite in the data directory)",
     "agent": "default agent for new conversations",
     "command_timeout": "seconds before a command's process group is killed",
     "output_limit": "bytes of command output (or of a file) an observation keeps",
