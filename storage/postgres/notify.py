@@ -31,14 +31,15 @@ def channel_for(schema: str | None) -> str:
 class Announcer:
     """What the writer adds to a transaction: one notification per conversation."""
 
-    def __init__(self, channel: str) -> None:
+    def __init__(self, channel: str | None) -> None:
         self.channel = channel
+        """None: announce nothing (a process alone on its database)."""
         self.token = uuid.uuid4().hex[:12]
         """This process, so its listener can drop its own announcements."""
 
     async def announce(self, connection: asyncpg.Connection, newest: dict[str, int]) -> None:
         """Inside the writer's transaction: ``newest`` maps conversations to their last id."""
-        if not newest:
+        if not newest or self.channel is None:
             return
         payloads = [f"{self.token} {last} {conversation}" for conversation, last in newest.items()]
         await connection.execute(
@@ -61,6 +62,7 @@ class Listener:
         self._connection: asyncpg.Connection | None = None
 
     async def start(self) -> None:
+        assert self._announcer.channel is not None
         self._connection = await self._connect()
         await self._connection.add_listener(self._announcer.channel, self._heard)
 

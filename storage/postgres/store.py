@@ -98,7 +98,10 @@ class PostgresStorage:
         subscriber_buffer: int = 1024,
         subscriber_buffer_bytes: int = DEFAULT_CAPACITY_BYTES,
         index_interval: float = 0.02,
+        notify: bool = True,
     ) -> PostgresStorage:
+        """``notify=False``: no announcements to other processes (a process that knows it
+        is alone on the database)."""
         dsn, schema = split_url(url)
         settings = {"search_path": schema} if schema else {}
 
@@ -117,7 +120,7 @@ class PostgresStorage:
             dsn, min_size=1, max_size=readers, server_settings=settings
         )
         hub = SubscriptionHub(subscriber_buffer, subscriber_buffer_bytes)
-        announcer = Announcer(channel_for(schema))
+        announcer = Announcer(channel_for(schema) if notify else None)
         indexer = PostgresIndexer(connect, interval=index_interval)
         writer = PostgresWriter(connect, hub, announcer, on_commit=indexer.wake)
         store = cls(pool, writer, indexer, hub)
@@ -125,12 +128,13 @@ class PostgresStorage:
         try:
             await writer.start()
             await indexer.start()
-            await listener.start()
+            if notify:
+                await listener.start()
         except BaseException:
             await writer.close()
             await pool.close()
             raise
-        store._listener = listener
+        store._listener = listener if notify else None
         return store
 
     # -- the event log ---------------------------------------------------------------
