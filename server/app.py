@@ -117,8 +117,16 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
 
         # Engine.IO's long-polling requests are a stream's (its connection slot), and
         # liveness probes must not be refused for the traffic they are probing.
+        def vouched(key: str | None) -> bool:
+            authenticator = getattr(starlette.state, "authenticator", None)
+            return authenticator is not None and authenticator.vouched(key)
+
         application = RateLimit(
-            application, buckets, keys_required, exempt=("/socket.io", "/alive", "/api/health")
+            application,
+            buckets,
+            keys_required,
+            vouched,
+            exempt=("/socket.io", "/alive", "/api/health"),
         )
     application.state = starlette.state  # for tests and the CLI
     return application

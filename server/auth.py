@@ -21,6 +21,7 @@ import hashlib
 import re
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -29,6 +30,7 @@ from storage import ApiKeyRecord, ConversationNotFound, ConversationRecord, Stor
 
 KEY_PREFIX = "tl_"
 MODE_CACHE_SECONDS = 2.0
+SEEN_VALID_KEYS = 10_000
 USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
 
 
@@ -88,6 +90,13 @@ class Authenticator:
         self._storage = storage
         self._keys_exist = False
         self._checked_at = float("-inf")
+        self._seen_valid: OrderedDict[bytes, None] = OrderedDict()
+        """Digests of keys recently found valid (for rate limits only, never to admit)."""
+
+    def vouched(self, key: str | None) -> bool:
+        """Whether this key was recently found valid: rate limits count such keys on their
+        own; any other key counts against its caller's address."""
+        return key is not None and digest(key) in self._seen_valid
 
     async def keys_required(self) -> bool:
         # Keys may be created by `threadline keys create` beside the running server.
@@ -104,9 +113,15 @@ class Authenticator:
             return ANONYMOUS
         if not key:
             raise Unauthorized("an API key is required (X-Session-API-Key or Bearer)")
-        record = await self._storage.find_api_key(digest(key))
+        key_digest = digest(key)
+        record = await self._storage.find_api_key(key_digest)
         if record is None:
+            self._seen_valid.pop(key_digest, None)
             raise Unauthorized("the API key is not valid")
+        self._seen_valid[key_digest] = None
+        self._seen_valid.move_to_end(key_digest)
+        while len(self._seen_valid) > SEEN_VALID_KEYS:
+            self._seen_valid.popitem(last=False)
         return User(record.user, record.id)
 
 

@@ -26,10 +26,13 @@ MAX_IDENTITIES = 10_000
 """Buckets kept at most; beyond it full (idle) buckets go first, then the least recent."""
 
 
-def identity(key: str | None, client_host: str | None, *, keys_required: bool) -> str:
-    """Who a limit counts against: the key when keys are required and one is given, else
-    the client address."""
-    if keys_required and key:
+def identity(
+    key: str | None, client_host: str | None, *, keys_required: bool, vouched: bool
+) -> str:
+    """Who a limit counts against: the key when keys are required and the server has
+    seen it valid (``vouched``), else the client address. An unknown key never gets a
+    bucket of its own: a client inventing a key per request is limited by its address."""
+    if keys_required and key and vouched:
         return "key:" + digest(key).hex()[:32]
     return "addr:" + (client_host or "unknown")
 
@@ -115,22 +118,26 @@ class RateLimit:
         app: ASGIApp,
         buckets: TokenBuckets,
         keys_required: KeysRequired,
+        vouched: Callable[[str | None], bool],
         *,
         exempt: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.buckets = buckets
         self.keys_required = keys_required
+        self.vouched = vouched
         self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(self.exempt):
             await self.app(scope, receive, send)
             return
+        key = request_key(scope)
         who = identity(
-            request_key(scope),
+            key,
             (scope.get("client") or (None, None))[0],
             keys_required=await self.keys_required(),
+            vouched=self.vouched(key),
         )
         try:
             self.buckets.check(who)

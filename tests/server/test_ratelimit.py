@@ -60,14 +60,34 @@ def test_buckets_are_bounded_in_number() -> None:
     assert buckets.take("new") == 0.0
 
 
-def test_identity_is_the_key_only_when_keys_are_required() -> None:
-    assert identity("tl_a", "127.0.0.1", keys_required=True).startswith("key:")
-    assert identity("tl_a", "127.0.0.1", keys_required=True) != identity(
-        "tl_b", "127.0.0.1", keys_required=True
+def test_identity_is_a_key_only_when_keys_are_required_and_it_was_seen_valid() -> None:
+    assert identity("tl_a", "127.0.0.1", keys_required=True, vouched=True).startswith("key:")
+    assert identity("tl_a", "127.0.0.1", keys_required=True, vouched=True) != identity(
+        "tl_b", "127.0.0.1", keys_required=True, vouched=True
     )
-    assert "tl_a" not in identity("tl_a", "127.0.0.1", keys_required=True)
-    assert identity("tl_a", "10.0.0.1", keys_required=False) == "addr:10.0.0.1"
-    assert identity(None, "10.0.0.1", keys_required=True) == "addr:10.0.0.1"
+    assert "tl_a" not in identity("tl_a", "127.0.0.1", keys_required=True, vouched=True)
+    assert identity("tl_a", "10.0.0.1", keys_required=False, vouched=True) == "addr:10.0.0.1"
+    assert identity(None, "10.0.0.1", keys_required=True, vouched=False) == "addr:10.0.0.1"
+    assert identity("tl_x", "10.0.0.1", keys_required=True, vouched=False) == "addr:10.0.0.1"
+
+
+async def test_random_keys_do_not_each_get_a_bucket(fresh_server: RunningServer) -> None:
+    """Keys are counted apart only once the server has seen them valid: a client sending
+    a fresh invented key with every request is limited by its address."""
+    create_key(str(fresh_server.data_dir), "alice")
+    fresh_server.env.update({"THREADLINE_RATE_LIMIT": "1", "THREADLINE_RATE_LIMIT_BURST": "20"})
+    fresh_server.start()
+    async with httpx.AsyncClient(base_url=fresh_server.url) as client:
+        statuses = [
+            (
+                await client.get(
+                    "/api/conversations", headers={"X-Session-API-Key": f"tl_invented{n}"}
+                )
+            ).status_code
+            for n in range(40)
+        ]
+    assert statuses.count(401) <= 21
+    assert 429 in statuses
 
 
 async def test_a_burst_past_the_limit_gets_429_then_succeeds_after_waiting(
@@ -97,7 +117,9 @@ async def test_with_keys_each_key_has_its_own_bucket(fresh_server: RunningServer
     fresh_server.env.update({"THREADLINE_RATE_LIMIT": "0.2", "THREADLINE_RATE_LIMIT_BURST": "3"})
     fresh_server.start()
     async with httpx.AsyncClient(base_url=fresh_server.url) as client:
-        for _ in range(3):
+        # A key's first request counts against the address: only a key the server has
+        # seen valid gets a bucket of its own (random keys must not each get one).
+        for _ in range(4):
             response = await client.get("/api/conversations", headers={"X-Session-API-Key": alice})
             assert response.status_code == 200
         response = await client.get(
