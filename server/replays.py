@@ -23,8 +23,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
-from events import EventBase, MessageAction
-from events.actions import MessageArgs
+from events import EventBase
 from runtime import RuntimeFailure
 from server.agents import Agent, Agents
 from server.agents.replay import ReplayAgent
@@ -130,10 +129,7 @@ async def start_replay(
     )
     first: list[EventBase] = []
     if mode == "recorded":
-        first = [
-            MessageAction(source="user", args=MessageArgs(content=text))
-            for text in rerun_script(await recording_of(service.storage, source.id)).first
-        ]
+        first = list(rerun_script(await recording_of(service.storage, source.id)).first)
     async with service.runs.admission(new.id) as admission:
         admission.check(user.name)  # a refusal writes nothing
         if first:

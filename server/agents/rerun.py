@@ -32,7 +32,6 @@ from events import (
     TaskItem,
     digest,
 )
-from events.actions import MessageArgs
 from events.exchanges import ModelExchangeExtras
 from events.observations import EmptyExtras, ErrorExtras, ErrorObservation, SuccessObservation
 from runtime import RuntimeFailure
@@ -126,10 +125,10 @@ def _chat_at(calls: list[RecordedCall], number: int) -> list[str | None]:
 @dataclass(frozen=True, slots=True)
 class RerunScript:
     calls: list[RecordedCall]
-    first: list[str]
+    first: list[MessageAction]
     """The user's messages before the first model call: the re-run's first events."""
-    later: list[tuple[int, str]]
-    """(id in the recording, text) of the user's later messages."""
+    later: list[tuple[int, MessageAction]]
+    """The user's later messages, with their ids in the recording."""
 
 
 def rerun_script(recording: list[EventBase]) -> RerunScript:
@@ -139,8 +138,8 @@ def rerun_script(recording: list[EventBase]) -> RerunScript:
         if isinstance(event, ModelExchangeObservation) and event.id is not None
     ]
     start = calls[0].source_id if calls else None
-    first: list[str] = []
-    later: list[tuple[int, str]] = []
+    first: list[MessageAction] = []
+    later: list[tuple[int, MessageAction]] = []
     for event in recording:
         if (
             isinstance(event, MessageAction)
@@ -148,10 +147,13 @@ def rerun_script(recording: list[EventBase]) -> RerunScript:
             and event.id is not None
             and not event.hidden
         ):
+            said = event.model_copy(
+                update={"id": None, "timestamp": None, "cause": None, "original_id": event.id}
+            )
             if start is None or event.id < start:
-                first.append(event.args.content)
+                first.append(said)
             else:
-                later.append((event.id, event.args.content))
+                later.append((event.id, said))
     return RerunScript(calls, first, later)
 
 
@@ -237,7 +239,10 @@ class _RecordedUser:
     agent passes before each call), or as the answer the agent waits for."""
 
     def __init__(
-        self, context: AgentContext, model: RecordedModel, messages: deque[tuple[int, str]]
+        self,
+        context: AgentContext,
+        model: RecordedModel,
+        messages: deque[tuple[int, MessageAction]],
     ) -> None:
         self._context = context
         self._model = model
@@ -245,8 +250,7 @@ class _RecordedUser:
         self.said: list[MessageAction] = []
         self.conversation_id = context.conversation_id
 
-    async def say_recorded(self, text: str) -> MessageAction:
-        message = MessageAction(source="user", args=MessageArgs(content=text))
+    async def say_recorded(self, message: MessageAction) -> MessageAction:
         await self._context.log(message)
         return message
 
