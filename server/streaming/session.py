@@ -155,12 +155,16 @@ class StreamSession:
             document = orjson.loads(message) if isinstance(message, str | bytes) else message
             control = ReplayControl.model_validate(document)
         except orjson.JSONDecodeError:
-            raise BadRequest("a replay control is a JSON object", field="command") from None
+            raise BadRequest(
+                "a replay control is a JSON object", field="command", code="invalid_request"
+            ) from None
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             where = ".".join(str(part) for part in first["loc"]) or "command"
             raise BadRequest(
-                f"{where}: {first['msg'].removeprefix('Value error, ')}", field=where
+                f"{where}: {first['msg'].removeprefix('Value error, ')}",
+                field=where,
+                code="invalid_request",
             ) from None
         return await replay.control(control)
 
