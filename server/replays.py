@@ -31,6 +31,7 @@ from server.agents.rerun import RecordedModel, RerunAgent, rerun_script
 from server.auth import User, public_id, scoped_id
 from server.errors import BadRequest
 from server.imports import recording_events
+from server.runtimes import check_new_conversation
 from storage import ConversationNotFound, ConversationRecord, NewConversation, Storage
 from storage.models import new_conversation_id
 
@@ -108,6 +109,12 @@ async def start_replay(
     """A new conversation replaying ``source`` (``execute`` or ``recorded``), its run
     admitted under the owner's caps. Raises `ApiError` (a refusal writes nothing)."""
     settings = service.settings
+    check_new_conversation(
+        settings,
+        keys_required=user.name is not None,
+        repository=source.repository,
+        git_provider=source.git_provider,
+    )
     agent = source.settings.get("agent") or ("llm" if mode == "recorded" else settings.agent)
     kept: dict[str, Any] = {
         key: source.settings[key]
@@ -155,6 +162,9 @@ async def import_and_replay(
     """Import the recording as a conversation of its own, then start its replay;
     returns (replay, recording). The import is removed if the replay is refused."""
     settings = service.settings
+    check_new_conversation(  # before anything is written
+        settings, keys_required=user.name is not None, repository=None, git_provider=None
+    )
     recording = NewConversation(
         id=scoped_id(user, new_conversation_id()),
         owner=user.name,

@@ -17,7 +17,8 @@ import pytest
 import pytest_asyncio
 
 from tests.server.clients import agent_state, create, follow
-from tests.server.running import RunningServer
+from tests.server.running import ACCEPT_LOCAL_WITH_KEYS, RunningServer
+from tests.server.test_auth import make_key
 from tests.server.test_trajectory import export
 
 GREETING = Path(__file__).resolve().parents[1] / "fixtures" / "replays" / "greeting.json"
@@ -180,3 +181,49 @@ async def test_bad_replays_are_400_and_write_nothing(
         "/api/conversations/import", content=b"[]", params={"replay_mode": "rerun"}
     )
     assert (refused.status_code, refused.json()["field"]) == (400, "replay_mode")
+
+
+async def test_replays_stay_with_their_owner_and_the_operators_rules(tmp_path: Path) -> None:
+    """Another user's conversation cannot be re-run, nor their replay controlled (404);
+    with keys on and the local runtime not accepted, no replay is created (403)."""
+    server = RunningServer(tmp_path / "server", env={"THREADLINE_DEMO_PACE": "0"})
+    keys = [make_key(server, user) for user in ("alice", "bob")]
+    server.env.update(ACCEPT_LOCAL_WITH_KEYS)
+    server.start()
+    try:
+        alice, bob = (
+            httpx.AsyncClient(base_url=server.url, timeout=20, headers={"X-Session-API-Key": k})
+            for k in keys
+        )
+        async with alice, bob:
+            mine = await alice.post("/api/conversations/import", content=GREETING.read_bytes())
+            source = mine.json()["conversation_id"]
+            assert (await bob.post(f"/api/conversations/{source}/rerun")).status_code == 404
+            async with alice.stream(
+                "GET", f"/api/conversations/{source}/events/stream", params={"replay": "1"}
+            ) as stream:
+                lines = stream.aiter_lines()
+                started = await anext(line async for line in lines if line.startswith("data:"))
+                replay_id = orjson.loads(started.removeprefix("data:"))["replay_id"]
+                control = {"command": "pause"}
+                path = f"/api/conversations/{source}/replay/{replay_id}"
+                assert (await bob.post(path, json=control)).status_code == 404
+                assert (await alice.post(path, json=control)).json()["state"] == "paused"
+        server.stop()
+        del server.env["THREADLINE_ALLOW_LOCAL_RUNTIME_WITH_KEYS"]
+        server.start()
+        async with httpx.AsyncClient(
+            base_url=server.url, timeout=20, headers={"X-Session-API-Key": keys[0]}
+        ) as alice:
+            before = (await alice.get("/api/conversations")).json()["results"]
+            refused = await alice.post(f"/api/conversations/{source}/rerun")
+            assert refused.status_code == 403, refused.text
+            imported = await alice.post(
+                "/api/conversations/import",
+                content=GREETING.read_bytes(),
+                params={"replay_mode": "execute"},
+            )
+            assert imported.status_code == 403
+            assert (await alice.get("/api/conversations")).json()["results"] == before
+    finally:
+        server.stop()
