@@ -341,13 +341,9 @@ class ConversationRun:
         return Usage(self.budget.current, self.prompt_tokens, self.completion_tokens)
 
     async def log(self, event: EventBase, *, settings: dict[str, Any] | None = None) -> None:
-        if settings is None:
-            await self._append(event)
-            return
+        patch = None if settings is None else ConversationPatch(settings=settings)
         self.last_activity = time.monotonic()
-        await self.storage.append(
-            self.conversation_id, event, patch=ConversationPatch(settings=settings)
-        )
+        await self.storage.append(self.conversation_id, event, patch=patch)
 
     async def say(self, text: str, *, wait_for_response: bool = False) -> None:
         arguments = MessageArgs(content=text, wait_for_response=wait_for_response)
