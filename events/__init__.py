@@ -18,6 +18,7 @@ from events.actions import (
 )
 from events.base import EventBase, LLMMetrics, Source, ToolCallMetadata
 from events.errors import EventValidationError, ThreadlineError
+from events.exchanges import ModelExchangeObservation, digest
 from events.filter import EventFilter, build_filter, resolve_event_types
 from events.observations import (
     AgentStateChangedObservation,
@@ -71,6 +72,7 @@ __all__ = [
     "FileWriteObservation",
     "LLMMetrics",
     "MessageAction",
+    "ModelExchangeObservation",
     "ObservationBase",
     "RecordedAction",
     "RecordedObservation",
@@ -85,6 +87,7 @@ __all__ = [
     "ToolCallMetadata",
     "UserRejectObservation",
     "build_filter",
+    "digest",
     "dump_event",
     "event_to_dict",
     "load_event",

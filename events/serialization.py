@@ -18,6 +18,7 @@ from events.actions import ACTION_TYPES, ActionBase
 from events.base import OMITTED_WHEN_NONE, EventBase
 from events.depth import MAX_JSON_DEPTH, depth_field, too_deep
 from events.errors import EventValidationError
+from events.exchanges import ModelExchangeObservation
 from events.observations import OBSERVATION_TYPES, ObservationBase
 from events.other_actions import OTHER_ACTION_TYPES
 from events.other_observations import OTHER_OBSERVATION_TYPES
@@ -32,6 +33,7 @@ EVENT_TYPES: tuple[type[EventBase], ...] = (
     *OTHER_ACTION_TYPES,
     *OBSERVATION_TYPES,
     *OTHER_OBSERVATION_TYPES,
+    ModelExchangeObservation,
 )
 TYPE_BY_KIND: dict[str, type[EventBase]] = {_kind_of(cls): cls for cls in EVENT_TYPES}
 

@@ -18,7 +18,10 @@ from runtime.files import FileTooLarge
 
 MOUNT = "/workspace"
 EXIT_POLL = 0.02
-_RESOLVE = f"""p=$(readlink -f -- "$1" 2>/dev/null) || exit 2
+# busybox's `readlink -f` fails on a missing file named without a directory ("a.txt"),
+# and resolves "./a.txt": a relative path is given one.
+_RESOLVE = f"""case "$1" in /*) q="$1";; *) q="./$1";; esac
+p=$(readlink -f -- "$q" 2>/dev/null) || exit 2
 case "$p" in {MOUNT}/*) ;; {MOUNT}) exit 4;; *) exit 3;; esac
 [ -d "$p" ] && exit 4
 """

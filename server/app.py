@@ -29,7 +29,7 @@ from server.openapi import build_openapi
 from server.origins import OriginGuard
 from server.page import PageFiles
 from server.ratelimit import RateLimit, TokenBuckets
-from server.routes import conversations, events, meta, trajectory
+from server.routes import conversations, events, meta, replays, trajectory
 from server.service import ConversationService
 from server.settings import Settings
 from server.streaming.registry import StreamSessions
@@ -81,6 +81,7 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
     starlette = Starlette(
         routes=[
             *trajectory.routes,
+            *replays.routes,
             *conversations.routes,
             *events.routes,
             WebSocketRoute("/api/conversations/{conversation_id}/events", events_socket),

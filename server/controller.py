@@ -70,6 +70,8 @@ from storage import (
 
 logger = logging.getLogger(__name__)
 
+Annotate = Callable[[ObservationBase], ObservationBase]
+"""Given an action's observation before it is logged, returns what to log."""
 EndListener = Callable[["ConversationRun"], None]
 """Called once when a run has ended (its sandbox closed), before its end is written."""
 WAITING_STATES: frozenset[str] = frozenset({"awaiting_user_input", "paused", "error"})
@@ -303,7 +305,9 @@ class ConversationRun:
                 return list(self._history)
             after = page.next_cursor - 1
 
-    async def act(self, action: ActionBase) -> ObservationBase | None:
+    async def act(
+        self, action: ActionBase, *, annotate: Annotate | None = None
+    ) -> ObservationBase | None:
         await self._gate()
         self.iterations.current += 1
         if action.llm_metrics is not None:
@@ -324,6 +328,8 @@ class ConversationRun:
                 "tool_call_metadata": action.tool_call_metadata,
             }
         )
+        if annotate is not None:
+            observation = annotate(observation)
         stored_observation = await self._append(observation)
         return observation.model_copy(update={"id": stored_observation.id})
 
@@ -334,8 +340,10 @@ class ConversationRun:
         """What the conversation has spent so far, as the server counts it."""
         return Usage(self.budget.current, self.prompt_tokens, self.completion_tokens)
 
-    async def log(self, observation: ObservationBase) -> None:
-        await self._append(observation)
+    async def log(self, event: EventBase, *, settings: dict[str, Any] | None = None) -> None:
+        patch = None if settings is None else ConversationPatch(settings=settings)
+        self.last_activity = time.monotonic()
+        await self.storage.append(self.conversation_id, event, patch=patch)
 
     async def say(self, text: str, *, wait_for_response: bool = False) -> None:
         arguments = MessageArgs(content=text, wait_for_response=wait_for_response)

@@ -119,6 +119,15 @@ def _operation(summary: str, responses: dict[str, Any], **extra: Any) -> dict[st
     return {"summary": summary, "responses": responses, **extra}
 
 
+REPLAY_PARAMETERS = [
+    _query("replay", {"enum": ["0", "1"]}, "1: a paced replay of the logged events"),
+    _query("from_id", {"type": "integer", "minimum": 0}, "replay: the first event"),
+    _query("from_time", {"type": "string", "format": "date-time"}, "replay: start time"),
+    _query("speed", {"type": "number", "minimum": 0.01, "maximum": 10000}, "replay: speed"),
+    _query("max_gap", {"type": "number", "minimum": 0}, "replay: longest wait, in seconds"),
+]
+
+
 def build_openapi() -> dict[str, Any]:
     conversation_path = {"parameters": [CONVERSATION_ID]}
     paths: dict[str, Any] = {
@@ -140,10 +149,11 @@ def build_openapi() -> dict[str, Any]:
         },
         "/api/conversations/import": {
             "post": _operation(
-                "Create a conversation from a recorded trajectory (copied, not re-run): "
-                'a JSON array of events, {"trajectory": [...]}, or JSON Lines; kinds and '
-                "fields are kept as recorded, ids renumbered from 0 (original_id keeps the "
-                "recorded one)",
+                "Create a conversation from a recorded trajectory (by default copied, not "
+                'run): a JSON array of events, {"trajectory": [...]}, or JSON Lines; kinds '
+                "and fields are kept as recorded, ids renumbered from 0 (original_id keeps "
+                "the recorded one). replay_mode=execute or recorded: the copy is the "
+                "recording of a replay started at once (201 names both)",
                 {
                     **_ok("created"),
                     "201": {"description": "created: conversation_id, events"},
@@ -154,6 +164,13 @@ def build_openapi() -> dict[str, Any]:
                     _query("title", {"type": "string", "maxLength": 200}, "default: first message"),
                     _query("conversation_id", {"type": "string"}, "default: a new id"),
                     _query("format", {"enum": ["json", "jsonl"]}, "default: by Content-Type"),
+                    _query(
+                        "replay_mode",
+                        {"enum": ["view", "execute", "recorded"]},
+                        "view (default): a copy; execute: its actions run again in a fresh "
+                        "sandbox; recorded: its agent runs again, answered from its "
+                        "recorded model replies",
+                    ),
                 ],
                 requestBody={"required": True, "content": TRAJECTORY_CONTENT},
             )
@@ -198,6 +215,31 @@ def build_openapi() -> dict[str, Any]:
             "post": _operation(
                 "Release a pause, raise a tripped limit, or start a run",
                 _responses("resumed", (*REST, *WRITE, "404")),
+            ),
+        },
+        "/api/conversations/{conversation_id}/rerun": {
+            **conversation_path,
+            "post": _operation(
+                "A new conversation re-running this one: replay_mode recorded (default: its "
+                "agent answered from the recorded model replies, no model server needed) or "
+                "execute (its recorded actions run again in a fresh sandbox); optional "
+                "body {replay_mode, conversation_id, title, max_iterations}",
+                _responses(
+                    "created: conversation_id, recording_id",
+                    (*REST, *WRITE, "400", "404", "409"),
+                    ok="201",
+                ),
+            ),
+        },
+        "/api/conversations/{conversation_id}/replay/{replay_id}": {
+            "parameters": [
+                CONVERSATION_ID,
+                {"name": "replay_id", "in": "path", "required": True, "schema": {"type": "string"}},
+            ],
+            "post": _operation(
+                "Control a paced replay watched over SSE (replay=1): "
+                '{"command": "pause" | "resume" | "speed" | "seek", "speed", "id", "timestamp"}',
+                _responses("the replay's state", (*REST, "400", "404")),
             ),
         },
         "/api/conversations/{conversation_id}/plan": {
@@ -285,7 +327,8 @@ def build_openapi() -> dict[str, Any]:
                     "200": {"description": "text/event-stream; id: = event id"},
                 },
                 parameters=[
-                    _query("latest_event_id", {"type": "integer", "minimum": -1}, "resume after")
+                    _query("latest_event_id", {"type": "integer", "minimum": -1}, "resume after"),
+                    *REPLAY_PARAMETERS,
                 ],
             ),
         },

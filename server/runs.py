@@ -29,6 +29,7 @@ from events.observations import AgentStateChangedExtras
 from server.agents import Agents
 from server.controller import ConversationRun, RunLimits, status_for
 from server.errors import Forbidden, InsufficientStorage, ServiceUnavailable
+from server.replays import agent_for
 from server.runtimes import clone_url, local_runtime_refusal, make_runtime
 from server.sessions import Admission, Caps, SessionManager
 from server.settings import Settings
@@ -236,10 +237,7 @@ class RunOwner:
             conversation_id,
             storage=self.storage,
             runtime=make_runtime(settings, conversation_id),
-            agent=self.agents.make(
-                record.settings.get("agent", settings.agent),
-                record.settings.get("conversation_instructions"),
-            ),
+            agent=agent_for(self.agents, self.storage, record, settings.agent),
             limits=RunLimits(
                 max_iterations=record.max_iterations,
                 max_budget=record.max_budget,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -62,6 +62,8 @@ class CreateConversation(BaseModel):
     image_urls: ImageUrls = Field(default_factory=list)
     replay_json: str | None = None
     """Bounded by the import body cap (``THREADLINE_IMPORT_MAX_BYTES``)."""
+    replay_mode: Literal["view", "execute", "recorded"] | None = None
+    """What ``replay_json`` is for (`server.replays`); ``execute`` when not given."""
     conversation_instructions: str | None = Field(default=None, max_length=MESSAGE_MAX)
     mcp_config: dict[str, Any] | None = None
     suggested_task: dict[str, Any] | None = None
@@ -132,4 +134,16 @@ def conversation_info(record: ConversationRecord, live: dict[str, Any]) -> dict[
         "prompt_tokens": record.prompt_tokens,
         "completion_tokens": record.completion_tokens,
         "url": f"/api/conversations/{public_id(record.id)}",
+        "replay": replay_info(record),
     } | live
+
+
+def replay_info(record: ConversationRecord) -> dict[str, Any] | None:
+    """A replay's mode, recording (by its public id) and, once done, its summary."""
+    replay = record.settings.get("replay")
+    if not isinstance(replay, dict):
+        return None
+    shown = dict(replay)
+    if isinstance(shown.get("source"), str):
+        shown["source"] = public_id(shown["source"])
+    return shown

@@ -29,7 +29,8 @@ from server.agents import Agents, AgentUnavailable
 from server.auth import User, scoped_id
 from server.controller import ConversationRun
 from server.errors import BadRequest, Conflict
-from server.imports import recording_documents, recording_events
+from server.imports import recording_documents, recording_events, title_of
+from server.replays import import_and_replay
 from server.runs import RunOwner
 from server.runtimes import check_new_conversation, destroy_sandbox
 from server.schemas import CreateConversation
@@ -78,6 +79,10 @@ class ConversationService:
             self.agents.check(agent)
         except AgentUnavailable as exc:
             raise BadRequest(str(exc), field="agent") from None
+        if request.replay_json and request.replay_mode != "view":
+            return await self._replay(request, user)
+        if request.replay_mode is not None and not request.replay_json:
+            raise BadRequest("replay_mode goes with replay_json", field="replay_mode")
         replay = (
             await asyncio.to_thread(_parse_replay, request.replay_json)
             if request.replay_json
@@ -120,6 +125,26 @@ class ConversationService:
                 await self.storage.append(record.id, message)
             await admission.admit(record.id, record.owner, record.priority)
         return await self.storage.get_conversation(record.id)
+
+    async def _replay(self, request: CreateConversation, user: User) -> ConversationRecord:
+        """``replay_json`` to be executed again or re-run (`server.replays`)."""
+        if request.initial_user_msg:
+            raise BadRequest(
+                "a replay starts from its recording: send further messages once it has "
+                "finished (or use replay_mode view)",
+                field="initial_user_msg",
+            )
+        documents = await asyncio.to_thread(
+            recording_documents, request.replay_json or "", lines=False, name="replay_json"
+        )
+        replay, _ = await import_and_replay(
+            self, user, documents, request.replay_mode or "execute",
+            name="replay_json", title=request.title or title_of(documents),
+            conversation_id=request.conversation_id, agent=request.agent,
+            priority=request.priority, max_iterations=request.max_iterations,
+            max_budget=request.max_budget_per_task,
+        )  # fmt: skip
+        return replay
 
     async def delete(self, conversation_id: str) -> None:
         """Stop the conversation's run, destroy its sandbox, delete it and its events."""

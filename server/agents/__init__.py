@@ -5,8 +5,10 @@ from __future__ import annotations
 from openai import AsyncOpenAI
 
 from server.agents.base import Agent, AgentContext
+from server.agents.chat import LiveModel
 from server.agents.demo import DemoAgent
 from server.agents.llm import LLMAgent
+from server.agents.rerun import RecordedModel
 from server.settings import Settings
 
 AGENT_NAMES = ("demo", "llm")
@@ -30,13 +32,20 @@ class Agents:
         if name == "llm" and not self._settings.llm_base_url:
             raise AgentUnavailable("the llm agent needs THREADLINE_LLM_BASE_URL")
 
-    def make(self, name: str, instructions: str | None = None) -> Agent:
-        self.check(name)
+    def make(
+        self, name: str, instructions: str | None = None, *, recorded: RecordedModel | None = None
+    ) -> Agent:
+        """The agent ``name``; with ``recorded``, an LLM agent answered from a recording
+        (no model server needed)."""
+        if recorded is None:
+            self.check(name)
+        elif name not in AGENT_NAMES:
+            raise AgentUnavailable(f"unknown agent {name!r}; known: {', '.join(AGENT_NAMES)}")
         settings = self._settings
         if name == "llm":
             return LLMAgent(
-                self._model_client(),
-                model=settings.llm_model,
+                recorded or LiveModel(self._model_client()),
+                model=(recorded and recorded.model) or settings.llm_model,
                 input_cost=settings.llm_input_cost,
                 output_cost=settings.llm_output_cost,
                 instructions=instructions,

@@ -9,8 +9,9 @@ stay small.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from events import ActionBase, EventBase, MessageAction, ObservationBase, TaskItem
 
@@ -31,9 +32,15 @@ class AgentContext(Protocol):
         """Every event of the conversation so far, oldest first."""
         ...
 
-    async def act(self, action: ActionBase) -> ObservationBase | None:
+    async def act(
+        self,
+        action: ActionBase,
+        *,
+        annotate: Callable[[ObservationBase], ObservationBase] | None = None,
+    ) -> ObservationBase | None:
         """Log the action, carry it out, log and return its observation (None for
-        actions that have none: messages, finish)."""
+        actions that have none: messages, finish). ``annotate`` may amend the
+        observation before it is logged (a replay adds what was recorded)."""
         ...
 
     async def checkpoint(self) -> None:
@@ -46,8 +53,10 @@ class AgentContext(Protocol):
         counts on from there; the log may hold imported, untrusted figures)."""
         ...
 
-    async def log(self, observation: ObservationBase) -> None:
-        """Log an observation no action caused (e.g. a malformed tool call)."""
+    async def log(self, event: EventBase, *, settings: dict[str, Any] | None = None) -> None:
+        """Log an event no action caused (a malformed tool call's error, a model
+        exchange, a user's message replayed from a recording). With ``settings``, the
+        conversation record's settings become these in the same write."""
         ...
 
     async def say(self, text: str, *, wait_for_response: bool = False) -> None:

@@ -5,6 +5,10 @@ call becomes an action (with OpenHands' ``tool_call_metadata``), its observation
 back as the tool's answer. A reply without tool calls is a message to the user, and the
 agent waits for the answer. Token usage is priced with the configured rates and carried
 on every action as ``llm_metrics``; the controller's budget flag reads it.
+
+Every model call is logged as a hidden ``model_exchange`` event (the request's digest,
+the digests of the messages it added, the reply as sent), so a re-run can answer the
+same requests from the log instead of the model (`server.agents.rerun`).
 """
 
 from __future__ import annotations
@@ -12,9 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import httpx2
 import orjson
-from openai import AsyncOpenAI
 
 from events import (
     ActionBase,
@@ -24,13 +26,16 @@ from events import (
     EventBase,
     LLMMetrics,
     MessageAction,
+    ModelExchangeObservation,
     ObservationBase,
     ToolCallMetadata,
 )
 from events.actions import MessageArgs
 from events.base import TokenUsage
+from events.exchanges import ModelExchangeExtras, digest
 from events.observations import ErrorExtras
 from server.agents.base import AgentContext, Usage
+from server.agents.chat import ChatModel, ChatRequest
 from server.agents.completion import Reply, parse_reply
 from server.agents.tools import TOOLS, ToolCallError, action_for
 from server.agents.transcript import Transcript
@@ -47,14 +52,14 @@ class LLMAgent:
 
     def __init__(
         self,
-        client: AsyncOpenAI,
+        chat: ChatModel,
         *,
         model: str,
         input_cost: float = 0.0,
         output_cost: float = 0.0,
         instructions: str | None = None,
     ) -> None:
-        self._client = client
+        self._chat = chat
         self._model = model
         self._input_cost = input_cost / 1_000_000
         self._output_cost = output_cost / 1_000_000
@@ -67,17 +72,17 @@ class LLMAgent:
         history = await context.history()
         self._restore_usage(context.usage())
         messages = self._transcript(history)
+        number = sum(isinstance(event, ModelExchangeObservation) for event in history)
+        sent = 0
         while True:
             await context.checkpoint()
             for message in context.take_user_messages():  # said while the agent worked
                 messages.add({"role": "user", "content": message.args.content})
-            raw = await self._client.post(
-                "/chat/completions",
-                cast_to=httpx2.Response,  # the client's own HTTP library: the raw reply
-                content=messages.request_body(),
-                options={"headers": {"Content-Type": "application/json"}},
-            )
-            reply = parse_reply(raw.content)
+            request = ChatRequest(messages.request_body(), number, messages.digests(), sent)
+            answer_bytes = await self._chat.complete(request)
+            reply = parse_reply(answer_bytes)
+            await context.log(_exchange(request, answer_bytes, self._model))
+            number, sent = number + 1, len(messages)
             metrics = self._account(reply)
             calls = reply.tool_calls
             if not calls:
@@ -192,6 +197,19 @@ class LLMAgent:
                         )
                     pending = []
         return messages
+
+
+def _exchange(request: ChatRequest, reply: bytes, model: str) -> ModelExchangeObservation:
+    """The hidden record of one model call."""
+    extras = ModelExchangeExtras(
+        call=request.call,
+        request_digest=digest(request.body),
+        new_messages=request.message_digests[request.first_new :],
+        message_count=len(request.message_digests),
+        model=model,
+        reply=orjson.loads(reply),
+    )
+    return ModelExchangeObservation(source="agent", extras=extras)
 
 
 def _tool_answer(action: ActionBase, observation: ObservationBase | None) -> str:

@@ -8,6 +8,7 @@ encoded once, when it joins, and a request is the pieces joined.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
@@ -27,6 +28,10 @@ class Transcript:
     def request_body(self) -> bytes:
         """``{"model": ..., "tools": ..., "tool_choice": "auto", "messages": [...]}``."""
         return self._head + b',"messages":[' + b",".join(self._messages) + b"]}"
+
+    def digests(self) -> list[str]:
+        """A short digest of each message's bytes, in order (what a re-run compares)."""
+        return [hashlib.sha256(message).hexdigest()[:16] for message in self._messages]
 
     def messages(self) -> list[Any]:
         """The messages decoded (for tests and debugging)."""

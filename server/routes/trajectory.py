@@ -20,6 +20,7 @@ from server.auth import public_id, scoped_id
 from server.errors import BadRequest, json_response
 from server.http import bool_param, caller, target
 from server.imports import read_body, recording_documents, recording_events, title_of, wants_lines
+from server.replays import import_and_replay, replay_mode
 from server.schemas import check_conversation_id
 from server.service import ConversationService
 from server.streamed import StreamedBody
@@ -49,7 +50,9 @@ async def export_trajectory(request: Request) -> Response:
 async def import_conversation(request: Request) -> Response:
     """A recording (the trajectory shape, one event, or JSON Lines) becomes a new
     conversation holding its events, copied, not re-run; ``title`` and
-    ``conversation_id`` as query parameters. Answers 201 with the id and the count."""
+    ``conversation_id`` as query parameters. Answers 201 with the id and the count.
+    With ``replay_mode=execute`` or ``recorded`` the copy is the recording of a replay
+    started at once (`server.replays`), and the answer names both."""
     user = await caller(request)
     service: ConversationService = request.app.state.service
     settings = service.settings
@@ -61,10 +64,27 @@ async def import_conversation(request: Request) -> Response:
     title = request.query_params.get("title", "")
     if len(title) > 200:
         raise BadRequest("title: must be at most 200 characters", field="title")
+    mode = replay_mode(request.query_params.get("replay_mode"), "view")
     lines = wants_lines(request)
     body = await read_body(request, settings.import_max_bytes)
     documents = await asyncio.to_thread(recording_documents, body, lines=lines, name="trajectory")
     del body
+    if mode != "view":
+        replay, source = await import_and_replay(
+            service, user, documents, mode, name="trajectory",
+            title=title or title_of(documents), conversation_id=conversation_id,
+        )  # fmt: skip
+        return json_response(
+            {
+                "status": "ok",
+                "conversation_id": public_id(replay.id),
+                "conversation_status": replay.status,
+                "replay_mode": mode,
+                "recording_id": public_id(source.id),
+                "queue_position": service.sessions.queue_position(replay.id),
+            },
+            status=201,
+        )
     new = NewConversation(
         id=scoped_id(user, conversation_id),
         owner=user.name,

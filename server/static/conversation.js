@@ -4,6 +4,7 @@ import { api, conversationPath } from "./api.js";
 import { $, cost, fill, h } from "./dom.js";
 import { PlanView } from "./plan.js";
 import { renderEvent } from "./render.js";
+import { ReplayBar } from "./replay.js";
 import { EventStream } from "./stream.js";
 
 // Agent states in which a run is under way (pause makes sense), and those that end one.
@@ -36,6 +37,7 @@ export class ConversationView {
       $(`#${command}`).addEventListener("click", () => this.control(command));
     }
     this.setUpMessageForm();
+    this.replay = new ReplayBar(this);
   }
 
   open(id, revealId = null) {
@@ -64,6 +66,7 @@ export class ConversationView {
   }
 
   close() {
+    this.replay.stop();
     this.stream?.close();
     this.stream = null;
     this.id = null;
@@ -171,6 +174,7 @@ export class ConversationView {
     $("#pause").disabled = !ACTIVE.has(state) || Boolean(v.queue_position);
     $("#resume").disabled = !("agent_state" in v) || ACTIVE.has(state); // resume also starts a run
     $("#stop").disabled = !state || ENDED.has(state);
+    this.replay.update();
   }
 
   connection({ state, opens, error, retryIn }) {

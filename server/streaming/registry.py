@@ -16,13 +16,21 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from server.auth import Authenticator, visible_conversation
-from server.errors import BadRequest, TooManyRequests
+from server.auth import Authenticator, User, visible_conversation
+from server.errors import BadRequest, NotFound, TooManyRequests
 from server.settings import Settings
+from server.streaming.pacing import (
+    Clock,
+    LoopClock,
+    PacedReplay,
+    ReplayControl,
+    replay_start_from,
+)
 from server.streaming.session import DELETED, REVOKED, SHUTTING_DOWN, Ending, StreamSession
-from storage import Storage
+from storage import Storage, Subscription
 
 if TYPE_CHECKING:
     from server.service import ConversationService
@@ -59,7 +67,9 @@ class StreamSessions:
         authenticator: Authenticator,
         service: ConversationService,
         settings: Settings,
+        clock: Clock | None = None,
     ) -> None:
+        self._clock = clock or LoopClock()
         self._storage = storage
         self._authenticator = authenticator
         self._service = service
@@ -76,24 +86,36 @@ class StreamSessions:
         conversation_id: str | None,
         key: str | None,
         latest_event_id: str | None,
+        query: Mapping[str, str] | None = None,
     ) -> StreamSession:
-        """A session for the client, from the event after ``latest_event_id``. Raises
-        `ApiError`: 400, 401, 404 (as for REST), 429 over a cap, 503 when shutting down."""
+        """A session for the client, from the event after ``latest_event_id``; with
+        ``replay=1`` in ``query``, a paced replay of the log (`server.streaming.pacing`).
+        Raises `ApiError`: 400, 401, 404 (as for REST), 429 over a cap, 503 when
+        shutting down."""
         if self.closing:
             raise SHUTTING_DOWN.error()
         if not conversation_id:
             raise BadRequest("conversation_id is required", field="conversation_id")
         after_id = parse_latest_event_id(latest_event_id)
+        replay = replay_start_from(dict(query or {}), after_id)
         user = await self._authenticator.user_for(key)
         record = await visible_conversation(self._storage, user, conversation_id)
         self._check_caps(user.name)
+        feed: Subscription | PacedReplay
+        if replay is None:
+            feed = self._storage.subscribe(record.id, after_id)
+        else:
+            last_id = await self._storage.latest_event_id(record.id)
+            feed = PacedReplay(
+                self._storage, record.id, start=replay, last_id=last_id, clock=self._clock
+            )
         session = StreamSession(
             user=user,
             key=key,
             conversation_id=record.id,
             created_at=record.created_at,
             transport=transport,
-            subscription=self._storage.subscribe(record.id, after_id),
+            subscription=feed,
             authenticator=self._authenticator,
             service=self._service,
             max_message_bytes=self._settings.max_message_bytes,
@@ -104,6 +126,22 @@ class StreamSessions:
             self._per_user[user.name] += 1
             self._watch_keys()
         return session
+
+    async def control_replay(
+        self, replay_id: str, user: User, conversation_id: str, control: ReplayControl
+    ) -> dict[str, Any]:
+        """A control for a replay the caller watches (over SSE, which cannot send).
+        Raises `NotFound` for a replay that is not theirs or not open."""
+        for session in tuple(self._open):
+            replay = session.replay
+            if (
+                replay is not None
+                and replay.replay_id == replay_id
+                and session.user.name == user.name
+                and session.conversation_id == conversation_id
+            ):
+                return await session.control(control.model_dump(mode="json", exclude_none=True))
+        raise NotFound(f"no open replay {replay_id[:40]!r} of this conversation")
 
     def __len__(self) -> int:
         return len(self._open)

@@ -25,9 +25,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import orjson
+from pydantic import ValidationError
+
 from events import parse_event
 from server.auth import Authenticator, User
-from server.errors import ApiError, NotFound, PayloadTooLarge, ServiceUnavailable, Unauthorized
+from server.errors import (
+    ApiError,
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    Unauthorized,
+)
+from server.streaming.pacing import PacedReplay, ReplayControl, ReplayNotice
 from storage import ConversationNotFound, StoredEvent, Subscription
 
 if TYPE_CHECKING:
@@ -65,7 +76,7 @@ class StreamSession:
         conversation_id: str,
         created_at: datetime,
         transport: str,
-        subscription: Subscription,
+        subscription: Subscription | PacedReplay,
         authenticator: Authenticator,
         service: ConversationService,
         max_message_bytes: int,
@@ -76,6 +87,7 @@ class StreamSession:
         """The store's id (see `server.auth.scoped_id`)."""
         self.transport = transport
         self.subscription = subscription
+        """The live log subscription, or a paced replay of the log (``replay=1``)."""
         self.ending: Ending | None = None
         self._key = key
         self._created_at = created_at
@@ -92,12 +104,17 @@ class StreamSession:
     def closed(self) -> bool:
         return self.ending is not None
 
+    @property
+    def replay(self) -> PacedReplay | None:
+        return self.subscription if isinstance(self.subscription, PacedReplay) else None
+
     def __aiter__(self) -> StreamSession:
         return self
 
-    async def __anext__(self) -> StoredEvent:
+    async def __anext__(self) -> StoredEvent | ReplayNotice:
         """The conversation's next event after the client's last one, in order, until
-        the session ends (then `ending` says why). Safe to cancel and call again."""
+        the session ends (then `ending` says why); a paced replay's news among them.
+        Safe to cancel and call again."""
         try:
             return await self.subscription.__anext__()
         except StopAsyncIteration:
@@ -120,6 +137,36 @@ class StreamSession:
         return await self._service.user_event(
             self.conversation_id, event, self.user, via=self.transport
         )
+
+    async def control(self, message: str | bytes | Any) -> dict[str, Any]:
+        """Carry out a client's replay control (`ReplayControl`) after checking again
+        that the client may; returns the replay's state. Raises `ApiError`."""
+        if self.ending is not None:
+            raise self.ending.error()
+        replay = self.replay
+        if replay is None:
+            raise BadRequest("this stream is not a replay", field="replay")
+        if isinstance(message, str | bytes) and len(message) > self._max_message_bytes:
+            raise PayloadTooLarge(
+                f"a message may be at most {self._max_message_bytes} bytes", field="message"
+            )
+        await self._check_rights()
+        try:
+            document = orjson.loads(message) if isinstance(message, str | bytes) else message
+            control = ReplayControl.model_validate(document)
+        except orjson.JSONDecodeError:
+            raise BadRequest(
+                "a replay control is a JSON object", field="command", code="invalid_request"
+            ) from None
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"]) or "command"
+            raise BadRequest(
+                f"{where}: {first['msg'].removeprefix('Value error, ')}",
+                field=where,
+                code="invalid_request",
+            ) from None
+        return await replay.control(control)
 
     def close(self, ending: Ending = CLIENT_LEFT) -> None:
         """End the session (idempotent): the subscription stops, the slot is released."""

@@ -8,6 +8,10 @@ first from the log, then live, with no gap and no duplicate. It sends actions as
 connection gets ``connect_error`` with the reason. When the session ends on the server's
 side (key revoked, conversation deleted, shutdown) the client gets ``oh_stream_closed``
 ``{"error", "message"}`` and is disconnected.
+
+With ``replay=1`` in the query the stream is a paced replay (`server.streaming.pacing`):
+the replay's news come as ``oh_replay``, and ``oh_replay_control`` takes its controls
+(the acknowledgement is the replay's state).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from starlette.datastructures import State
 from server.errors import ApiError, as_api_error
 from server.settings import Settings
 from server.streaming.engineio_adapter import BoundedSocketIO, FrameGuard, Outbox, quiet_logger
+from server.streaming.pacing import ReplayNotice
 from server.streaming.session import CLIENT_LEFT, StreamSession
 from storage import StoredEvent
 
@@ -64,6 +69,7 @@ class SocketIOStreams:
         self.sio.on("disconnect", self._disconnect)
         self.sio.on("oh_user_action", self._user_action)
         self.sio.on("oh_action", self._user_action)
+        self.sio.on("oh_replay_control", self._replay_control)
 
     def asgi(self, other: Callable[..., Any]) -> Callable[..., Any]:
         app = socketio.ASGIApp(self.sio, other_asgi_app=other, socketio_path="socket.io")
@@ -86,6 +92,7 @@ class SocketIOStreams:
                 conversation_id=query.get("conversation_id"),
                 key=key,
                 latest_event_id=query.get("latest_event_id"),
+                query=query,
             )
         except ApiError as exc:
             raise socketio.exceptions.ConnectionRefusedError(
@@ -111,6 +118,9 @@ class SocketIOStreams:
         outbox = Outbox(self.sio, sid)
         session.subscription.direct = _direct(outbox)
         async for event in session:
+            if isinstance(event, ReplayNotice):
+                await outbox.send('2["oh_replay",' + event.data.decode() + "]")
+                continue
             await outbox.send(_event_packet(event.data))
         ending = session.ending
         if ending is not None and ending is not CLIENT_LEFT and sid in self._sessions:
@@ -134,6 +144,20 @@ class SocketIOStreams:
                 return {"status": "error", "error": "internal", "message": "internal server error"}
             return {"status": "error", **error.body()}
         return {"status": "ok", "event_id": stored.id}
+
+    async def _replay_control(self, sid: str, data: Any = None) -> dict[str, Any]:
+        session = self._sessions.get(sid)
+        if session is None:
+            return {"status": "error", "error": "not_found", "message": "no open session"}
+        try:
+            state = await session.control(data if data is not None else {})
+        except Exception as exc:
+            error = as_api_error(exc)
+            if error is None:
+                logger.exception("oh_replay_control failed in %s", session.conversation_id)
+                return {"status": "error", "error": "internal", "message": "internal server error"}
+            return {"status": "error", **error.body()}
+        return {"status": "ok", **state}
 
 
 def _direct(outbox: Outbox) -> Callable[[StoredEvent], bool]:

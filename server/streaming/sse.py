@@ -7,6 +7,10 @@ reconnects on its own with ``Last-Event-ID`` and resumes with no gap and no dupl
 cannot send headers, so the key may come as ``session_api_key`` in the query. Idle
 streams carry a comment every heartbeat interval. A session that ends on the server's
 side sends ``event: closed`` with ``{"error", "message"}`` before the response ends.
+
+With ``replay=1`` the stream is a paced replay (`server.streaming.pacing`): its news
+come as ``event: replay``, and controls are posted to
+``POST /api/conversations/{id}/replay/{replay_id}`` (an ``EventSource`` cannot send).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from server.auth import key_from_headers
+from server.streaming.pacing import ReplayNotice
 from server.streaming.session import CLIENT_LEFT, StreamSession
 
 RETRY_MS = 2000
@@ -31,6 +36,7 @@ async def event_stream(request: Request) -> Response:
         key=request.query_params.get("session_api_key") or key_from_headers(request.headers),
         latest_event_id=request.headers.get("last-event-id")
         or request.query_params.get("latest_event_id"),
+        query=request.query_params,
     )
     return StreamingResponse(
         _frames(session, request.app.state.settings.heartbeat_interval),
@@ -51,6 +57,9 @@ async def _frames(session: StreamSession, heartbeat: float) -> AsyncIterator[byt
                 continue
             except StopAsyncIteration:
                 break
+            if isinstance(event, ReplayNotice):
+                yield b"event: replay\ndata: %s\n\n" % event.data
+                continue
             yield b"id: %d\ndata: %s\n\n" % (event.id, event.data)
         ending = session.ending
         if ending is not None and ending is not CLIENT_LEFT:

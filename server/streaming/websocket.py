@@ -10,6 +10,9 @@ refused connection is accepted, told why in one such message, and closed with co
 side says why the same way (4401 key revoked, 4404 conversation deleted) or closes with
 1001 when the server shuts down. A message over the size bound closes with 1009.
 Keep-alive pings are the server's WebSocket pings.
+
+With ``replay=1`` the stream is a paced replay (`server.streaming.pacing`): text frames
+are replay controls, and the replay's news are messages ``{"replay": ...}``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ async def events_socket(websocket: WebSocket) -> None:
             key=websocket.query_params.get("session_api_key")
             or key_from_headers(websocket.headers),
             latest_event_id=websocket.query_params.get("latest_event_id"),
+            query=websocket.query_params,
         )
     except ApiError as exc:
         await websocket.accept()
@@ -100,8 +104,9 @@ async def _receive_actions(websocket: WebSocket, session: StreamSession) -> None
             )
             continue
         try:
-            # The action reaches this client like any other event: through the stream.
-            await session.post(text)
+            # The action reaches this client like any other event: through the stream
+            # (a replay's controls are told there too).
+            await (session.post(text) if session.replay is None else session.control(text))
         except PayloadTooLarge as exc:
             with contextlib.suppress(RuntimeError, WebSocketDisconnect):
                 await websocket.close(code=TOO_BIG, reason=exc.message[:120])

@@ -132,11 +132,9 @@ async def run(options: Options, workdir: Path) -> Outcome:
                     f"{e['extras'].get('agent_state')} {e['extras'].get('reason', '')[:30]!r}"
                     for e in window
                 )
-                if any(
-                    e["extras"].get("agent_state") == "running"
-                    or e["extras"].get("reason") in STARTING
-                    for e in window
-                ):
+                # A launch after the signal is what must not happen; a run launched just
+                # before it may still reach "running" before its stop lands.
+                if any(e["extras"].get("reason") in STARTING for e in window):
                     started_in_drain.append(f"round {rounds}: {cid[:8]} {story}")
                 if queued_at(events, signalled):
                     record = await api.record(cid)

@@ -49,12 +49,18 @@ class ScriptedModel:
     holds: dict[int, asyncio.Event] = field(default_factory=dict)
     """Request number (0 first) -> an event the reply waits for: a model call the test
     keeps in flight as long as it likes."""
+    alternatives: dict[str, list[Step]] = field(default_factory=dict)
+    """Another script for conversations whose first user message contains the key."""
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     def reply(self, body: dict[str, Any]) -> dict[str, Any]:
         self.requests.append(body)
         turn = sum(1 for message in body["messages"] if message["role"] == "assistant")
-        step = self.script[min(turn, len(self.script) - 1)]
+        first = next((m["content"] for m in body["messages"] if m["role"] == "user"), "")
+        script = next(
+            (steps for key, steps in self.alternatives.items() if key in str(first)), self.script
+        )
+        step = script[min(turn, len(script) - 1)]
         number = next(self._ids)
         message: dict[str, Any] = {"role": "assistant", "content": step.get("content")}
         if "tools" in step:

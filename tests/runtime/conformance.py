@@ -206,6 +206,13 @@ class RuntimeConformance:
         refused = await runtime.run(FileEditAction(source="agent", args=missing))
         assert isinstance(refused, ErrorObservation)
 
+    async def test_a_new_file_at_the_top_of_the_workspace(self, runtime: Runtime) -> None:
+        written = await runtime.run(
+            FileWriteAction(source="agent", args=WriteArgs(path="top.txt", content="hi\n"))
+        )
+        assert isinstance(written, FileWriteObservation), written
+        assert output(await runtime.run(run("cat top.txt"))).content == "hi\n"
+
     @pytest.mark.parametrize("path", ["../outside.txt", "/etc/passwd", "link/secret"])
     async def test_paths_outside_the_workspace_are_refused(
         self, runtime: Runtime, path: str

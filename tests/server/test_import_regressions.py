@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 
 
 def _nested(depth: int) -> object:
@@ -19,14 +20,20 @@ def _message(text: str, **extra: object) -> dict[str, object]:
     return {"action": "message", "source": "user", "args": {"content": text}, **extra}
 
 
-async def test_a_failed_replay_leaves_no_conversation_behind(client: httpx.AsyncClient) -> None:
+@pytest.mark.parametrize("mode", ["view", "execute"])
+async def test_a_failed_replay_leaves_no_conversation_behind(
+    client: httpx.AsyncClient, mode: str
+) -> None:
+    before = (await client.get("/api/conversations")).json()["results"]
     bad = [_message("fine"), {"action": "message", "args": {"content": "x", "deep": _nested(300)}}]
-    body = {"conversation_id": "replay-atomic", "replay_json": json.dumps(bad)}
+    atomic = f"replay-atomic-{mode}"
+    body = {"conversation_id": atomic, "replay_json": json.dumps(bad), "replay_mode": mode}
     response = await client.post("/api/conversations", json=body)
     assert response.status_code == 400, response.text
     assert response.json()["field"].startswith("replay_json[1]")
-    assert (await client.get("/api/conversations/replay-atomic")).status_code == 404
-    good = {"conversation_id": "replay-atomic", "replay_json": json.dumps(bad[:1])}
+    assert (await client.get(f"/api/conversations/{atomic}")).status_code == 404
+    assert (await client.get("/api/conversations")).json()["results"] == before
+    good = {"conversation_id": atomic, "replay_json": json.dumps(bad[:1]), "replay_mode": mode}
     assert (await client.post("/api/conversations", json=good)).status_code == 201
 
 
@@ -45,7 +52,9 @@ async def test_imported_stamps_never_drag_live_events_forward(client: httpx.Asyn
     # A naive local-time stamp from a zone ahead of UTC reads as a little in the future.
     ahead = (datetime.now(UTC) + timedelta(hours=3)).replace(tzinfo=None).isoformat()
     replay = json.dumps([_message("recorded east of here", timestamp=ahead)])
-    created = await client.post("/api/conversations", json={"replay_json": replay})
+    created = await client.post(
+        "/api/conversations", json={"replay_json": replay, "replay_mode": "view"}
+    )
     assert created.status_code == 201, created.text
     conversation_id = created.json()["conversation_id"]
     url = f"/api/conversations/{conversation_id}/events"

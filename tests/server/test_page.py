@@ -228,7 +228,10 @@ async def test_events_render_by_kind_and_history_search_finds_them(
     paced_server: RunningServer, http: httpx.AsyncClient, shots: Path
 ) -> None:
     conversation_id = await create(
-        http, title="slugify fix (replayed)", replay_json=json.dumps(_trajectory())
+        http,
+        title="slugify fix (replayed)",
+        replay_json=json.dumps(_trajectory()),
+        replay_mode="view",
     )
     async with open_page() as page:
         await page.goto(f"{paced_server.url}/#/c/{conversation_id}")

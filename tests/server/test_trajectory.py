@@ -102,17 +102,20 @@ def _hidden(event: Event) -> bool:
     return (event.get("args") or event.get("extras") or {}).get("hidden") is True
 
 
-async def test_replay_json_on_create_is_the_same_copy(
+async def test_replay_mode_view_on_create_is_the_same_copy(
     client: httpx.AsyncClient, server: RunningServer
 ) -> None:
     path = next(p for p in FIXTURES if p.name == "opendevin_0_6.json")
     recorded = fixture_documents(path)
-    conversation_id = await create(client, replay_json=path.read_text(), title="replayed")
+    conversation_id = await create(
+        client, replay_json=path.read_text(), replay_mode="view", title="replayed"
+    )
     assert_equivalent(recorded, await export(client, conversation_id, include_hidden="true"))
     # With a first message: the recording, then the message, and the agent starts.
     started = await create(
         client,
         replay_json=orjson.dumps({"trajectory": recorded}).decode(),
+        replay_mode="view",
         initial_user_msg="go on",
     )
     events = await follow(server, started, after=len(recorded) - 1)
@@ -320,7 +323,9 @@ async def test_search_results_as_json_lines(
         {"action": "message", "source": "user", "args": {"content": f"quagga sighting {n}"}}
         for n in range(130)
     ]
-    conversation_id = await create(client, replay_json=orjson.dumps(recording).decode())
+    conversation_id = await create(
+        client, replay_json=orjson.dumps(recording).decode(), replay_mode="view"
+    )
     for _ in range(200):
         page = (await client.get("/api/events/search", params={"q": "quagga"})).json()
         if page["pending"] == 0:
