@@ -16,6 +16,7 @@ from events.actions import (
     SystemMessageAction,
     TaskTrackingAction,
 )
+from events.automation import ScheduleObservation, TaskStateObservation
 from events.base import EventBase, LLMMetrics, Source, ToolCallMetadata
 from events.errors import EventValidationError, ThreadlineError
 from events.filter import EventFilter, build_filter, resolve_event_types
@@ -74,10 +75,12 @@ __all__ = [
     "ObservationBase",
     "RecordedAction",
     "RecordedObservation",
+    "ScheduleObservation",
     "Source",
     "SuccessObservation",
     "SystemMessageAction",
     "TaskItem",
+    "TaskStateObservation",
     "TaskStatus",
     "TaskTrackingAction",
     "TaskTrackingObservation",
