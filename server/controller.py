@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -72,6 +72,9 @@ logger = logging.getLogger(__name__)
 
 EndListener = Callable[["ConversationRun"], None]
 """Called once when a run has ended (its sandbox closed), before its end is written."""
+PhaseListener = Callable[["ConversationRun", str], Awaitable[None]]
+"""Awaited as the run enters each phase of its start: the runtime's (`StartPhase`),
+then STARTING_CONVERSATION and, once the agent runs, READY. Must not raise."""
 WAITING_STATES: frozenset[str] = frozenset({"awaiting_user_input", "paused", "error"})
 SETTLE_RETRY_FIRST = 0.5
 SETTLE_RETRY_MAX = 30.0
@@ -109,6 +112,7 @@ class ConversationRun:
         agent: Agent,
         limits: RunLimits,
         on_end: EndListener,
+        on_phase: PhaseListener | None = None,
     ) -> None:
         self.conversation_id = conversation_id
         self.owner: str | None = None
@@ -126,6 +130,7 @@ class ConversationRun:
         self.settled = asyncio.Event()
         """Set once the run's end is durable (or can no longer be written)."""
         self._on_end = on_end
+        self._on_phase = on_phase
         self._halted = asyncio.Event()
         self._stopping = False
         self._inbox: list[MessageAction] = []
@@ -227,12 +232,15 @@ class ConversationRun:
                         repository=self.limits.repository,
                         branch=self.limits.branch,
                         on_status=self._status,
+                        on_phase=self._phase,
                     )
             except TimeoutError:
                 raise RuntimeFailure(
                     f"the sandbox did not start within {self.limits.start_timeout:g} seconds"
                 ) from None
+            await self._phase("STARTING_CONVERSATION")
             await self._set_state("running")
+            await self._phase("READY")
             try:
                 async with asyncio.timeout(self.limits.hard_timeout):
                     await self.agent.run(self)
@@ -449,6 +457,10 @@ class ConversationRun:
 
     async def _status(self, message: str) -> None:
         await self._set_state("loading", message)
+
+    async def _phase(self, phase: str) -> None:
+        if self._on_phase is not None:
+            await self._on_phase(self, phase)
 
     async def _set_state(self, state: AgentState, reason: str = "", *, ended: bool = False) -> None:
         """One write: the state event, and the record's fields, in one transaction."""

@@ -38,6 +38,8 @@ class Settings:
     """What a new run meets at a cap: queue (by priority), evict_oldest, or reject (429)."""
     idle_close_delay: float | None = 900.0
     """Seconds a run may wait for a person before it is stopped (none: never)."""
+    max_queued: int = 1000
+    """Conversations (and tasks) that may wait in the queue; beyond: 503 + Retry-After."""
     hard_timeout: float | None = None
     """Seconds one run of a conversation may take in all (none: no limit)."""
     no_change_timeout: float | None = 30.0
@@ -131,6 +133,8 @@ class Settings:
             raise ValueError(f"at_cap must be queue, evict_oldest or reject, not {self.at_cap!r}")
         if self.runtime not in ("local", "docker"):
             raise ValueError(f"runtime must be local or docker, not {self.runtime!r}")
+        if self.max_queued < 0:
+            raise ValueError("max_queued must be 0 or more")
         if self.max_running < 1 or (self.max_running_per_user or 1) < 1:
             raise ValueError("max_running and max_running_per_user must be at least 1")
         if self.sandbox_uid_base < 1000:
@@ -175,6 +179,7 @@ _DESCRIPTIONS = {
     "max_running_per_user": "conversations one user may run at once",
     "at_cap": "at a cap: queue, evict_oldest or reject",
     "idle_close_delay": "seconds a run may wait for a person before it is stopped",
+    "max_queued": "conversations that may wait in the queue (503 beyond)",
     "hard_timeout": "seconds one run may take in all",
     "no_change_timeout": "seconds without output before a command returns what it has",
     "sandbox_start_timeout": "seconds a sandbox may take to start",

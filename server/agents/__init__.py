@@ -7,9 +7,10 @@ from openai import AsyncOpenAI
 from server.agents.base import Agent, AgentContext
 from server.agents.demo import DemoAgent
 from server.agents.llm import LLMAgent
+from server.agents.shell import ShellAgent
 from server.settings import Settings
 
-AGENT_NAMES = ("demo", "llm")
+AGENT_NAMES = ("demo", "llm", "shell")
 
 
 class AgentUnavailable(ValueError):
@@ -41,6 +42,8 @@ class Agents:
                 output_cost=settings.llm_output_cost,
                 instructions=instructions,
             )
+        if name == "shell":
+            return ShellAgent()
         return DemoAgent(pace=settings.demo_pace)
 
     def _model_client(self) -> AsyncOpenAI:
@@ -66,4 +69,5 @@ __all__ = [
     "Agents",
     "DemoAgent",
     "LLMAgent",
+    "ShellAgent",
 ]
