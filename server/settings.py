@@ -103,6 +103,19 @@ class Settings:
     """REST requests per second per API key (per client address without one); none: off."""
     rate_limit_burst: int = 200
     """REST requests a key may make at once before `rate_limit` paces it."""
+    webhook_allow_hosts: tuple[str, ...] = field(default_factory=tuple)
+    """Webhook hosts allowed despite a private, loopback or link-local address: names,
+    addresses or CIDR blocks (everything else must resolve to global addresses)."""
+    webhook_timeout: float = 10.0
+    """Seconds one webhook attempt may take."""
+    webhook_max_attempts: int = 6
+    """Attempts to deliver one event before it is given up (recorded as failed)."""
+    webhook_retry_base: float = 1.0
+    """Seconds before the first retry; each next one waits twice as long."""
+    webhook_concurrency: int = 32
+    """Webhook attempts in flight at once, all webhooks together."""
+    schedule_min_interval: float = 60.0
+    """Fewest seconds between two runs of a schedule (its cron may not fire faster)."""
 
     @property
     def workspaces(self) -> Path:
@@ -151,6 +164,14 @@ class Settings:
             )
         if self.header_timeout <= 0:
             raise ValueError("header_timeout must be more than 0 seconds")
+        if (
+            min(self.webhook_max_attempts, self.webhook_concurrency) < 1
+            or min(self.webhook_timeout, self.webhook_retry_base) <= 0
+        ):
+            raise ValueError(
+                "webhook_max_attempts and webhook_concurrency must be at least 1, "
+                "webhook_timeout and webhook_retry_base more than 0"
+            )
         if (self.rate_limit is not None and self.rate_limit <= 0) or self.rate_limit_burst < 1:
             raise ValueError("rate_limit must be more than 0 (or none), rate_limit_burst 1 or more")
 
@@ -212,6 +233,13 @@ _DESCRIPTIONS = {
     "header_timeout": "seconds a connection may take to send its request headers",
     "rate_limit": "REST requests per second per API key or client address",
     "rate_limit_burst": "REST requests a key may make at once",
+    "webhook_allow_hosts": "comma-separated webhook hosts / addresses / CIDRs allowed "
+    "despite private or loopback addresses",
+    "webhook_timeout": "seconds one webhook attempt may take",
+    "webhook_max_attempts": "attempts to deliver one event to a webhook",
+    "webhook_retry_base": "seconds before a webhook's first retry (doubling after)",
+    "webhook_concurrency": "webhook attempts in flight at once",
+    "schedule_min_interval": "fewest seconds between two runs of one schedule",
 }
 
 
