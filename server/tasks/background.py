@@ -20,6 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from typing import TypeVar
+
+from pydantic import ValidationError
 
 from server.auth import User, public_id
 from server.errors import BadRequest, Conflict
@@ -27,7 +30,7 @@ from server.http import validation_error
 from server.run_listeners import RunOutcome
 from server.runtimes import workspace_of
 from server.schemas import CreateConversation
-from server.tasks.ledger import Opened, TaskLedger
+from server.tasks.ledger import Opened, TaskLedger, conversation_request
 from server.tasks.models import (
     BACKGROUND,
     CANCELLED,
@@ -60,7 +63,7 @@ class TaskRuns:
     # -- creating --------------------------------------------------------------------
 
     async def create(self, user: User, body: CreateTask) -> Opened:
-        request = conversation_request(body)
+        request = task_conversation(body)
         spec = {
             "task_type": body.task_type,
             "description": body.description,
@@ -144,28 +147,38 @@ class TaskRuns:
         self._timers.clear()
 
 
-def conversation_request(body: CreateTask) -> CreateConversation:
+def task_conversation(body: CreateTask) -> CreateConversation:
     """The conversation a background task runs, from its type and parameters."""
     task_id = new_task_id()
     title = _title(body.description)
-    try:
-        if body.task_type == "shell":
-            shell = ShellParameters.model_validate(body.parameters)
-            return CreateConversation(
-                conversation_id=task_id, title=title, initial_user_msg=shell.command,
-                agent="shell", priority=body.priority,
-            )  # fmt: skip
-        parameters = ConversationParameters.model_validate(body.parameters)
-        return CreateConversation(
-            conversation_id=task_id, title=title,
-            initial_user_msg=parameters.message or body.description,
-            agent=parameters.agent, repository=parameters.repository,
-            git_provider=parameters.git_provider, selected_branch=parameters.branch,
-            max_iterations=parameters.max_iterations,
-            max_budget_per_task=parameters.max_budget_per_task, priority=body.priority,
+    if body.task_type == "shell":
+        shell = _parameters(ShellParameters, body.parameters)
+        return conversation_request(
+            {"initial_user_msg": "parameters.command"},
+            conversation_id=task_id, title=title, initial_user_msg=shell.command,
+            agent="shell", priority=body.priority,
         )  # fmt: skip
-    except ValueError as exc:  # pydantic's ValidationError: name the parameter
-        error = validation_error(exc)  # type: ignore[arg-type]
+    parameters = _parameters(ConversationParameters, body.parameters)
+    return conversation_request(
+        {name: f"parameters.{name}" for name in ("repository", "git_provider", "agent")}
+        | {"selected_branch": "parameters.branch", "initial_user_msg": "parameters.message"},
+        conversation_id=task_id, title=title,
+        initial_user_msg=parameters.message or body.description,
+        agent=parameters.agent, repository=parameters.repository,
+        git_provider=parameters.git_provider, selected_branch=parameters.branch,
+        max_iterations=parameters.max_iterations,
+        max_budget_per_task=parameters.max_budget_per_task, priority=body.priority,
+    )  # fmt: skip
+
+
+Parameters = TypeVar("Parameters", ConversationParameters, ShellParameters)
+
+
+def _parameters(model: type[Parameters], given: dict[str, object]) -> Parameters:
+    try:
+        return model.model_validate(given)
+    except ValidationError as exc:
+        error = validation_error(exc)
         raise BadRequest(
             f"parameters.{error.message}", field=f"parameters.{error.field}", code=error.code
         ) from None
@@ -201,4 +214,4 @@ def task_response(task: TaskRecord, queue_position: int | None = None) -> dict[s
     }
 
 
-__all__ = ["SINGLE", "TaskRuns", "conversation_request", "new_task_id", "task_response"]
+__all__ = ["SINGLE", "TaskRuns", "new_task_id", "task_conversation", "task_response"]

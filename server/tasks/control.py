@@ -15,10 +15,9 @@ from typing import Any
 
 from server.auth import User, public_id
 from server.errors import BadRequest, Conflict
-from server.schemas import CreateConversation
 from server.service import Control
 from server.tasks.background import TaskRuns, new_task_id
-from server.tasks.ledger import Opened, TaskLedger
+from server.tasks.ledger import Opened, TaskLedger, conversation_request
 from server.tasks.models import CREATED, OPEN, RUNNING, SINGLE, SubmitTask, TaskControl
 from server.tasks.results import progress
 from storage import NewTask, TaskRecord
@@ -51,7 +50,8 @@ class SingleTasks:
                     active_task=brief(task),
                 )
             task_id = new_task_id()
-            request = CreateConversation(
+            request = conversation_request(
+                {"initial_user_msg": "task_description"},
                 conversation_id=task_id, title=body.task_description[:60],
                 initial_user_msg=body.task_description, agent=body.agent,
                 repository=body.repository, max_iterations=body.max_iterations,

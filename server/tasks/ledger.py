@@ -16,10 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from events import EventBase, MessageAction, TaskStateObservation
 from events.actions import MessageArgs
 from events.automation import TaskStateExtras
 from server.auth import User, public_id
+from server.errors import BadRequest
+from server.http import validation_error
 from server.schemas import CreateConversation
 from server.service import ConversationService
 from server.tasks.models import FINAL, START_FINAL, WebhookSpec
@@ -139,6 +143,21 @@ class TaskLedger:
         finally:
             self._finals.pop(task_id, None)
         return task
+
+
+def conversation_request(
+    renamed: dict[str, str] | None = None, **fields: Any
+) -> CreateConversation:
+    """The conversation a task asks for; what only `CreateConversation` checks (the form
+    of a repository, branch or provider) is a `BadRequest` naming the client's field
+    (``renamed`` maps ours to theirs)."""
+    try:
+        return CreateConversation(**fields)
+    except ValidationError as exc:
+        error = validation_error(exc)
+        field = (renamed or {}).get(error.field or "", error.field)
+        problem = error.message.partition(": ")[2] or error.message
+        raise BadRequest(f"{field}: {problem}", field=field, code=error.code) from None
 
 
 def state_event(

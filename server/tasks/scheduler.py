@@ -31,9 +31,9 @@ from events.automation import ScheduleExtras
 from server.auth import User, public_id
 from server.errors import as_api_error
 from server.run_listeners import RunOutcome
-from server.schemas import CreateConversation
 from server.service import ConversationService
 from server.tasks import cron
+from server.tasks.ledger import conversation_request
 from server.tasks.models import WebhookSpec
 from server.tasks.webhooks import Webhooks
 from storage import (
@@ -215,7 +215,8 @@ class Scheduler:
             remaining = round(schedule.budget_cap - schedule.spent, 6)
         limits = [x for x in (flow.get("max_budget_per_task"), remaining) if x is not None]
         budget = min(limits) if limits else None
-        request = CreateConversation(
+        request = conversation_request(
+            None,
             conversation_id=run_id, initial_user_msg=flow["message"],
             title=flow.get("title") or f"{public_id(schedule.flow_id)} run",
             agent=flow.get("agent"), repository=flow.get("repository"),

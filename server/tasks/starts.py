@@ -19,8 +19,7 @@ from typing import Any
 
 from server.auth import User, public_id
 from server.run_listeners import RunOutcome
-from server.schemas import CreateConversation
-from server.tasks.ledger import Opened, TaskLedger
+from server.tasks.ledger import Opened, TaskLedger, conversation_request
 from server.tasks.models import START, START_OPEN, START_PHASES, StartConversation
 from storage import NewTask, TaskRecord
 
@@ -31,8 +30,8 @@ class StartTasks:
 
     async def create(self, user: User, body: StartConversation) -> Opened:
         text = body.initial_message.text() if body.initial_message else None
-        request = CreateConversation(
-            conversation_id=secrets.token_hex(16), title=body.title,
+        request = conversation_request(
+            _START_FIELDS, conversation_id=secrets.token_hex(16), title=body.title,
             initial_user_msg=text or None, repository=body.selected_repository,
             git_provider=body.git_provider, selected_branch=body.selected_branch,
             agent=body.agent, max_iterations=body.max_iterations,
@@ -71,6 +70,7 @@ class StartTasks:
         )  # fmt: skip
 
 
+_START_FIELDS = {"repository": "selected_repository", "initial_user_msg": "initial_message"}
 _PHASE_REASONS = {
     "WAITING_FOR_SANDBOX": "claiming the workspace",
     "PREPARING_REPOSITORY": "cloning, booting the sandbox, checking out",
