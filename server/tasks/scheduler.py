@@ -166,8 +166,11 @@ class Scheduler:
         active = self._active_run(schedule)
         if active is not None:
             owed = schedule.overlap == "queue"
+            patch = SchedulePatch(
+                next_execution_at=following, **({"pending": True} if owed else {})
+            )
             await self._write(
-                schedule, SchedulePatch(next_execution_at=following, pending=owed or None),
+                schedule, patch,
                 "deferred" if owed else "skipped",
                 f"the previous run {public_id(active)} is still active"
                 + ("; this one starts when it ends" if owed else ""),
