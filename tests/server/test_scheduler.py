@@ -82,11 +82,14 @@ async def running(data_dir: Path, moment: datetime, **settings: Any) -> AsyncIte
         await storage.close()
 
 
+Event = dict[str, Any]
+
+
 async def log_until(
-    storage: Storage, conversation_id: str, done: Callable[[dict], bool]
-) -> list[dict]:  # type: ignore[type-arg]
+    storage: Storage, conversation_id: str, done: Callable[[Event], bool]
+) -> list[Event]:
     """The conversation's events, as they come, until one satisfies ``done``."""
-    seen = []
+    seen: list[Event] = []
     async with asyncio.timeout(30), storage.subscribe(conversation_id) as events:
         async for stored in events:
             seen.append(stored.to_dict())
@@ -95,7 +98,7 @@ async def log_until(
     return seen
 
 
-def ended(event: dict) -> bool:  # type: ignore[type-arg]
+def ended(event: Event) -> bool:
     return event.get("observation") == "agent_state_changed" and event["extras"]["agent_state"] in (
         "finished",
         "stopped",
@@ -109,7 +112,7 @@ def change(name: str) -> Callable[[dict], bool]:  # type: ignore[type-arg]
     )
 
 
-def changes(events: list[dict]) -> list[str]:  # type: ignore[type-arg]
+def changes(events: list[Event]) -> list[str]:
     return [e["extras"]["change"] for e in events if e.get("observation") == "schedule"]
 
 
