@@ -166,9 +166,9 @@ class Scheduler:
         active = self._active_run(schedule)
         if active is not None:
             owed = schedule.overlap == "queue"
-            patch = SchedulePatch(
-                next_execution_at=following, **({"pending": True} if owed else {})
-            )
+            patch = SchedulePatch(next_execution_at=following)
+            if owed:
+                patch = SchedulePatch(next_execution_at=following, pending=True)
             await self._write(
                 schedule, patch,
                 "deferred" if owed else "skipped",
