@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from events import EventValidationError, resolve_event_types
 from server.schemas import BUDGET_MAX, ITERATIONS_MAX, MESSAGE_MAX, NAME_MAX, TITLE_MAX
+from server.tasks.outbound import check_url_form
 
 CREATED, RUNNING, COMPLETED, FAILED, CANCELLED = (
     "created", "running", "completed", "failed", "cancelled",
@@ -55,12 +56,7 @@ class WebhookSpec(BaseModel):
     """Event kinds (``task_state``, ``observation:agent_state_changed``, ``run``...); none:
     every event."""
 
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        from server.tasks.outbound import check_url_form
-
-        return check_url_form(value)
+    _http_url = field_validator("url")(check_url_form)
 
     @field_validator("events")
     @classmethod

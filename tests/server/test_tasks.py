@@ -142,7 +142,7 @@ async def test_cancel_before_and_after_the_start(
     assert (await client.post("/api/tasks/task-0/cancel")).status_code == 404
 
 
-async def test_bad_requests_and_listing(client: httpx.AsyncClient) -> None:
+async def test_bad_requests_and_listing(client: httpx.AsyncClient, server: RunningServer) -> None:
     bad = {
         "task_type": {"task_type": "browser", "description": "x"},
         "priority": {"task_type": "shell", "description": "x", "priority": 11},
@@ -163,12 +163,14 @@ async def test_bad_requests_and_listing(client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/tasks/task-00")).status_code == 404
     assert (await client.get("/api/tasks", params={"status": "paused"})).status_code == 400
 
-    first = (await client.get("/api/tasks", params={"limit": 2})).json()
-    second = await client.get("/api/tasks", params={"limit": 2, "cursor": first["next_cursor"]})
-    ids = [task["task_id"] for task in first["tasks"] + second.json()["tasks"]]
-    assert len(ids) == len(set(ids)) == 4
+    made = [str((await shell(client, "true"))["task_id"]) for _ in range(2)]
+    for task_id in made:
+        await follow_task(server, task_id)
+    first = (await client.get("/api/tasks", params={"limit": 1})).json()
+    second = await client.get("/api/tasks", params={"limit": 1, "cursor": first["next_cursor"]})
+    assert [task["task_id"] for task in first["tasks"] + second.json()["tasks"]] == made[::-1]
     done = (await client.get("/api/tasks", params={"status": "completed"})).json()["tasks"]
-    assert done
+    assert set(made) <= {task["task_id"] for task in done}
     assert {task["status"] for task in done} == {"completed"}
 
 
