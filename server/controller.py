@@ -73,8 +73,7 @@ logger = logging.getLogger(__name__)
 EndListener = Callable[["ConversationRun"], None]
 """Called once when a run has ended (its sandbox closed), before its end is written."""
 PhaseListener = Callable[["ConversationRun", str], Awaitable[None]]
-"""Awaited as the run enters each phase of its start: the runtime's (`StartPhase`),
-then STARTING_CONVERSATION and, once the agent runs, READY. Must not raise."""
+"""Awaited at each phase of the start (the runtime's, STARTING_CONVERSATION, READY)."""
 WAITING_STATES: frozenset[str] = frozenset({"awaiting_user_input", "paused", "error"})
 SETTLE_RETRY_FIRST = 0.5
 SETTLE_RETRY_MAX = 30.0

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from events import MessageAction, ScheduleObservation
@@ -46,6 +46,8 @@ from storage import (
 )
 
 logger = logging.getLogger(__name__)
+RETRY_SECONDS = 30.0
+"""A firing that could not be recorded (a full disk) is tried again this much later."""
 
 
 def schedule_event(
@@ -115,8 +117,15 @@ class Scheduler:
                     await self._fire(schedule, now)
                 except (ScheduleNotFound, ConversationNotFound):
                     self.schedules.pop(schedule.flow_id, None)
-                except StorageError as exc:  # a full disk: tried again at the next wake
-                    logger.warning("could not fire %s: %s", schedule.flow_id, exc)
+                except Exception as exc:  # a full disk, say: tried again a little later
+                    if isinstance(exc, StorageError):
+                        logger.warning("could not fire %s: %s", schedule.flow_id, exc)
+                    else:
+                        logger.exception("could not fire %s", schedule.flow_id)
+                    later = now + timedelta(seconds=RETRY_SECONDS)
+                    self.schedules[schedule.flow_id] = schedule.model_copy(
+                        update={"next_execution_at": later}
+                    )
 
     def _due(self, now: datetime) -> list[ScheduleRecord]:
         return [
