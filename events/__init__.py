@@ -16,6 +16,7 @@ from events.actions import (
     SystemMessageAction,
     TaskTrackingAction,
 )
+from events.automation import ScheduleObservation, TaskStateObservation
 from events.base import EventBase, LLMMetrics, Source, ToolCallMetadata
 from events.errors import EventValidationError, ThreadlineError
 from events.exchanges import ModelExchangeObservation, digest
@@ -76,10 +77,12 @@ __all__ = [
     "ObservationBase",
     "RecordedAction",
     "RecordedObservation",
+    "ScheduleObservation",
     "Source",
     "SuccessObservation",
     "SystemMessageAction",
     "TaskItem",
+    "TaskStateObservation",
     "TaskStatus",
     "TaskTrackingAction",
     "TaskTrackingObservation",

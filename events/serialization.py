@@ -15,6 +15,7 @@ import orjson
 from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
 
 from events.actions import ACTION_TYPES, ActionBase
+from events.automation import AUTOMATION_OBSERVATION_TYPES
 from events.base import OMITTED_WHEN_NONE, EventBase
 from events.depth import MAX_JSON_DEPTH, depth_field, too_deep
 from events.errors import EventValidationError
@@ -34,6 +35,7 @@ EVENT_TYPES: tuple[type[EventBase], ...] = (
     *OBSERVATION_TYPES,
     *OTHER_OBSERVATION_TYPES,
     ModelExchangeObservation,
+    *AUTOMATION_OBSERVATION_TYPES,
 )
 TYPE_BY_KIND: dict[str, type[EventBase]] = {_kind_of(cls): cls for cls in EVENT_TYPES}
 

@@ -2,13 +2,15 @@
 
 from runtime.errors import RuntimeFailure, SandboxStartTimeout
 from runtime.local import LocalRuntime
-from runtime.protocol import CommandLimits, Runtime, StatusCallback
+from runtime.protocol import CommandLimits, PhaseCallback, Runtime, StartPhase, StatusCallback
 
 __all__ = [
     "CommandLimits",
     "LocalRuntime",
+    "PhaseCallback",
     "Runtime",
     "RuntimeFailure",
     "SandboxStartTimeout",
+    "StartPhase",
     "StatusCallback",
 ]

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from events import ActionBase, ObservationBase
 
 StatusCallback = Callable[[str], Awaitable[None]]
 """Receives human-readable progress ("cloning acme/widgets", ...) while a runtime starts."""
+StartPhase = Literal[
+    "WAITING_FOR_SANDBOX", "PREPARING_REPOSITORY", "RUNNING_SETUP_SCRIPT", "SETTING_UP_GIT_HOOKS"
+]
+"""The phases of a start, in order; each is entered once per start, whether or not it
+has work to do (no repository: nothing to prepare)."""
+PhaseCallback = Callable[[StartPhase], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,8 +43,10 @@ class Runtime(Protocol):
         branch: str | None = None,
         setup_script: str | None = None,
         on_status: StatusCallback | None = None,
+        on_phase: PhaseCallback | None = None,
     ) -> None:
-        """Prepare the sandbox and its workspace. Raises `RuntimeFailure`."""
+        """Prepare the sandbox and its workspace, announcing each `StartPhase` to
+        ``on_phase`` as it is entered. Raises `RuntimeFailure`."""
         ...
 
     async def run(self, action: ActionBase) -> ObservationBase:

@@ -29,7 +29,7 @@ from runtime import files
 from runtime.commands import Foreground
 from runtime.errors import RuntimeFailure
 from runtime.observe import attend
-from runtime.protocol import CommandLimits, StatusCallback
+from runtime.protocol import CommandLimits, PhaseCallback, StartPhase, StatusCallback
 from runtime.repository import (
     DEFAULT_SETUP_SCRIPT,
     GIT_TIMEOUT,
@@ -80,17 +80,23 @@ class Sandbox:
         branch: str | None = None,
         setup_script: str | None = None,
         on_status: StatusCallback | None = None,
+        on_phase: PhaseCallback | None = None,
     ) -> None:
         status = on_status or _ignore
+        phase = on_phase or _ignore_phase
         source = self._source(repository)
         if branch is not None:
             try:
                 check_branch(branch)
             except ValueError as exc:
                 raise RuntimeFailure(f"the branch {branch!r} is not valid: {exc}") from None
+        await phase("WAITING_FOR_SANDBOX")
         self.identity = await asyncio.to_thread(self._claim_workspace)
         await self.before_host_work()
         await asyncio.to_thread(self._own_workspace)
+        # Cloned on the host before the sandbox boots (nothing in it can write yet), so
+        # this phase spans the clone, the boot and the checkout.
+        await phase("PREPARING_REPOSITORY")
         fresh = False
         if source is not None:
             if await asyncio.to_thread(has_checkout, self.workspace):
@@ -104,11 +110,16 @@ class Sandbox:
             if branch:
                 await status(f"checking out {branch}")
             await self._step("git checkout", checkout_command(branch), GIT_TIMEOUT)
+        await phase("RUNNING_SETUP_SCRIPT")
         script = setup_script or DEFAULT_SETUP_SCRIPT
         quoted = shlex.quote(script)
         if setup_script or await self._exit_code(f"test -f {quoted}", 30.0) == 0:
             await status(f"running the setup script {script}")
             await self._step(f"the setup script {script}", f"sh {quoted}", self.limits.timeout)
+        await phase("SETTING_UP_GIT_HOOKS")
+        if await self._exit_code(f"test -f {PRE_COMMIT} -a -d .git", 30.0) == 0:
+            await status(f"installing {PRE_COMMIT} as the git pre-commit hook")
+            await self._step("the git hooks", INSTALL_PRE_COMMIT, GIT_TIMEOUT)
         await status(self.ready_message())
 
     async def run(self, action: ActionBase) -> ObservationBase:
@@ -253,3 +264,17 @@ def remove_tree(path: Path) -> None:
 
 async def _ignore(_: str) -> None:
     return None
+
+
+async def _ignore_phase(_: StartPhase) -> None:
+    return None
+
+
+PRE_COMMIT = ".openhands/pre-commit.sh"
+INSTALL_PRE_COMMIT = (
+    "mkdir -p .git/hooks && "
+    "printf '#!/bin/sh\\nexec sh %s \"$@\"\\n' "
+    f"{shlex.quote(PRE_COMMIT)} > .git/hooks/pre-commit && chmod 755 .git/hooks/pre-commit"
+)
+"""As OpenHands does: the repository's own pre-commit script becomes the workspace's git
+hook (written in the sandbox, as the sandbox user; git runs hooks only in the sandbox)."""

@@ -29,13 +29,24 @@ from server.openapi import build_openapi
 from server.origins import OriginGuard
 from server.page import PageFiles
 from server.ratelimit import RateLimit, TokenBuckets
-from server.routes import conversations, events, meta, replays, trajectory
+from server.routes import (
+    conversations,
+    deliveries,
+    events,
+    meta,
+    replays,
+    schedules,
+    starts,
+    tasks,
+    trajectory,
+)
 from server.service import ConversationService
 from server.settings import Settings
 from server.streaming.registry import StreamSessions
 from server.streaming.socketio import SocketIOStreams
 from server.streaming.sse import event_stream
 from server.streaming.websocket import events_socket
+from server.tasks import Automation
 from storage import Storage
 from storage.sqlite import SqliteStorage
 
@@ -57,14 +68,18 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = storage or await open_store(settings)
         service = ConversationService(store, settings)
+        automation = Automation(service, settings)
         authenticator = Authenticator(store)
         app.state.storage = store
         app.state.service = service
+        app.state.automation = automation
         app.state.authenticator = authenticator
         app.state.streams = StreamSessions(store, authenticator, service, settings)
         reclaimer = MemoryReclaimer(lambda: len(app.state.streams))
         try:
+            await automation.recover()  # tasks a crash left open, before runs recover
             await service.recover()
+            await automation.start()
             # Everything built so far lives as long as the server: keep it out of the
             # collector's full passes, which otherwise stall delivery for 100+ ms once
             # thousands of subscribers are connected.
@@ -84,6 +99,10 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
             *replays.routes,
             *conversations.routes,
             *events.routes,
+            *tasks.routes,
+            *starts.routes,
+            *schedules.routes,
+            *deliveries.routes,
             WebSocketRoute("/api/conversations/{conversation_id}/events", events_socket),
             Route("/api/conversations/{conversation_id}/events/stream", event_stream),
             *meta.routes,
@@ -167,8 +186,12 @@ async def prepare_shutdown(app: Any) -> None:
     if getattr(state, "shut_down", False):
         return
     state.shut_down = True
+    if hasattr(state, "automation"):
+        await state.automation.close()  # no schedule fires while runs stop
     if hasattr(state, "service"):
         await state.service.shutdown()
+    if hasattr(state, "automation"):
+        await state.automation.close_webhooks()
     if hasattr(state, "streams"):
         await state.streams.aclose()
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -74,6 +74,8 @@ Annotate = Callable[[ObservationBase], ObservationBase]
 """Given an action's observation before it is logged, returns what to log."""
 EndListener = Callable[["ConversationRun"], None]
 """Called once when a run has ended (its sandbox closed), before its end is written."""
+PhaseListener = Callable[["ConversationRun", str], Awaitable[None]]
+"""Awaited at each phase of the start (the runtime's, STARTING_CONVERSATION, READY)."""
 WAITING_STATES: frozenset[str] = frozenset({"awaiting_user_input", "paused", "error"})
 SETTLE_RETRY_FIRST = 0.5
 SETTLE_RETRY_MAX = 30.0
@@ -111,6 +113,7 @@ class ConversationRun:
         agent: Agent,
         limits: RunLimits,
         on_end: EndListener,
+        on_phase: PhaseListener | None = None,
     ) -> None:
         self.conversation_id = conversation_id
         self.owner: str | None = None
@@ -128,6 +131,7 @@ class ConversationRun:
         self.settled = asyncio.Event()
         """Set once the run's end is durable (or can no longer be written)."""
         self._on_end = on_end
+        self._on_phase = on_phase
         self._halted = asyncio.Event()
         self._stopping = False
         self._inbox: list[MessageAction] = []
@@ -229,12 +233,15 @@ class ConversationRun:
                         repository=self.limits.repository,
                         branch=self.limits.branch,
                         on_status=self._status,
+                        on_phase=self._phase,
                     )
             except TimeoutError:
                 raise RuntimeFailure(
                     f"the sandbox did not start within {self.limits.start_timeout:g} seconds"
                 ) from None
+            await self._phase("STARTING_CONVERSATION")
             await self._set_state("running")
+            await self._phase("READY")
             try:
                 async with asyncio.timeout(self.limits.hard_timeout):
                     await self.agent.run(self)
@@ -457,6 +464,10 @@ class ConversationRun:
 
     async def _status(self, message: str) -> None:
         await self._set_state("loading", message)
+
+    async def _phase(self, phase: str) -> None:
+        if self._on_phase is not None:
+            await self._on_phase(self, phase)
 
     async def _set_state(self, state: AgentState, reason: str = "", *, ended: bool = False) -> None:
         """One write: the state event, and the record's fields, in one transaction."""

@@ -10,6 +10,7 @@ import html
 from typing import Any
 
 from events import EventFilter
+from server.openapi_tasks import paths as task_paths
 from server.schemas import CreateConversation, SendMessage, UpdateConversation
 
 ERROR = {
@@ -77,11 +78,13 @@ ERROR_STATUSES = {
     "400": "invalid input: the body names the problem and, when there is one, the field",
     "401": "an API key is required (X-Session-API-Key or Bearer), or it is not valid",
     "404": "no such conversation (another user's answers the same)",
+    "403": "refused by the server's settings (e.g. the local runtime while API keys are on)",
     "409": "conflict: see the operation's summary",
     "413": "the request body is larger than its cap (THREADLINE_MAX_BODY_BYTES)",
     "429": "too many requests from this key or address, or (starting a run with the "
     "reject policy) too many running conversations; Retry-After says when to come back",
-    "503": "the server is shutting down and admits nothing new; Retry-After",
+    "503": "the server is shutting down and admits nothing new, or the queue is full "
+    "(THREADLINE_MAX_QUEUED); Retry-After",
     "507": "the server's disk is full; nothing was recorded; Retry-After",
 }
 EVERY_REQUEST = ("413",)
@@ -359,6 +362,7 @@ def build_openapi() -> dict[str, Any]:
         },
         "/alive": {"get": _operation("Liveness", _responses("ok", EVERY_REQUEST))},
     }
+    paths.update(task_paths(_responses))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -366,7 +370,9 @@ def build_openapi() -> dict[str, Any]:
             "version": "0.1.0",
             "description": (
                 "Conversations, their ordered event logs, and live streams. Socket.IO "
-                "(OpenHands V0: oh_event / oh_user_action) is served on /socket.io."
+                "(OpenHands V0: oh_event / oh_user_action) is served on /socket.io. Tasks "
+                "(start, background, single), cron schedules and signed webhooks run on "
+                "the same conversations."
             ),
         },
         "components": {

@@ -30,6 +30,7 @@ from server.agents import Agents
 from server.controller import ConversationRun, RunLimits, status_for
 from server.errors import Forbidden, InsufficientStorage, ServiceUnavailable
 from server.replays import agent_for
+from server.run_listeners import RunListeners, RunOutcome
 from server.runtimes import clone_url, local_runtime_refusal, make_runtime
 from server.sessions import Admission, Caps, SessionManager
 from server.settings import Settings
@@ -61,12 +62,15 @@ class RunOwner:
         """Runs that are active, or ended and not yet settled."""
         self._deleting: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.listeners = RunListeners()
+        """Told of every run's launch, start phases and durable end (tasks, schedules)."""
         self.sessions = SessionManager(
             Caps(
                 max_running=settings.max_running,
                 max_running_per_user=settings.max_running_per_user,
                 policy=settings.at_cap,  # type: ignore[arg-type]
                 idle_close_delay=settings.idle_close_delay,
+                max_queued=settings.max_queued,
             ),
             launch=self._launch,
             stop=self.stop,
@@ -180,8 +184,11 @@ class RunOwner:
             if cursor is None:
                 break
         for record in sorted(requeue, key=lambda r: r.created_at):
-            async with self.sessions.admission() as admission:
-                await admission.admit(record.id, record.owner, record.priority)
+            try:
+                async with self.sessions.admission() as admission:
+                    await admission.admit(record.id, record.owner, record.priority)
+            except ServiceUnavailable as exc:  # the queue is full (a lower THREADLINE_MAX_QUEUED)
+                await self.record_state(record.id, "stopped", exc.message, "STOPPED")
         self.sessions.start_idle_watch()
         self._spawn(self._repair_torn_logs())
 
@@ -251,6 +258,7 @@ class RunOwner:
                 branch=record.selected_branch,
             ),
             on_end=self._ended,
+            on_phase=self._phase,
         )
         run.owner = record.owner
         self._runs[conversation_id] = run
@@ -259,7 +267,11 @@ class RunOwner:
         except BaseException:
             del self._runs[conversation_id]
             raise
+        self._spawn(self.listeners.launched(conversation_id))
         return run
+
+    async def _phase(self, run: ConversationRun, phase: str) -> None:
+        await self.listeners.phase(run.conversation_id, phase)
 
     def _ended(self, run: ConversationRun) -> None:
         """A run ended (its sandbox is closed): free its slot at once; forget it once its
@@ -272,6 +284,9 @@ class RunOwner:
         await run.settled.wait()
         if self._runs.get(run.conversation_id) is run:
             del self._runs[run.conversation_id]  # a long-lived server keeps no dead runs
+        spent = run.budget.current - run.limits.cost
+        outcome = RunOutcome(run.state, run.final_reason, spent, leftover and not self.closing)
+        await self.listeners.settled(run.conversation_id, outcome)
         if not leftover or self.closing:
             return
         try:

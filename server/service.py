@@ -66,7 +66,12 @@ class ConversationService:
 
     # -- conversations ---------------------------------------------------------------
 
-    async def create(self, request: CreateConversation, user: User) -> ConversationRecord:
+    def new_conversation(
+        self, request: CreateConversation, user: User, *, trigger: str = "gui"
+    ) -> NewConversation:
+        """What ``request`` creates for ``user``, checked against the server's settings
+        (the local runtime, repositories, agents): `Forbidden`, `BadRequest` naming the
+        field, or `ServiceUnavailable` while shutting down. Nothing is written."""
         self.runs.refuse_when_closing()
         check_new_conversation(
             self.settings,
@@ -79,6 +84,28 @@ class ConversationService:
             self.agents.check(agent)
         except AgentUnavailable as exc:
             raise BadRequest(str(exc), field="agent") from None
+        settings: dict[str, Any] = {
+            "agent": agent,
+            "conversation_instructions": request.conversation_instructions,
+            "mcp_config": request.mcp_config,
+            "image_urls": request.image_urls or None,
+        }
+        return NewConversation(
+            owner=user.name,
+            title=request.title or _title_from(request.initial_user_msg),
+            repository=request.repository,
+            selected_branch=request.selected_branch,
+            git_provider=request.git_provider,
+            trigger=trigger,
+            max_iterations=request.max_iterations or self.settings.max_iterations,
+            max_budget=request.max_budget_per_task,
+            priority=request.priority,
+            settings={key: value for key, value in settings.items() if value is not None},
+            id=scoped_id(user, request.conversation_id or new_conversation_id()),
+        )
+
+    async def create(self, request: CreateConversation, user: User) -> ConversationRecord:
+        new = self.new_conversation(request, user)
         if request.replay_json and request.replay_mode != "view":
             return await self._replay(request, user)
         if request.replay_mode is not None and not request.replay_json:
@@ -87,25 +114,6 @@ class ConversationService:
             await asyncio.to_thread(_parse_replay, request.replay_json)
             if request.replay_json
             else []
-        )
-        settings: dict[str, Any] = {
-            "agent": agent,
-            "conversation_instructions": request.conversation_instructions,
-            "mcp_config": request.mcp_config,
-            "image_urls": request.image_urls or None,
-        }
-        new = NewConversation(
-            owner=user.name,
-            title=request.title or _title_from(request.initial_user_msg),
-            repository=request.repository,
-            selected_branch=request.selected_branch,
-            git_provider=request.git_provider,
-            trigger="gui",
-            max_iterations=request.max_iterations or self.settings.max_iterations,
-            max_budget=request.max_budget_per_task,
-            priority=request.priority,
-            settings={key: value for key, value in settings.items() if value is not None},
-            id=scoped_id(user, request.conversation_id or new_conversation_id()),
         )
         if not request.initial_user_msg:
             if replay:  # the conversation and the recording: together or not at all

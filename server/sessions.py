@@ -8,6 +8,7 @@ waiting for input, paused or held by a flag all count). At a cap the policy deci
 - ``reject``: HTTP 429 naming the cap, and nothing is written;
 - ``queue``: the conversation waits in a priority queue (1-10, higher first, FIFO within
   a priority); its position is in its metadata and in its log, and changes as runs end.
+  A full queue (``max_queued``) refuses more: 503 with ``Retry-After``, nothing written.
 
 Every decision is taken under one lock, so concurrent creations cannot both pass a check.
 Runs idle (waiting for a person) longer than the close delay are stopped. Once closed
@@ -26,13 +27,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from server.errors import TooManyRequests
+from server.errors import ServiceUnavailable, TooManyRequests
 from storage import ConversationNotFound
 
 logger = logging.getLogger(__name__)
 
 Policy = Literal["evict_oldest", "reject", "queue"]
 RETRY_FILL_SECONDS = 5.0
+FULL_QUEUE_RETRY_SECONDS = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +43,7 @@ class Caps:
     max_running_per_user: int | None = None
     policy: Policy = "queue"
     idle_close_delay: float | None = 900.0
+    max_queued: int = 1000
 
 
 @dataclass(order=True)
@@ -252,6 +255,8 @@ class Admission:
         written."""
         manager = self._manager
         blocked = manager._room_for(owner)
+        if blocked != "ok" and manager.caps.policy == "queue":
+            self._check_queue_room()
         if blocked != "ok" and manager.caps.policy == "reject":
             cap = (
                 manager.caps.max_running
@@ -262,6 +267,16 @@ class Admission:
                 f"too many running conversations: {manager._cap_message(blocked, owner)}",
                 cap=cap,
                 scope=blocked,
+            )
+
+    def _check_queue_room(self) -> None:
+        manager = self._manager
+        if len(manager._queue) >= manager.caps.max_queued:
+            raise ServiceUnavailable(
+                f"the queue is full: {len(manager._queue)} conversations wait for a place "
+                f"(THREADLINE_MAX_QUEUED is {manager.caps.max_queued}); nothing was started",
+                code="queue_full",
+                retry_after=FULL_QUEUE_RETRY_SECONDS,
             )
 
     async def admit(self, conversation_id: str, owner: str | None, priority: int) -> int | None:
@@ -284,6 +299,7 @@ class Admission:
                 await manager._evict_for(owner, blocked)
                 await manager._start(conversation_id)
                 return None
+        self._check_queue_room()
         heapq.heappush(
             manager._queue,
             _Queued((-priority, next(manager._order)), conversation_id, owner, priority),

@@ -41,6 +41,8 @@ class Settings:
     """What a new run meets at a cap: queue (by priority), evict_oldest, or reject (429)."""
     idle_close_delay: float | None = 900.0
     """Seconds a run may wait for a person before it is stopped (none: never)."""
+    max_queued: int = 1000
+    """Conversations (and tasks) that may wait in the queue; beyond: 503 + Retry-After."""
     hard_timeout: float | None = None
     """Seconds one run of a conversation may take in all (none: no limit)."""
     no_change_timeout: float | None = 30.0
@@ -104,6 +106,19 @@ class Settings:
     """REST requests per second per API key (per client address without one); none: off."""
     rate_limit_burst: int = 200
     """REST requests a key may make at once before `rate_limit` paces it."""
+    webhook_allow_hosts: tuple[str, ...] = field(default_factory=tuple)
+    """Webhook hosts allowed despite a private, loopback or link-local address: names,
+    addresses or CIDR blocks (everything else must resolve to global addresses)."""
+    webhook_timeout: float = 10.0
+    """Seconds one webhook attempt may take."""
+    webhook_max_attempts: int = 6
+    """Attempts to deliver one event before it is given up (recorded as failed)."""
+    webhook_retry_base: float = 1.0
+    """Seconds before the first retry; each next one waits twice as long."""
+    webhook_concurrency: int = 32
+    """Webhook attempts in flight at once, all webhooks together."""
+    schedule_min_interval: float = 60.0
+    """Fewest seconds between two runs of a schedule (its cron may not fire faster)."""
 
     @property
     def workspaces(self) -> Path:
@@ -134,6 +149,8 @@ class Settings:
             raise ValueError(f"at_cap must be queue, evict_oldest or reject, not {self.at_cap!r}")
         if self.runtime not in ("local", "docker"):
             raise ValueError(f"runtime must be local or docker, not {self.runtime!r}")
+        if self.max_queued < 0:
+            raise ValueError("max_queued must be 0 or more")
         if self.max_running < 1 or (self.max_running_per_user or 1) < 1:
             raise ValueError("max_running and max_running_per_user must be at least 1")
         if self.sandbox_uid_base < 1000:
@@ -150,6 +167,14 @@ class Settings:
             )
         if self.header_timeout <= 0:
             raise ValueError("header_timeout must be more than 0 seconds")
+        if (
+            min(self.webhook_max_attempts, self.webhook_concurrency) < 1
+            or min(self.webhook_timeout, self.webhook_retry_base) <= 0
+        ):
+            raise ValueError(
+                "webhook_max_attempts and webhook_concurrency must be at least 1, "
+                "webhook_timeout and webhook_retry_base more than 0"
+            )
         if (self.rate_limit is not None and self.rate_limit <= 0) or self.rate_limit_burst < 1:
             raise ValueError("rate_limit must be more than 0 (or none), rate_limit_burst 1 or more")
 
@@ -179,6 +204,7 @@ _DESCRIPTIONS = {
     "max_running_per_user": "conversations one user may run at once",
     "at_cap": "at a cap: queue, evict_oldest or reject",
     "idle_close_delay": "seconds a run may wait for a person before it is stopped",
+    "max_queued": "conversations that may wait in the queue (503 beyond)",
     "hard_timeout": "seconds one run may take in all",
     "no_change_timeout": "seconds without output before a command returns what it has",
     "sandbox_start_timeout": "seconds a sandbox may take to start",
@@ -211,6 +237,13 @@ _DESCRIPTIONS = {
     "header_timeout": "seconds a connection may take to send its request headers",
     "rate_limit": "REST requests per second per API key or client address",
     "rate_limit_burst": "REST requests a key may make at once",
+    "webhook_allow_hosts": "comma-separated webhook hosts / addresses / CIDRs allowed "
+    "despite private or loopback addresses",
+    "webhook_timeout": "seconds one webhook attempt may take",
+    "webhook_max_attempts": "attempts to deliver one event to a webhook",
+    "webhook_retry_base": "seconds before a webhook's first retry (doubling after)",
+    "webhook_concurrency": "webhook attempts in flight at once",
+    "schedule_min_interval": "fewest seconds between two runs of one schedule",
 }
 
 

@@ -1,16 +1,35 @@
 """Stores behind small Protocols: the append-only event log, conversations, full-text
 search and live subscriptions. SQLite (aiosqlite) is the embedded default."""
 
+from storage.automation import (
+    DeliveryPage,
+    DeliveryRecord,
+    NewDelivery,
+    NewSchedule,
+    NewTask,
+    NewWebhook,
+    SchedulePage,
+    SchedulePatch,
+    ScheduleRecord,
+    TaskPage,
+    TaskPatch,
+    TaskRecord,
+    WebhookRecord,
+)
 from storage.errors import (
     ApiKeyNotFound,
     ConversationExists,
     ConversationNotFound,
     InvalidCursor,
     InvalidSearchQuery,
+    ScheduleExists,
+    ScheduleNotFound,
     StorageClosed,
     StorageError,
     StorageFull,
     StorageInUse,
+    TaskNotFound,
+    TaskStateConflict,
 )
 from storage.models import (
     ApiKeyRecord,
@@ -24,7 +43,16 @@ from storage.models import (
     SearchResults,
     StoredEvent,
 )
-from storage.protocols import MAX_PAGE, ApiKeyStore, ConversationStore, EventLog, Storage
+from storage.protocols import (
+    MAX_PAGE,
+    ApiKeyStore,
+    ConversationStore,
+    EventLog,
+    ScheduleStore,
+    Storage,
+    TaskStore,
+    WebhookStore,
+)
 from storage.subscription import Subscription, SubscriptionHub
 
 __all__ = [
@@ -39,11 +67,23 @@ __all__ = [
     "ConversationRecord",
     "ConversationStatus",
     "ConversationStore",
+    "DeliveryPage",
+    "DeliveryRecord",
     "EventLog",
     "EventPage",
     "InvalidCursor",
     "InvalidSearchQuery",
     "NewConversation",
+    "NewDelivery",
+    "NewSchedule",
+    "NewTask",
+    "NewWebhook",
+    "ScheduleExists",
+    "ScheduleNotFound",
+    "SchedulePage",
+    "SchedulePatch",
+    "ScheduleRecord",
+    "ScheduleStore",
     "SearchHit",
     "SearchResults",
     "Storage",
@@ -54,4 +94,12 @@ __all__ = [
     "StoredEvent",
     "Subscription",
     "SubscriptionHub",
+    "TaskNotFound",
+    "TaskPage",
+    "TaskPatch",
+    "TaskRecord",
+    "TaskStateConflict",
+    "TaskStore",
+    "WebhookRecord",
+    "WebhookStore",
 ]

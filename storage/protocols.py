@@ -6,10 +6,25 @@ assigned at append; an event is visible to readers and subscribers only once dur
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
 from events import EventBase, EventFilter
+from storage.automation import (
+    DeliveryPage,
+    DeliveryRecord,
+    NewDelivery,
+    NewSchedule,
+    NewTask,
+    NewWebhook,
+    SchedulePage,
+    SchedulePatch,
+    ScheduleRecord,
+    TaskPage,
+    TaskPatch,
+    TaskRecord,
+    WebhookRecord,
+)
 from storage.models import (
     ApiKeyRecord,
     ConversationPage,
@@ -168,7 +183,125 @@ class ApiKeyStore(Protocol):
 
 
 @runtime_checkable
-class Storage(EventLog, ConversationStore, ApiKeyStore, Protocol):
+class TaskStore(Protocol):
+    """Tasks: one per conversation, under the conversation's id. Deleting the
+    conversation deletes its task."""
+
+    async def create_task(
+        self, task: NewTask, conversation: NewConversation, events: Sequence[EventBase]
+    ) -> tuple[TaskRecord, ConversationRecord, list[StoredEvent]]:
+        """The conversation, its first ``events`` (ids 0, 1, ...) and the task, in one
+        transaction. Raises `ConversationExists` (nothing written)."""
+        ...
+
+    async def get_task(self, task_id: str) -> TaskRecord:
+        """Raises `TaskNotFound`."""
+        ...
+
+    async def list_tasks(
+        self,
+        *,
+        owner: str | None = None,
+        kinds: Collection[str] | None = None,
+        statuses: Collection[str] | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> TaskPage:
+        """Newest first; each argument given narrows (``owner`` None: everyone's).
+        Raises `InvalidCursor`, `ValueError` for a limit out of 1..100."""
+        ...
+
+    async def update_task(
+        self,
+        task_id: str,
+        patch: TaskPatch,
+        event: EventBase,
+        *,
+        only_from: Collection[str] | None = None,
+    ) -> tuple[TaskRecord, StoredEvent]:
+        """Write ``patch`` and append ``event`` to the task's conversation, in one
+        transaction (a task's state change is an event of its log). With ``only_from``,
+        only while the task's status is one of them, else `TaskStateConflict`. Raises
+        `TaskNotFound`; nothing is written when anything is raised."""
+        ...
+
+
+@runtime_checkable
+class ScheduleStore(Protocol):
+    """Schedules, by flow id (unique); each keeps its log in the conversation named by its
+    ``id``. Deleting that conversation deletes the schedule."""
+
+    async def create_schedule(
+        self, schedule: NewSchedule, log: NewConversation, events: Sequence[EventBase]
+    ) -> tuple[ScheduleRecord, list[StoredEvent]]:
+        """The log conversation with its first ``events`` and the schedule, in one
+        transaction. Raises `ScheduleExists`, `ConversationExists` (nothing written)."""
+        ...
+
+    async def get_schedule(self, flow_id: str) -> ScheduleRecord:
+        """Raises `ScheduleNotFound`."""
+        ...
+
+    async def list_schedules(
+        self, *, owner: str | None = None, limit: int = 100, cursor: str | None = None
+    ) -> SchedulePage:
+        """Oldest first (``owner`` None: everyone's). Raises `InvalidCursor`."""
+        ...
+
+    async def update_schedule(
+        self, flow_id: str, patch: SchedulePatch, event: EventBase
+    ) -> tuple[ScheduleRecord, StoredEvent]:
+        """Write ``patch`` and append ``event`` to the schedule's log, in one
+        transaction. Raises `ScheduleNotFound`."""
+        ...
+
+    async def delete_schedule(self, flow_id: str, event: EventBase) -> StoredEvent:
+        """Delete the schedule and append ``event`` to its log (which stays), in one
+        transaction. Raises `ScheduleNotFound`."""
+        ...
+
+
+@runtime_checkable
+class WebhookStore(Protocol):
+    """At most one webhook per conversation; deliveries are every attempt, kept."""
+
+    async def put_webhook(self, webhook: NewWebhook) -> WebhookRecord:
+        """Set the conversation's webhook (replacing any). Raises `ConversationNotFound`."""
+        ...
+
+    async def get_webhook(self, conversation_id: str) -> WebhookRecord | None: ...
+
+    async def list_webhooks(self, *, after_id: int = 0, limit: int = 100) -> list[WebhookRecord]:
+        """Every webhook with id > ``after_id``, in id order."""
+        ...
+
+    async def delete_webhook(self, conversation_id: str) -> bool:
+        """True when there was one."""
+        ...
+
+    async def record_delivery(
+        self, delivery: NewDelivery, *, delivered_through: int | None = None
+    ) -> DeliveryRecord:
+        """Record one attempt; with ``delivered_through``, move the webhook's cursor there
+        in the same transaction (never backwards)."""
+        ...
+
+    async def list_deliveries(
+        self,
+        *,
+        origin: str | None = None,
+        conversation_id: str | None = None,
+        limit: int = 20,
+        before: int | None = None,
+    ) -> DeliveryPage:
+        """Newest first, narrowed by ``origin`` and/or ``conversation_id``."""
+        ...
+
+
+@runtime_checkable
+class Storage(
+    EventLog, ConversationStore, ApiKeyStore, TaskStore, ScheduleStore, WebhookStore, Protocol
+):
     """Everything a server needs from one backend."""
 
     async def close(self) -> None:

@@ -9,9 +9,10 @@ from server.agents.chat import LiveModel
 from server.agents.demo import DemoAgent
 from server.agents.llm import LLMAgent
 from server.agents.rerun import RecordedModel
+from server.agents.shell import ShellAgent
 from server.settings import Settings
 
-AGENT_NAMES = ("demo", "llm")
+AGENT_NAMES = ("demo", "llm", "shell")
 
 
 class AgentUnavailable(ValueError):
@@ -50,6 +51,8 @@ class Agents:
                 output_cost=settings.llm_output_cost,
                 instructions=instructions,
             )
+        if name == "shell":
+            return ShellAgent()
         return DemoAgent(pace=settings.demo_pace)
 
     def _model_client(self) -> AsyncOpenAI:
@@ -75,4 +78,5 @@ __all__ = [
     "Agents",
     "DemoAgent",
     "LLMAgent",
+    "ShellAgent",
 ]

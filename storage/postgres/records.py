@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import orjson
 
-from storage.common import COLUMNS, decode_cursor
-from storage.models import ApiKeyRecord, ConversationPatch, NewConversation
+from storage.common import COLUMNS, decode_cursor, to_record
+from storage.errors import ConversationExists
+from storage.models import ApiKeyRecord, ConversationPatch, ConversationRecord, NewConversation
 from storage.records import from_micros
 
 SELECT_ONE = f"SELECT {COLUMNS} FROM conversations WHERE id = $1"
@@ -18,6 +21,21 @@ INSERT = (
     f"RETURNING {COLUMNS}"
 )
 KEY_COLUMNS = 'id, "user", label, created_us, revoked_us'
+
+
+def insert_conversation(
+    new: NewConversation, now_us: int
+) -> Callable[[Any], Awaitable[ConversationRecord]]:
+    """A writer step that creates the conversation's row. Raises `ConversationExists`."""
+
+    async def work(connection: asyncpg.Connection) -> ConversationRecord:
+        try:
+            row = await connection.fetchrow(INSERT, *insert_values(new, now_us))
+        except asyncpg.UniqueViolationError:
+            raise ConversationExists(new.id) from None
+        return to_record(row)
+
+    return work
 
 
 def insert_values(new: NewConversation, now_us: int) -> tuple[Any, ...]:

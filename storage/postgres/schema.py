@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncpg
 
+from storage.postgres import automation
+
 MIGRATION_LOCK = 0x74687264  # an advisory lock key ("thrd")
 
 MIGRATIONS: tuple[str, ...] = (
@@ -84,6 +86,8 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX api_keys_by_user ON api_keys ("user");
     """,
+    # 2: tasks, schedules, webhooks and their deliveries.
+    automation.MIGRATION,
 )
 
 

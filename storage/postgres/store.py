@@ -47,7 +47,8 @@ from storage.models import (
     SearchResults,
     StoredEvent,
 )
-from storage.postgres import queries, records
+from storage.postgres import automation, queries, records
+from storage.postgres.automation_store import PostgresAutomation
 from storage.postgres.indexer import PostgresIndexer
 from storage.postgres.notify import Announcer, Listener, channel_for
 from storage.postgres.schema import migrate
@@ -74,7 +75,7 @@ def split_url(url: str) -> tuple[str, str | None]:
     return urlunsplit((scheme, parts.netloc, parts.path, rest, parts.fragment)), schema
 
 
-class PostgresStorage:
+class PostgresStorage(PostgresAutomation):
     def __init__(
         self,
         pool: asyncpg.Pool,
@@ -251,7 +252,8 @@ class PostgresStorage:
     # -- conversations ---------------------------------------------------------------
 
     async def create_conversation(self, new: NewConversation) -> ConversationRecord:
-        record, _ = await self._writer.create_with_events(new, [])
+        insert = records.insert_conversation(new, now_micros())
+        record, _ = await self._writer.create_with_events(new.id, insert, [])
         return record
 
     async def create_conversation_with_events(
@@ -260,7 +262,8 @@ class PostgresStorage:
         # In a worker thread: a large recording's validation and serialization would
         # otherwise hold the event loop for seconds.
         prepared = await asyncio.to_thread(prepare_all, events)
-        return await self._writer.create_with_events(new, prepared)
+        insert = records.insert_conversation(new, now_micros())
+        return await self._writer.create_with_events(new.id, insert, prepared)
 
     async def get_conversation(self, conversation_id: str) -> ConversationRecord:
         row = await self._fetchrow(records.SELECT_ONE, conversation_id)
@@ -304,6 +307,11 @@ class PostgresStorage:
             )
             if deleted is None:
                 raise ConversationNotFound(conversation_id)
+            # What belongs to the conversation goes with it (see storage.automation).
+            for table, column in automation.BELONGING:
+                await connection.execute(
+                    f"DELETE FROM {table} WHERE {column} = $1", conversation_id
+                )
 
         def after_commit() -> None:
             self._writer.forget(conversation_id)

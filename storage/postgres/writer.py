@@ -21,17 +21,15 @@ from typing import Any, TypeVar
 import asyncpg
 
 from events import ThreadlineError
-from storage.common import to_record
 from storage.errors import (
-    ConversationExists,
     ConversationNotFound,
     StorageClosed,
     StorageError,
     StorageFull,
 )
-from storage.models import ConversationPatch, ConversationRecord, NewConversation, StoredEvent
+from storage.models import ConversationPatch, StoredEvent
 from storage.postgres.notify import Announcer
-from storage.postgres.records import INSERT, insert_values, patch_statement
+from storage.postgres.records import patch_statement
 from storage.records import PreparedEvent, now_micros, stamp
 from storage.subscription import SubscriptionHub
 
@@ -88,14 +86,30 @@ class _Call:
 
 @dataclass(slots=True)
 class _Create:
-    new: NewConversation
+    """A conversation (``insert`` creates its row, and whatever goes with it) and its
+    first events, in one transaction."""
+
+    conversation_id: str
+    insert: Work[Any]
     events: list[PreparedEvent]
-    future: asyncio.Future[tuple[ConversationRecord, list[StoredEvent]]] = field(
+    future: asyncio.Future[tuple[Any, list[StoredEvent]]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
 
-Op = _Append | _Call | _Create
+@dataclass(slots=True)
+class _AppendWith:
+    """``work`` and events of one conversation, in one transaction of their own."""
+
+    conversation_id: str
+    events: list[PreparedEvent]
+    work: Work[Any]
+    future: asyncio.Future[tuple[Any, list[StoredEvent]]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+Op = _Append | _Call | _Create | _AppendWith
 
 
 class PostgresWriter:
@@ -141,10 +155,20 @@ class PostgresWriter:
         return await op.future
 
     async def create_with_events(
-        self, new: NewConversation, events: list[PreparedEvent]
-    ) -> tuple[ConversationRecord, list[StoredEvent]]:
-        """The conversation and its events as ids 0, 1, ... in one transaction."""
-        op = _Create(new, events)
+        self, conversation_id: str, insert: Work[T], events: list[PreparedEvent]
+    ) -> tuple[T, list[StoredEvent]]:
+        """Run ``insert`` (which creates the conversation) and write ``events`` as its ids
+        0, 1, ... in the same transaction; both commit or neither does."""
+        op = _Create(conversation_id, insert, events)
+        self._put(op)
+        return await op.future
+
+    async def append_with(
+        self, conversation_id: str, events: list[PreparedEvent], work: Work[T]
+    ) -> tuple[T, list[StoredEvent]]:
+        """Run ``work`` and write ``events`` in one transaction of their own: if ``work``
+        raises, nothing is written and the error propagates."""
+        op = _AppendWith(conversation_id, events, work)
         self._put(op)
         return await op.future
 
@@ -193,7 +217,12 @@ class PostgresWriter:
             if appends:
                 await self._write_appends(appends)
                 appends = []
-            await (self._run_create(op) if isinstance(op, _Create) else self._run_call(op))
+            if isinstance(op, _Create):
+                await self._run_create(op)
+            elif isinstance(op, _AppendWith):
+                await self._run_append_with(op)
+            else:
+                await self._run_call(op)
         if appends:
             await self._write_appends(appends)
 
@@ -323,42 +352,15 @@ class PostgresWriter:
 
     async def _run_create(self, op: _Create) -> None:
         now = now_micros()
-        floor = 0
-        stored: list[StoredEvent] = []
-        columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [])
-        counts: Counter[tuple[int, str]] = Counter()
         try:
             connection = await self._ready()
             async with connection.transaction():
-                try:
-                    row = await connection.fetchrow(INSERT, *insert_values(op.new, now))
-                except asyncpg.UniqueViolationError:
-                    raise ConversationExists(op.new.id) from None
-                assert row is not None
+                result = await op.insert(connection)
                 key = await connection.fetchval(
-                    "SELECT key FROM conversations WHERE id = $1", op.new.id
+                    "SELECT key FROM conversations WHERE id = $1", op.conversation_id
                 )
-                for event_id, prepared in enumerate(op.events):
-                    timestamp = prepared.timestamp_us
-                    if timestamp is None:
-                        timestamp = max(now, floor)
-                    data = stamp(prepared, event_id, timestamp)
-                    for column, value in zip(
-                        columns,
-                        (
-                            key, event_id, prepared.kind, prepared.source, timestamp,
-                            prepared.hidden, prepared.text, data,
-                        ),
-                        strict=True,
-                    ):  # fmt: skip
-                        column.append(value)
-                    counts[key, prepared.kind] += 1
-                    stored.append(StoredEvent(op.new.id, event_id, data))
-                    floor = max(floor, min(timestamp, now))
-                if stored:
-                    await connection.execute(INSERT_EVENTS, *columns)
-                    await _count(connection, counts)
-                    await self._announcer.announce(connection, {op.new.id: stored[-1].id})
+                stream = _Stream(key, 0, 0)
+                stored = await self._insert(connection, op.conversation_id, stream, op.events, now)
         except ThreadlineError as exc:
             _fail(op.future, exc)
             return
@@ -366,12 +368,78 @@ class PostgresWriter:
             _fail(op.future, self._failure(exc, "create"))
             return
         self._succeeded()
-        self._streams[op.new.id] = _Stream(key, len(stored), floor)
+        self._streams[op.conversation_id] = stream
         if not op.future.done():
-            op.future.set_result((to_record(row), stored))
+            op.future.set_result((result, stored))
         if stored:
-            self._hub.publish(op.new.id, stored)
+            self._hub.publish(op.conversation_id, stored)
             self._on_commit()
+
+    async def _run_append_with(self, op: _AppendWith) -> None:
+        now = now_micros()
+        try:
+            connection = await self._ready()
+            async with connection.transaction():
+                stream = await self._stream(connection, op.conversation_id)
+                saved = (stream.next_id, stream.last_ts_us)
+                try:
+                    result = await op.work(connection)
+                    stored = await self._insert(
+                        connection, op.conversation_id, stream, op.events, now
+                    )
+                except BaseException:
+                    stream.next_id, stream.last_ts_us = saved
+                    raise
+        except ThreadlineError as exc:
+            _fail(op.future, exc)
+            return
+        except Exception as exc:
+            self._streams.pop(op.conversation_id, None)
+            _fail(op.future, self._failure(exc, "write"))
+            return
+        self._succeeded()
+        if not op.future.done():
+            op.future.set_result((result, stored))
+        if stored:
+            self._hub.publish(op.conversation_id, stored)
+            self._on_commit()
+
+    async def _insert(
+        self,
+        connection: asyncpg.Connection,
+        conversation_id: str,
+        stream: _Stream,
+        events: list[PreparedEvent],
+        now: int,
+    ) -> list[StoredEvent]:
+        """Write ``events`` as the stream's next ids (inside the caller's transaction),
+        with their kinds counted and the announcement to other processes."""
+        columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [])
+        counts: Counter[tuple[int, str]] = Counter()
+        stored: list[StoredEvent] = []
+        for prepared in events:
+            timestamp = prepared.timestamp_us
+            if timestamp is None:
+                timestamp = max(now, stream.last_ts_us)
+            data = stamp(prepared, stream.next_id, timestamp)
+            for column, value in zip(
+                columns,
+                (
+                    stream.key, stream.next_id, prepared.kind, prepared.source, timestamp,
+                    prepared.hidden, prepared.text, data,
+                ),
+                strict=True,
+            ):  # fmt: skip
+                column.append(value)
+            counts[stream.key, prepared.kind] += 1
+            stored.append(StoredEvent(conversation_id, stream.next_id, data))
+            stream.next_id += 1
+            stream.last_ts_us = max(stream.last_ts_us, min(timestamp, now))
+        if stored:
+            await connection.execute(INSERT_EVENTS, *columns)
+            await _count(connection, counts)
+            await self._announcer.announce(connection, {conversation_id: stored[-1].id})
+        return stored
 
     def _failure(self, exc: BaseException, what: str) -> ThreadlineError:
         """The error a failed transaction means to callers. A full disk is `StorageFull`,

@@ -112,5 +112,16 @@ def delete(conversation_id: str) -> Work:
         )
         await connection.execute("DELETE FROM events WHERE conv = ?", (key,))
         await connection.execute("DELETE FROM conversations WHERE key = ?", (key,))
+        # What belongs to the conversation goes with it (see storage.automation).
+        for table, column in _BELONGING:
+            await connection.execute(f"DELETE FROM {table} WHERE {column} = ?", (conversation_id,))
 
     return work
+
+
+_BELONGING = (
+    ("tasks", "id"),
+    ("schedules", "id"),
+    ("webhooks", "conversation_id"),
+    ("webhook_deliveries", "conversation_id"),
+)

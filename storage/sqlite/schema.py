@@ -75,6 +75,83 @@ LOG_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE conversations ADD COLUMN max_budget REAL;
     ALTER TABLE conversations ADD COLUMN priority INTEGER NOT NULL DEFAULT 5;
     """,
+    # 5: tasks (one per conversation, same id), schedules (each with a log conversation),
+    # webhooks (one per conversation) and every delivery attempt.
+    """
+    CREATE TABLE tasks (
+        key INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        owner TEXT,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        priority INTEGER NOT NULL,
+        timeout_seconds REAL,
+        spec BLOB NOT NULL,
+        outcome BLOB NOT NULL DEFAULT '{}',
+        created_us INTEGER NOT NULL,
+        updated_us INTEGER NOT NULL,
+        started_us INTEGER,
+        finished_us INTEGER
+    );
+    CREATE INDEX tasks_newest ON tasks (created_us DESC, key DESC);
+    CREATE INDEX tasks_owner_newest ON tasks (owner, created_us DESC, key DESC);
+    CREATE INDEX tasks_by_status ON tasks (status);
+
+    CREATE TABLE schedules (
+        key INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        flow_id TEXT NOT NULL UNIQUE,
+        owner TEXT,
+        cron_expression TEXT NOT NULL,
+        timezone TEXT NOT NULL,
+        is_enabled INTEGER NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        flow BLOB NOT NULL,
+        overlap TEXT NOT NULL,
+        catch_up TEXT NOT NULL,
+        budget_cap REAL,
+        spent REAL NOT NULL DEFAULT 0,
+        last_execution_us INTEGER,
+        next_execution_us INTEGER,
+        execution_count INTEGER NOT NULL DEFAULT 0,
+        last_conversation_id TEXT,
+        pending INTEGER NOT NULL DEFAULT 0,
+        created_us INTEGER NOT NULL,
+        updated_us INTEGER NOT NULL
+    );
+    CREATE INDEX schedules_owner ON schedules (owner, key);
+
+    CREATE TABLE webhooks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        conversation_id TEXT NOT NULL UNIQUE,
+        owner TEXT,
+        origin TEXT NOT NULL,
+        url TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        event_kinds BLOB NOT NULL,
+        delivered_through INTEGER NOT NULL DEFAULT -1,
+        created_us INTEGER NOT NULL
+    );
+
+    CREATE TABLE webhook_deliveries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        webhook_id INTEGER NOT NULL,
+        owner TEXT,
+        origin TEXT NOT NULL,
+        conversation_id TEXT NOT NULL,
+        event_id INTEGER NOT NULL,
+        event_kind TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        http_status INTEGER,
+        error TEXT,
+        duration_ms INTEGER NOT NULL,
+        at_us INTEGER NOT NULL
+    );
+    CREATE INDEX deliveries_by_origin ON webhook_deliveries (origin, id);
+    CREATE INDEX deliveries_by_conversation ON webhook_deliveries (conversation_id, id);
+    """,
 )
 
 SEARCH_VERSION = 1

@@ -46,6 +46,7 @@ from storage.models import (
 from storage.protocols import MAX_PAGE
 from storage.records import now_micros, prepare
 from storage.sqlite import api_keys, conversations, queries
+from storage.sqlite.automation_store import AutomationStore
 from storage.sqlite.checkpointer import Checkpointer
 from storage.sqlite.indexer import SearchIndexer
 from storage.sqlite.schema import LOG_MIGRATIONS, migrate_log, prepare_search
@@ -57,7 +58,7 @@ SEARCH_FILE = "search.db"
 Synchronous = Literal["OFF", "NORMAL", "FULL"]
 
 
-class SqliteStorage:
+class SqliteStorage(AutomationStore):
     """Open with ``await SqliteStorage.open(directory)``; close with ``await close()``."""
 
     def __init__(

@@ -76,6 +76,16 @@ class _Create:
 
 
 @dataclass(slots=True)
+class _AppendWith:
+    """Events and another write (a task's or a schedule's record), in one transaction."""
+
+    conversation_id: str
+    events: list[PreparedEvent]
+    work: Work[Any]
+    future: asyncio.Future[tuple[Any, list[StoredEvent]]]
+
+
+@dataclass(slots=True)
 class _Call:
     work: Callable[[aiosqlite.Connection], Awaitable[Any]]
     after_commit: Callable[[], None] | None
@@ -99,7 +109,7 @@ class LogWriter:
         self._hub = hub
         self._on_commit = on_commit
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[_Append | _Call | _Create | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Append | _Call | _Create | _AppendWith | None] = asyncio.Queue()
         self._streams: dict[str, _Stream] = {}
         self._kind_counts: dict[str, Counter[str]] = {}
         self._next_seq = 1
@@ -162,6 +172,19 @@ class LogWriter:
         self._queue.put_nowait(_Create(insert, conversation_id, events, future))
         return await future
 
+    async def append_with(
+        self, conversation_id: str, events: list[PreparedEvent], work: Work[T]
+    ) -> tuple[T, list[StoredEvent]]:
+        """Run ``work`` and write ``events`` in one transaction of their own: if ``work``
+        raises, nothing is written and the error propagates."""
+        if self._closing:
+            raise StorageClosed()
+        future: asyncio.Future[tuple[Any, list[StoredEvent]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._queue.put_nowait(_AppendWith(conversation_id, events, work, future))
+        return await future
+
     def forget(self, conversation_id: str) -> None:
         """Drop what is cached of a deleted conversation. Writer task only."""
         self._streams.pop(conversation_id, None)
@@ -199,7 +222,7 @@ class LogWriter:
     async def _run(self) -> None:
         stopping = False
         while not stopping:
-            batch: list[_Append | _Call | _Create] = []
+            batch: list[_Append | _Call | _Create | _AppendWith] = []
             first = await self._queue.get()
             if first is None:
                 break
@@ -217,7 +240,7 @@ class LogWriter:
                 queued += len(op.events) if isinstance(op, _Append) else 1
             await self._process(batch)
 
-    async def _process(self, batch: list[_Append | _Call | _Create]) -> None:
+    async def _process(self, batch: list[_Append | _Call | _Create | _AppendWith]) -> None:
         appends: list[_Append] = []
         for op in batch:
             if isinstance(op, _Append):
@@ -228,6 +251,8 @@ class LogWriter:
                 appends = []
             if isinstance(op, _Create):
                 await self._run_create(op)
+            elif isinstance(op, _AppendWith):
+                await self._run_append_with(op)
             else:
                 await self._run_call(op)
         if appends:
@@ -351,6 +376,58 @@ class LogWriter:
             op.after_commit()
         if not op.future.done():
             op.future.set_result(result)
+
+    async def _run_append_with(self, op: _AppendWith) -> None:
+        try:
+            stream = await self._stream(op.conversation_id)
+        except ThreadlineError as exc:
+            _fail(op.future, exc)
+            return
+        except sqlite3.Error as exc:
+            _fail(op.future, StorageError(f"could not load conversation: {exc}"))
+            return
+        first_seq, next_id, last_ts = self._next_seq, stream.next_id, stream.last_ts_us
+        now = now_micros()
+        rows: list[tuple[Any, ...]] = []
+        stored: list[StoredEvent] = []
+        for prepared in op.events:
+            timestamp = prepared.timestamp_us
+            if timestamp is None:
+                timestamp = max(now, stream.last_ts_us)
+            data = stamp(prepared, stream.next_id, timestamp)
+            rows.append(
+                (
+                    self._next_seq, stream.key, stream.next_id, prepared.kind,
+                    prepared.source, timestamp, prepared.hidden, prepared.text, data,
+                )
+            )  # fmt: skip
+            stored.append(StoredEvent(op.conversation_id, stream.next_id, data))
+            stream.next_id += 1
+            stream.last_ts_us = max(stream.last_ts_us, min(timestamp, now))
+            self._next_seq += 1
+        try:
+            try:
+                result = await op.work(self._connection)
+                await self._connection.executemany(INSERT_EVENT, rows)
+                await self._connection.commit()
+            except BaseException:
+                await self._rollback()
+                raise
+        except BaseException as exc:
+            self._next_seq, stream.next_id, stream.last_ts_us = first_seq, next_id, last_ts
+            _fail(op.future, self._failure(exc, "write"))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self._durable_seq = self._next_seq - 1
+        self._succeeded()
+        if (counts := self._kind_counts.get(op.conversation_id)) is not None:
+            counts.update(prepared.kind for prepared in op.events)
+        if not op.future.done():
+            op.future.set_result((result, stored))
+        if stored:
+            self._hub.publish(op.conversation_id, stored)
+            self._on_commit()
 
     async def _run_create(self, op: _Create) -> None:
         first_seq = self._next_seq

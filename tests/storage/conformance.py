@@ -35,6 +35,7 @@ from storage import (
 )
 from storage.factory import open_storage
 from tests.storage import properties
+from tests.storage.conformance_automation import AutomationConformance
 from tests.storage.factories import numbered, output, run, say, think
 
 Opener = Callable[[], Awaitable[Storage]]
@@ -53,9 +54,10 @@ async def walk(storage: Storage, conversation_id: str, **kwargs: Any) -> list[St
         kwargs["end_id" if reverse else "start_id"] = page.next_cursor
 
 
-class StorageConformance:
+class StorageConformance(AutomationConformance):
     """Subclasses define the ``storage_url`` fixture: a URL for `open_storage` naming a
-    fresh, persistent location (reopening it finds the same data)."""
+    fresh, persistent location (reopening it finds the same data). Tasks, schedules and
+    webhooks: `AutomationConformance`."""
 
     @pytest.fixture
     def storage_url(self) -> str:

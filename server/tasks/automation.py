@@ -1,0 +1,116 @@
+"""`Automation`: tasks, schedules and webhooks, built once beside the conversation
+service and driven by the run owner's hooks (it is a `RunListener`).
+
+At startup, before runs are recovered: tasks a crash left open are failed ("the server
+restarted ...") unless their conversation is still queued (then they wait and run as
+before); then stored schedules are read (firings missed while down follow each
+schedule's catch-up rule) and every webhook resumes from its cursor.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from server.run_listeners import RunOutcome
+from server.service import ConversationService
+from server.settings import Settings
+from server.tasks.background import TaskRuns
+from server.tasks.control import SingleTasks
+from server.tasks.cron import Clock, SystemClock
+from server.tasks.ledger import TaskLedger
+from server.tasks.models import BACKGROUND, FAILED, OPEN, SINGLE, START, START_OPEN
+from server.tasks.scheduler import Scheduler
+from server.tasks.schedules import Schedules
+from server.tasks.starts import StartTasks
+from server.tasks.webhooks import Webhooks
+from storage import ConversationNotFound, TaskNotFound, TaskRecord
+
+logger = logging.getLogger(__name__)
+
+
+class Automation:
+    def __init__(
+        self, service: ConversationService, settings: Settings, clock: Clock | None = None
+    ) -> None:
+        self.service = service
+        self.storage = service.storage
+        self.webhooks = Webhooks(self.storage, settings)
+        self.ledger = TaskLedger(self.storage, service, self.webhooks)
+        self.tasks = TaskRuns(self.ledger)
+        self.starts = StartTasks(self.ledger)
+        self.single = SingleTasks(self.ledger, self.tasks)
+        self.scheduler = Scheduler(service, self.webhooks, clock or SystemClock())
+        self.schedules = Schedules(service, self.scheduler, self.webhooks, settings)
+        service.runs.listeners.add(self)
+
+    async def recover(self) -> None:
+        """Before the run owner recovers: settle what a crash left open."""
+        cursor = None
+        while True:
+            page = await self.storage.list_tasks(
+                statuses=[*OPEN, *START_OPEN], limit=100, cursor=cursor
+            )
+            for task in page.tasks:
+                await self._recover(task)
+            if (cursor := page.next_cursor) is None:
+                break
+        await self.scheduler.load()
+
+    async def start(self) -> None:
+        """After the run owner recovered: fire what is due, deliver what is owed."""
+        await self.webhooks.start()
+        self.scheduler.start()
+
+    async def close(self) -> None:
+        """Before runs stop: no more firings. (Webhooks close after, see `close_webhooks`.)"""
+        await self.scheduler.close()
+        self.tasks.close()
+
+    async def close_webhooks(self) -> None:
+        await self.webhooks.close()
+
+    async def _recover(self, task: TaskRecord) -> None:
+        try:
+            record = await self.storage.get_conversation(task.id)
+        except ConversationNotFound:
+            return
+        if record.status == "QUEUED":
+            return
+        reason = "the server restarted before the task ended"
+        if task.kind == START:
+            await self.ledger.change(
+                task, status="ERROR", reason=reason, detail=reason, only_from=START_OPEN,
+                outcome={"error": reason},
+            )  # fmt: skip
+        else:
+            await self.ledger.change(
+                task, status=FAILED, reason=reason, only_from=OPEN, finished=True,
+                outcome={"error": reason},
+            )  # fmt: skip
+
+    # -- RunListener -----------------------------------------------------------------
+
+    async def run_launched(self, conversation_id: str) -> None:
+        task = await self._task(conversation_id)
+        if task is not None and task.kind in (BACKGROUND, SINGLE):
+            await self.tasks.launched(task)
+
+    async def run_phase(self, conversation_id: str, phase: str) -> None:
+        task = await self._task(conversation_id)
+        if task is not None and task.kind == START:
+            await self.starts.phase(task, phase)
+
+    async def run_settled(self, conversation_id: str, outcome: RunOutcome) -> None:
+        task = await self._task(conversation_id)
+        if task is not None:
+            if task.kind == START:
+                await self.starts.settled(task, outcome)
+            else:
+                await self.tasks.settled(task, outcome)
+        await self.scheduler.run_settled(conversation_id, outcome)
+
+    async def _task(self, conversation_id: str) -> TaskRecord | None:
+        try:
+            return await self.storage.get_task(conversation_id)
+        except TaskNotFound:
+            return None
