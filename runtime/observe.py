@@ -43,7 +43,8 @@ class CommandHost(Protocol):
 
 async def attend(host: CommandHost, action: CmdRunAction) -> ObservationBase:
     text = action.args.command
-    time_limit = action.timeout or host.limits.timeout
+    # An action may ask for less time than the operator's limit, never more.
+    time_limit = min(action.timeout, host.limits.timeout) if action.timeout else host.limits.timeout
     foreground = host.foreground
     if foreground is not None and not foreground.finished:
         if not (action.args.is_input or text == ""):

@@ -7,6 +7,7 @@ fixture: a function that builds a runtime over a given workspace directory.
 from __future__ import annotations
 
 import asyncio
+import random
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Callable
@@ -111,6 +112,23 @@ class RuntimeConformance:
         assert result.exit_code == -1
         assert "timed out after 1 seconds" in result.extras.metadata.suffix
         assert self.processes_of(marker) == []
+
+    async def test_an_action_cannot_outlast_the_server_s_command_timeout(
+        self, make: Make, tmp_path: Path
+    ) -> None:
+        """An action may ask for less time than the operator's limit, never more (a model
+        asking execute_bash for timeout 100000 used to get it)."""
+        runtime = make(tmp_path / "workspace", CommandLimits(timeout=1, no_change_timeout=None))
+        await runtime.start()
+        try:
+            marker = f"sleep {random.randrange(10_000, 99_999)}"
+            action = run(f"{marker}; echo late").model_copy(update={"timeout": 100_000.0})
+            result = output(await runtime.run(action))
+            assert result.exit_code == -1
+            assert "timed out after 1 seconds" in result.extras.metadata.suffix
+            assert self.processes_of(marker) == []
+        finally:
+            await runtime.close()
 
     async def test_no_change_timeout_returns_and_the_command_can_be_continued(
         self, make: Make, tmp_path: Path
