@@ -124,13 +124,10 @@ class ConversationService:
         async with self.runs.admission(new.id) as admission:
             admission.check(user.name)  # a refusal writes nothing
             message = _user_message(request.initial_user_msg, request.image_urls)
-            if replay:
-                record, _ = await self.storage.create_conversation_with_events(
-                    new, [*replay, message]
-                )
-            else:
-                record = await self.storage.create_conversation(new)
-                await self.storage.append(record.id, message)
+            # One write: a conversation never exists without the message it was made for.
+            record, _ = await self.storage.create_conversation_with_events(
+                new, [*replay, message]
+            )
             await admission.admit(record.id, record.owner, record.priority)
         return await self.storage.get_conversation(record.id)
 
