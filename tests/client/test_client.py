@@ -94,7 +94,8 @@ async def test_paging_counting_search_and_recordings(server: RunningServer) -> N
             if not page.pending and page.hits:
                 break
             await asyncio.sleep(0.05)
-        assert page.next_cursor is not None and len(page.hits) == 5
+        assert page.next_cursor is not None
+        assert len(page.hits) == 5
         assert {hit.conversation_title for hit in page.hits} == {"many steps"}
         every = [hit async for hit in threadline.search("step")]
         assert len(every) == RECORDED
