@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -55,7 +56,17 @@ class Threadline:
             self._loop.close()
 
     def _run(self, work: Awaitable[T]) -> T:
-        return self._loop.run_until_complete(work)
+        task = asyncio.ensure_future(work, loop=self._loop)
+        try:
+            return self._loop.run_until_complete(task)
+        except BaseException:
+            # Ctrl-C lands in the loop with the task mid-step: end it before anything
+            # else runs on this loop (closing a watch, say).
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    self._loop.run_until_complete(task)
+            raise
 
     def _iterate(self, items: AsyncIterator[T]) -> Iterator[T]:
         try:

@@ -152,14 +152,28 @@ class Settings:
 
     @classmethod
     def documented(cls) -> list[tuple[str, str, str]]:
-        """(variable, default, description) for every setting, for ``--help`` and docs."""
-        rows = []
-        for item in dataclasses.fields(cls):
-            default = item.default if item.default is not dataclasses.MISSING else ()
-            rows.append(
-                (ENV_PREFIX + item.name.upper(), str(default), _DESCRIPTIONS.get(item.name, ""))
-            )
-        return rows
+        """(variable, default, description) for every setting, for ``--help`` and docs;
+        defaults as one would write them in the variable (``(none)`` for none)."""
+        return [
+            (ENV_PREFIX + item.name.upper(), _shown(item), _DESCRIPTIONS.get(item.name, ""))
+            for item in dataclasses.fields(cls)
+        ]
+
+    @classmethod
+    def parse(cls, name: str, raw: str) -> Any:
+        """The value of setting ``name`` written as ``raw`` (as in its variable). Raises
+        `ValueError` naming the setting."""
+        item = next(item for item in dataclasses.fields(cls) if item.name == name)
+        return _parse(ENV_PREFIX + name.upper(), raw, item.type)
+
+
+def _shown(item: dataclasses.Field[Any]) -> str:
+    default = item.default
+    if default is dataclasses.MISSING or default is None or default == ():
+        return "(none)"
+    if isinstance(default, bool):
+        return "1" if default else "0"
+    return str(default)
 
 
 _DESCRIPTIONS = {
