@@ -95,6 +95,8 @@ class RunLimits:
     repository: str | None = None
     """Cloned into the workspace when the sandbox starts."""
     branch: str | None = None
+    currency: str = "USD"
+    """What costs are counted in (``THREADLINE_LLM_CURRENCY``)."""
 
 
 class ConversationRun:
@@ -118,7 +120,7 @@ class ConversationRun:
         self.limits = limits
         self.state: AgentState = "loading"
         self.iterations = ControlFlag.make("iteration", limits.iterations, limits.max_iterations)
-        self.budget = ControlFlag.make("budget", limits.cost, limits.max_budget)
+        self.budget = ControlFlag.make("budget", limits.cost, limits.max_budget, limits.currency)
         self.prompt_tokens = limits.prompt_tokens
         self.completion_tokens = limits.completion_tokens
         self.last_activity = time.monotonic()

@@ -251,6 +251,7 @@ class RunOwner:
                 start_timeout=settings.sandbox_start_timeout,
                 repository=clone_url(record.repository, record.git_provider),
                 branch=record.selected_branch,
+                currency=settings.llm_currency,
             ),
             on_end=self._ended,
         )

@@ -107,7 +107,9 @@ class SendMessage(BaseModel):
     image_urls: ImageUrls = Field(default_factory=list)
 
 
-def conversation_info(record: ConversationRecord, live: dict[str, Any]) -> dict[str, Any]:
+def conversation_info(
+    record: ConversationRecord, live: dict[str, Any], currency: str = "USD"
+) -> dict[str, Any]:
     """A conversation as OpenHands' ConversationInfo, plus threadline's fields; ``live``
     (control values, queue position) wins over what the record last saw."""
     return {
@@ -128,6 +130,7 @@ def conversation_info(record: ConversationRecord, live: dict[str, Any]) -> dict[
         "max_iterations": record.max_iterations,
         "accumulated_cost": record.accumulated_cost,
         "max_budget_per_task": record.max_budget,
+        "currency": currency,
         "queue_position": None,
         "prompt_tokens": record.prompt_tokens,
         "completion_tokens": record.completion_tokens,

@@ -14,12 +14,12 @@ import orjson
 
 from storage.errors import ConversationExists, ConversationNotFound, InvalidCursor
 from storage.models import ConversationPatch, ConversationRecord, NewConversation
-from storage.records import from_micros
+from storage.records import cost_micros, from_cost_micros, from_micros
 
 COLUMNS = (
     "id, owner, title, status, agent_state, created_us, updated_us, repository, "
-    "selected_branch, git_provider, trigger, accumulated_cost, prompt_tokens, "
-    "completion_tokens, iterations, max_iterations, max_budget, priority, settings"
+    "selected_branch, git_provider, trigger, cost_micros, prompt_tokens, "
+    "completion_tokens, iterations, max_iterations, max_budget_micros, priority, settings"
 )
 SELECT_ONE = f"SELECT {COLUMNS} FROM conversations WHERE id = ?"
 
@@ -44,12 +44,12 @@ def to_record(row: sqlite3.Row | tuple[Any, ...]) -> ConversationRecord:
         selected_branch=selected_branch,
         git_provider=git_provider,
         trigger=trigger,
-        accumulated_cost=cost,
+        accumulated_cost=from_cost_micros(cost),
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         iterations=iterations,
         max_iterations=max_iterations,
-        max_budget=max_budget,
+        max_budget=None if max_budget is None else from_cost_micros(max_budget),
         priority=priority,
         settings=orjson.loads(settings),
     )
@@ -99,8 +99,9 @@ def insert(new: NewConversation, now_us: int) -> Work:
         try:
             rows = await connection.execute_fetchall(
                 "INSERT INTO conversations (id, owner, title, status, created_us, updated_us, "
-                "repository, selected_branch, git_provider, trigger, max_iterations, max_budget, "
-                "priority, settings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "repository, selected_branch, git_provider, trigger, max_iterations, "
+                "max_budget_micros, priority, settings) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 f"RETURNING {COLUMNS}",
                 (
                     new.id,
@@ -114,7 +115,7 @@ def insert(new: NewConversation, now_us: int) -> Work:
                     new.git_provider,
                     new.trigger,
                     new.max_iterations,
-                    new.max_budget,
+                    None if new.max_budget is None else cost_micros(new.max_budget),
                     new.priority,
                     orjson.dumps(new.settings),
                 ),
@@ -130,6 +131,10 @@ def patch_statement(patch: ConversationPatch, now_us: int) -> tuple[str, list[An
     """``UPDATE conversations SET ...`` for the fields ``patch`` sets (and ``updated_us``);
     the caller adds the WHERE clause."""
     changes = patch.changes()
+    for name, column in (("accumulated_cost", "cost_micros"), ("max_budget", "max_budget_micros")):
+        if name in changes:
+            value = changes.pop(name)
+            changes[column] = None if value is None else cost_micros(value)
     if "settings" in changes:
         changes["settings"] = orjson.dumps(changes["settings"])
     changes["updated_us"] = now_us

@@ -75,6 +75,16 @@ LOG_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE conversations ADD COLUMN max_budget REAL;
     ALTER TABLE conversations ADD COLUMN priority INTEGER NOT NULL DEFAULT 5;
     """,
+    # 5: costs exactly, in integer micro-units of the currency (REAL summed float noise).
+    """
+    ALTER TABLE conversations ADD COLUMN cost_micros INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE conversations ADD COLUMN max_budget_micros INTEGER;
+    UPDATE conversations SET
+        cost_micros = CAST(round(accumulated_cost * 1000000) AS INTEGER),
+        max_budget_micros = CAST(round(max_budget * 1000000) AS INTEGER);
+    ALTER TABLE conversations DROP COLUMN accumulated_cost;
+    ALTER TABLE conversations DROP COLUMN max_budget;
+    """,
 )
 
 SEARCH_VERSION = 1
