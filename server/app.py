@@ -25,6 +25,7 @@ from server.errors import (
     handle_internal_error,
 )
 from server.memory import MemoryReclaimer
+from server.metrics import Metrics
 from server.openapi import build_openapi
 from server.origins import OriginGuard
 from server.page import PageFiles
@@ -66,6 +67,7 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
         app.state.service = service
         app.state.authenticator = authenticator
         app.state.streams = StreamSessions(store, authenticator, service, settings)
+        store.observe(app.state.metrics)
         reclaimer = MemoryReclaimer(lambda: len(app.state.streams))
         try:
             await service.recover()
@@ -106,6 +108,7 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
     starlette.router.redirect_slashes = False
     starlette.state.settings = settings
     starlette.state.openapi = build_openapi()
+    starlette.state.metrics = Metrics(starlette.state)
     socketio_streams = SocketIOStreams(starlette.state, settings)
     application: Any = OriginGuard(
         socketio_streams.asgi(starlette), settings.cors_origins, settings.allowed_hosts
@@ -122,7 +125,10 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
         # Engine.IO's long-polling requests are a stream's (its connection slot), and
         # liveness probes must not be refused for the traffic they are probing.
         application = RateLimit(
-            application, buckets, keys_required, exempt=("/socket.io", "/alive", "/api/health")
+            application,
+            buckets,
+            keys_required,
+            exempt=("/socket.io", "/alive", "/api/health", "/healthz", "/readyz", "/metrics"),
         )
     application.state = starlette.state  # for tests and the CLI
     return application

@@ -99,7 +99,7 @@ def serve(settings: Settings) -> int:
     # second), which `keys`, `export` and `import` do not need.
     from server.app import create_app
 
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     if not _is_loopback(settings.host):
         logger.warning(
             "listening on %s: unless API keys exist (threadline keys create), anyone who can "
@@ -121,6 +121,8 @@ def serve(settings: Settings) -> int:
         ws_max_size=settings.max_message_bytes,
         timeout_graceful_shutdown=5,
         lifespan="on",
+        # JSON lines: uvicorn's loggers go through ours (`logs.configure`).
+        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
     )
     logs.redact_uvicorn()  # after uvicorn.Config, which installs its own logging setup
     ThreadlineServer(config, app).run()

@@ -23,6 +23,7 @@ has ended; ``settled`` is set when it is durable (or the store has closed).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Callable
@@ -57,6 +58,7 @@ from events.observations import (
 from runtime import Runtime, RuntimeFailure
 from server.agents.base import Agent, Usage
 from server.flags import ControlFlag
+from server.logs import CONVERSATION
 from server.plans import track
 from storage import (
     ConversationNotFound,
@@ -149,7 +151,11 @@ class ConversationRun:
         """Record that the run starts (raises `StorageError`, e.g. a full disk: then
         nothing started), and start it."""
         await self._set_state("loading", "starting the sandbox")
-        self._task = asyncio.create_task(self._main(), name=f"run-{self.conversation_id}")
+        context = contextvars.copy_context()  # its logs name the conversation
+        context.run(CONVERSATION.set, self.conversation_id)
+        self._task = asyncio.create_task(
+            self._main(), name=f"run-{self.conversation_id}", context=context
+        )
         self._task.add_done_callback(self._never_ran)
 
     def _never_ran(self, task: asyncio.Task[None]) -> None:

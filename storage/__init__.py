@@ -25,7 +25,7 @@ from storage.models import (
     StoredEvent,
 )
 from storage.protocols import MAX_PAGE, ApiKeyStore, ConversationStore, EventLog, Storage
-from storage.subscription import Subscription, SubscriptionHub
+from storage.subscription import LogObserver, Subscription, SubscriptionHub
 
 __all__ = [
     "MAX_PAGE",
@@ -43,6 +43,7 @@ __all__ = [
     "EventPage",
     "InvalidCursor",
     "InvalidSearchQuery",
+    "LogObserver",
     "NewConversation",
     "SearchHit",
     "SearchResults",

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from server.auth import Authenticator, visible_conversation
 from server.errors import BadRequest, TooManyRequests
+from server.logs import CONVERSATION
 from server.settings import Settings
 from server.streaming.session import DELETED, REVOKED, SHUTTING_DOWN, Ending, StreamSession
 from storage import Storage
@@ -86,6 +87,7 @@ class StreamSessions:
         after_id = parse_latest_event_id(latest_event_id)
         user = await self._authenticator.user_for(key)
         record = await visible_conversation(self._storage, user, conversation_id)
+        CONVERSATION.set(record.id)
         self._check_caps(user.name)
         session = StreamSession(
             user=user,
@@ -107,6 +109,10 @@ class StreamSessions:
 
     def __len__(self) -> int:
         return len(self._open)
+
+    def by_transport(self) -> Counter[str]:
+        """Open sessions per transport (websocket, socketio, sse)."""
+        return Counter(session.transport for session in self._open)
 
     def end_conversation(self, conversation_id: str, ending: Ending = DELETED) -> None:
         for session in tuple(self._open):
