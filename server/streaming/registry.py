@@ -77,6 +77,7 @@ class StreamSessions:
         conversation_id: str | None,
         key: str | None,
         latest_event_id: str | None,
+        until: str | None = None,
     ) -> StreamSession:
         """A session for the client, from the event after ``latest_event_id``. Raises
         `ApiError`: 400, 401, 404 (as for REST), 429 over a cap, 503 when shutting down."""
@@ -85,6 +86,8 @@ class StreamSessions:
         if not conversation_id:
             raise BadRequest("conversation_id is required", field="conversation_id")
         after_id = parse_latest_event_id(latest_event_id)
+        if until not in (None, "", "end"):
+            raise BadRequest("until may only be end", field="until")
         user = await self._authenticator.user_for(key)
         record = await visible_conversation(self._storage, user, conversation_id)
         CONVERSATION.set(record.id)
@@ -101,6 +104,8 @@ class StreamSessions:
             max_message_bytes=self._settings.max_message_bytes,
             on_close=self._forget,
         )
+        if until == "end":
+            session.end_after = await self._storage.latest_event_id(record.id)
         self._open.add(session)
         if user.name is not None:
             self._per_user[user.name] += 1

@@ -86,6 +86,7 @@ class SocketIOStreams:
                 conversation_id=query.get("conversation_id"),
                 key=key,
                 latest_event_id=query.get("latest_event_id"),
+                until=query.get("until"),
             )
         except ApiError as exc:
             raise socketio.exceptions.ConnectionRefusedError(
@@ -109,7 +110,8 @@ class SocketIOStreams:
         # caught up, the subscription hands new events straight to the outbox from the
         # writer's publish (no task of ours wakes per event) while the queue has room.
         outbox = Outbox(self.sio, sid)
-        session.subscription.direct = _direct(outbox)
+        if session.end_after is None:  # with until=end, each event is looked at
+            session.subscription.direct = _direct(outbox)
         async for event in session:
             await outbox.send(_event_packet(event.data))
         ending = session.ending

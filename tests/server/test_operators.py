@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from client import AsyncThreadline, agent_state_of
 from tests.server.clients import create, follow
 from tests.server.conftest import FAST
+from tests.server.openapi_check import undocumented
 from tests.server.running import RunningServer
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -179,3 +180,15 @@ async def test_a_missing_docker_extra_is_a_400_at_create_and_writes_nothing(
         assert "Traceback" not in running.log.read_text()
     finally:
         running.stop()
+
+
+async def test_the_operator_routes_and_until_are_documented(server: RunningServer) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        spec = (await http.get("/openapi.json")).json()
+        answers = [await http.get(path) for path in ("/healthz", "/readyz", "/metrics", "/alive")]
+    assert [undocumented(spec, answer) for answer in answers] == [None] * 4
+    # Create answers 201, and only 201 is documented for success.
+    created = spec["paths"]["/api/conversations"]["post"]["responses"]
+    assert [status for status in created if status.startswith("2")] == ["201"]
+    stream = spec["paths"]["/api/conversations/{conversation_id}/events/stream"]["get"]
+    assert "until" in [parameter["name"] for parameter in stream["parameters"]]
