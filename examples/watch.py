@@ -19,7 +19,7 @@ import argparse
 import asyncio
 import sys
 
-from client import ENDED_STATES, AsyncThreadline, ClientError, agent_state_of
+from client import ENDED_STATES, AsyncThreadline, ClientError, agent_state_of, default_url
 from client.pretty import describe
 
 DEFAULT_MESSAGE = "Look around the workspace and report back."
@@ -66,7 +66,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Watch a threadline conversation, one line per event."
     )
-    parser.add_argument("--url", default="http://127.0.0.1:3000", help="the threadline server")
+    parser.add_argument(
+        "--url",
+        default=default_url(),
+        help="the server (default: $THREADLINE_URL, else %(default)s)",
+    )
     parser.add_argument("--message", help="what to ask the agent")
     parser.add_argument("--conversation", help="watch this conversation instead of a new one")
     parser.add_argument(
