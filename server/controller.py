@@ -404,6 +404,7 @@ class ConversationRun:
             "max_iterations": None if self.iterations.limit is None else int(self.iterations.limit),
             "accumulated_cost": self.budget.current,
             "max_budget_per_task": self.budget.limit,
+            "held_by": next((f.name for f in (self.iterations, self.budget) if f.tripped), None),
         }
 
     # -- internals -------------------------------------------------------------------

@@ -131,6 +131,7 @@ def conversation_info(
         "accumulated_cost": record.accumulated_cost,
         "max_budget_per_task": record.max_budget,
         "currency": currency,
+        "held_by": None,
         "queue_position": None,
         "prompt_tokens": record.prompt_tokens,
         "completion_tokens": record.completion_tokens,

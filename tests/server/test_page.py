@@ -129,7 +129,7 @@ async def test_create_from_the_form_pause_resume_and_the_plan_ticks_to_done(
             "(s) => document.querySelector(s)?.dataset.status === 'STOPPED'", row(conversation_id)
         )
         assert await page.text(f"{row(conversation_id)} .title") == "look around"
-        assert await page.text(f"{row(conversation_id)} .cost") == "cost 0.0000"
+        assert await page.text(f"{row(conversation_id)} .cost") == "cost 0.00 USD"
         await page.screenshot(shots / "conversation.png")
 
         # A follow-up, sent from the keyboard, starts a short second run.
