@@ -40,6 +40,8 @@ class ControlFlag:
                 self.limit = self.current + self.increment
             # To the micro-unit costs are stored in: 0.1 + 0.2 is 0.3, not 0.30000000000000004.
             self.limit = round(self.limit, 6)
+            if self.current >= self.limit:
+                self.limit = round(self.current + self.increment, 6)
 
     def reason(self) -> str:
         if self.name == "budget":

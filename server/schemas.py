@@ -71,7 +71,11 @@ class CreateConversation(BaseModel):
     agent: Name | None = None
     max_iterations: int | None = Field(default=None, ge=1, le=ITERATIONS_MAX)
     max_budget_per_task: float | None = Field(
-        default=None, gt=0, le=BUDGET_MAX, allow_inf_nan=False
+        # Costs are counted in millionths of the currency: a smaller budget is none.
+        default=None,
+        ge=0.000001,
+        le=BUDGET_MAX,
+        allow_inf_nan=False,
     )
     priority: int = Field(default=5, ge=1, le=10)
 
