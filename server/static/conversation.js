@@ -102,6 +102,11 @@ export class ConversationView {
         "conversation",
         error.status === 404 ? `No conversation ${id}.` : `Could not load it: ${error.message}`,
       );
+      // The network or the server is away: try again, so the status catches up.
+      if (error.status === undefined || error.status >= 500) {
+        clearTimeout(this.retryTimer);
+        this.retryTimer = setTimeout(() => id === this.id && this.refreshStatus(), 2000);
+      }
     }
   }
 

@@ -316,16 +316,23 @@ async def test_notices_go_once_they_no_longer_hold(
 
 
 async def test_state_and_status_agree_after_a_server_restart(fresh_server: RunningServer) -> None:
+    """The run's status is in no event: the page fetches it. When that fetch fails (the
+    server going away as the last state event arrives), the page must fetch it again
+    once it is connected again, or it shows a stopped agent RUNNING for good."""
     fresh_server.start()
     async with httpx.AsyncClient(base_url=fresh_server.url, timeout=20) as http:
         conversation_id = await create(http, initial_user_msg="held", max_iterations=2)
         await follow(fresh_server, conversation_id, until=lambda e: agent_state(e) == "error")
-    async with open_page() as page:
-        await page.goto(f"{fresh_server.url}/#/c/{conversation_id}")
+    async with relay_to(fresh_server.port) as relay, open_page() as page:
+        await page.goto(f"{relay.url}/#/c/{conversation_id}")
         await page.wait_text("#agent-state", "error")
         assert await page.text("#conversation-status") == "RUNNING"
+        relay.hold_http()  # REST fails from here; the stream goes on
         await asyncio.to_thread(fresh_server.restart)  # the run is stopped at shutdown
         await page.wait_text("#agent-state", "stopped")
+        await page.wait("() => document.querySelector('#connection').dataset.opens === '2'")
+        await page.wait_text("#connection", "live")
+        relay.release()
         await page.wait_text("#conversation-status", "STOPPED")
         assert await page.prop("#attention", "hidden")
         assert await page.errors(allow=(*EXPECTED_NOISE, "Failed to load resource")) == []
