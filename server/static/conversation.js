@@ -2,6 +2,7 @@
 
 import { api, conversationPath } from "./api.js";
 import { $, cost, fill, h } from "./dom.js";
+import { setUpEditing } from "./editing.js";
 import { needsUser } from "./list.js";
 import { notices } from "./notices.js";
 import { PlanView } from "./plan.js";
@@ -39,7 +40,7 @@ export class ConversationView {
     }
     $("#raise-limit").addEventListener("click", () => this.control("resume"));
     this.setUpMessageForm();
-    this.setUpRenameAndDelete();
+    this.editing = setUpEditing(this);
   }
 
   open(id, revealId = null) {
@@ -49,7 +50,7 @@ export class ConversationView {
       this.values = {};
       this.planAction = null; // the plan action whose row its observation joins
       this.controlAnswer = null; // the state a control answered with, while its notice shows
-      this.hideEditors();
+      this.editing.hide();
       notices.clear("control");
       notices.clear("conversation");
       this.shown.clear();
@@ -282,63 +283,6 @@ export class ConversationView {
         error.textContent = failure.message;
       }
     });
-  }
-
-  setUpRenameAndDelete() {
-    const form = $("#rename-form");
-    const input = $("#rename-input");
-    $("#rename").addEventListener("click", () => {
-      this.hideEditors();
-      form.hidden = false;
-      input.value = this.values.title ?? "";
-      input.select();
-      input.focus();
-    });
-    $("#rename-cancel").addEventListener("click", () => this.hideEditors());
-    form.addEventListener("submit", async (submit) => {
-      submit.preventDefault();
-      const id = this.id;
-      try {
-        const info = await api(conversationPath(id), {
-          method: "PATCH",
-          body: { title: input.value.trim() },
-        });
-        if (id !== this.id) return;
-        this.values = { ...this.values, ...info };
-        this.hideEditors();
-        this.render();
-        this.onChange();
-        $("#conversation-title").focus();
-      } catch (failure) {
-        $(".error", form).textContent = failure.message;
-      }
-    });
-
-    const confirm = $("#delete-confirm");
-    $("#delete").addEventListener("click", () => {
-      this.hideEditors();
-      confirm.hidden = false;
-      $("#delete-no").focus();
-    });
-    $("#delete-no").addEventListener("click", () => this.hideEditors());
-    $("#delete-yes").addEventListener("click", async () => {
-      const id = this.id;
-      const title = this.values.title ?? id;
-      try {
-        await api(conversationPath(id), { method: "DELETE" });
-        this.hideEditors();
-        this.onDeleted(title);
-      } catch (failure) {
-        $(".error", confirm).textContent = failure.message;
-      }
-    });
-  }
-
-  hideEditors() {
-    $("#rename-form").hidden = true;
-    $("#delete-confirm").hidden = true;
-    for (const error of document.querySelectorAll("#rename-form .error, #delete-confirm .error"))
-      error.textContent = "";
   }
 
   /** Scroll to and focus the event `this.reveal` once it is on screen. */
