@@ -7,12 +7,13 @@ and gauges read from the server's state at each scrape (`_Now`).
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter as Tally
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
@@ -35,18 +36,16 @@ class Metrics:
             "Events appended to the log (rate() of it: events appended per second)",
             registry=self.registry,
         )
-        self.append_latency = Histogram(
+        self.append_latency = Latencies(
             "threadline_append_latency_seconds",
             "From an append asked for to its events durable (group commit included)",
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
         )
-        self.delivery_latency = Histogram(
+        self.delivery_latency = Latencies(
             "threadline_delivery_latency_seconds",
             "From an event durable to a live subscriber taking it (catch-up reads not counted)",
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
         )
+        self.registry.register(self.append_latency)
+        self.registry.register(self.delivery_latency)
         self.webhook_failures = Counter(
             "threadline_webhook_failures",
             "Webhook deliveries that failed (this server sends no webhooks yet: 0)",
@@ -70,6 +69,33 @@ class Metrics:
         """The exposition and its content type. Reads what needs the database first."""
         self.now.cost_micros = await self.now.state.storage.total_cost_micros()
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class Latencies(Collector):
+    """A histogram observed once per delivery per subscriber, in the log writer's
+    publish: a bisect and two additions (prometheus-client's Histogram takes a lock and
+    walks its buckets, 0.7 us, which a thousand subscribers multiply per event)."""
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self.name, self.documentation = name, documentation
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)  # the last: above every bound
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.sum += seconds
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        cumulative, buckets = 0, []
+        for bound, count in zip([*LATENCY_BUCKETS, float("inf")], self.counts, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        yield HistogramMetricFamily(
+            self.name, self.documentation, buckets=buckets, sum_value=self.sum
+        )
 
 
 class _Now(Collector):
