@@ -216,8 +216,9 @@ class DockerRuntime(Sandbox):
         try:
             self._container = await self._client().containers.run(config=config, name=self.name)
         except aiodocker.DockerError as exc:
+            hint = " (build it with `threadline sandbox build`)" if exc.status == 404 else ""
             raise RuntimeFailure(
-                f"could not start a container from {self.image}: {exc.message}"
+                f"could not start a container from {self.image}: {exc.message}{hint}"
             ) from exc
 
     def ready_message(self) -> str:
@@ -270,3 +271,18 @@ class DockerRuntime(Sandbox):
         if self._docker is None:
             self._docker = aiodocker.Docker()
         return self._docker
+
+
+async def image_problem(image: str) -> str | None:
+    """Why a sandbox could not start from ``image`` now (no engine, no such image), or
+    None when it could."""
+    try:
+        async with aiodocker.Docker() as docker:
+            await docker.images.inspect(image)
+    except aiodocker.DockerError as exc:
+        if exc.status == 404:
+            return f"the image {image} does not exist: build it with `threadline sandbox build`"
+        return f"the Docker engine refused: {exc.message}"
+    except (OSError, ValueError) as exc:
+        return f"no Docker engine answers: {exc}"
+    return None

@@ -25,6 +25,7 @@ from server.errors import (
     handle_internal_error,
 )
 from server.memory import MemoryReclaimer
+from server.metrics import Metrics
 from server.openapi import build_openapi
 from server.origins import OriginGuard
 from server.page import PageFiles
@@ -75,6 +76,7 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
         app.state.automation = automation
         app.state.authenticator = authenticator
         app.state.streams = StreamSessions(store, authenticator, service, settings)
+        store.observe(app.state.metrics)
         reclaimer = MemoryReclaimer(lambda: len(app.state.streams))
         try:
             await automation.recover()  # tasks a crash left open, before runs recover
@@ -122,6 +124,7 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
     starlette.router.redirect_slashes = False
     starlette.state.settings = settings
     starlette.state.openapi = build_openapi()
+    starlette.state.metrics = Metrics(starlette.state)
     socketio_streams = SocketIOStreams(starlette.state, settings)
     application: Any = OriginGuard(
         socketio_streams.asgi(starlette), settings.cors_origins, settings.allowed_hosts
@@ -146,7 +149,7 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
             buckets,
             keys_required,
             vouched,
-            exempt=("/socket.io", "/alive", "/api/health"),
+            exempt=("/socket.io", "/alive", "/api/health", "/healthz", "/readyz", "/metrics"),
         )
     application.state = starlette.state  # for tests and the CLI
     return application

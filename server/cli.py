@@ -1,27 +1,30 @@
-"""The ``threadline`` command: ``serve`` the server, manage API ``keys``, ``export`` and
-``import`` whole conversations (over a running server's HTTP API, see server/transfer.py)."""
+"""The ``threadline`` command: ``serve`` the server, manage API ``keys``, build the
+``sandbox`` image; and, over a running server's API (server/commands.py): ``ls``,
+``tail``, ``send``, ``export``, ``import``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import uvicorn
 
-from server import logs, transfer
+from client import ApiError, ServerUnreachable
+from server import logs
 from server.auth import create_key
+from server.commands import add_commands, run_command
 from server.protocol import http_protocol
 from server.runtimes import prepare_data_dir
 from server.settings import Settings
-from storage import Storage
+from storage import Storage, StorageInUse
 from storage.sqlite import SqliteStorage
 
 logger = logging.getLogger("threadline")
@@ -56,52 +59,39 @@ def _watch_children_with_pidfds() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit code. A failure is one line on stderr, never a
+    traceback (``--debug`` shows one)."""
     parser = _parser()
     arguments = parser.parse_args(argv)
+    command = arguments.command
     try:
-        if arguments.command == "serve":
+        if command == "serve":
             return serve(_settings(arguments))
-        if arguments.command == "keys":
+        if command == "keys":
             return asyncio.run(_keys(arguments))
-        if arguments.command in ("export", "import"):
-            return _transfer(arguments)
-        if arguments.command == "sandbox":
+        if command == "sandbox":
             return _build_sandbox_image(arguments.tag, arguments.force)
-    except ValueError as exc:
-        parser.error(str(exc))
-    return 2
+        return run_command(arguments)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if getattr(arguments, "debug", False):
+            raise
+        print(f"threadline {command}: {_in_words(exc, arguments)}", file=sys.stderr)
+        return 2 if isinstance(exc, ValueError) else 1
 
 
-def _transfer(arguments: argparse.Namespace) -> int:
-    try:
-        with transfer.client_for(arguments.url, arguments.api_key) as client:
-            if arguments.command == "export":
-                transfer.export_conversation(
-                    client,
-                    arguments.conversation_id,
-                    arguments.output,
-                    lines={"json": False, "jsonl": True}.get(arguments.format),
-                    include_hidden=arguments.include_hidden,
-                )
-            else:
-                answer = transfer.import_recording(
-                    client,
-                    arguments.file,
-                    title=arguments.title,
-                    conversation_id=arguments.conversation_id,
-                )
-                print(answer["conversation_id"])
-    except transfer.TransferError as exc:
-        print(f"threadline {arguments.command}: {exc}", file=sys.stderr)
-        return 1
-    except httpx2.HTTPError as exc:
-        print(
-            f"threadline {arguments.command}: cannot talk to {arguments.url}: {exc} "
-            "(is `threadline serve` running there? see --url)",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+def _in_words(exc: Exception, arguments: argparse.Namespace) -> str:
+    if isinstance(exc, ServerUnreachable):
+        return f"{exc} (is `threadline serve` running there? see --url)"
+    if isinstance(exc, ApiError):
+        field = f" ({exc.field})" if exc.field else ""
+        return f"the server answered {exc.status}: {exc.message}{field}"
+    if isinstance(exc, StorageInUse):
+        return f"{exc} (stop the server using {arguments.data_dir}, or pick --data-dir)"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 def serve(settings: Settings) -> int:
@@ -109,7 +99,7 @@ def serve(settings: Settings) -> int:
     # second), which `keys`, `export` and `import` do not need.
     from server.app import create_app
 
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     if not _is_loopback(settings.host):
         logger.warning(
             "listening on %s: unless API keys exist (threadline keys create), anyone who can "
@@ -131,6 +121,8 @@ def serve(settings: Settings) -> int:
         ws_max_size=settings.max_message_bytes,
         timeout_graceful_shutdown=5,
         lifespan="on",
+        # JSON lines: uvicorn's loggers go through ours (`logs.configure`).
+        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
     )
     logs.redact_uvicorn()  # after uvicorn.Config, which installs its own logging setup
     ThreadlineServer(config, app).run()
@@ -166,97 +158,91 @@ async def _keys(arguments: argparse.Namespace) -> int:
 
 
 def _build_sandbox_image(tag: str, force: bool) -> int:
-    from runtime import RuntimeFailure
     from runtime.image import build_image
 
-    try:
-        asyncio.run(build_image(tag, force=force, log=lambda line: print(line, file=sys.stderr)))
-    except RuntimeFailure as exc:
-        print(f"threadline sandbox build: {exc}", file=sys.stderr)
-        return 1
+    asyncio.run(build_image(tag, force=force, log=lambda line: print(line, file=sys.stderr)))
     return 0
 
 
 def _settings(arguments: argparse.Namespace) -> Settings:
-    return Settings.from_env(
-        host=getattr(arguments, "host", None),
-        port=getattr(arguments, "port", None),
-        data_dir=arguments.data_dir,
-        database=getattr(arguments, "database", None),
-        agent=getattr(arguments, "agent", None),
-        log_level=getattr(arguments, "log_level", None),
+    overrides = {name: getattr(arguments, name, None) for name, _, _ in _SETTING_FLAGS} | {
+        "data_dir": getattr(arguments, "data_dir", None)
+    }
+    return Settings.from_env(**overrides)
+
+
+_SETTING_FLAGS = [
+    (item.name, variable, (default, text))
+    for item, (variable, default, text) in zip(
+        dataclasses.fields(Settings), Settings.documented(), strict=True
     )
+]
+"""(field, variable, (default, description)) of every setting: each is a flag of
+``serve``."""
+
+
+def _setting_type(name: str) -> Callable[[str], Any]:
+    def parse(raw: str) -> Any:
+        try:
+            return Settings.parse(name, raw)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
-    environment = "\n".join(
-        f"  {name:32} {text} (default {default})" for name, default, text in Settings.documented()
-    )
     parser = argparse.ArgumentParser(
         prog="threadline",
-        description="An event-streaming server for AI-agent conversations.",
-        epilog=f"environment variables (flags win):\n{environment}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="An event-streaming server for AI-agent conversations. "
+        "`threadline serve --help` lists every setting.",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve_parser = commands.add_parser("serve", help="run the server")
-    serve_parser.add_argument("--host", help="interface (default 127.0.0.1)")
-    serve_parser.add_argument("--port", type=int, help="port (default 3000)")
-    serve_parser.add_argument("--data-dir", type=Path, help="data directory (default ./data)")
-    serve_parser.add_argument(
-        "--database", help="postgresql://... for the log and stores (default: SQLite in --data-dir)"
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve_parser = commands.add_parser(
+        "serve",
+        help="run the server",
+        usage="threadline serve [--SETTING VALUE ...] [--debug]",
+        description="Run the server. Every setting is a flag and a THREADLINE_* variable; "
+        "flags win over variables, which win over the defaults shown.",
     )
-    serve_parser.add_argument("--agent", help="default agent (default demo)")
-    serve_parser.add_argument(
-        "--log-level", choices=["critical", "error", "warning", "info", "debug"]
-    )
+    for name, variable, (default, text) in _SETTING_FLAGS:
+        serve_parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            metavar=name.split("_")[-1].upper(),
+            type=_setting_type(name),
+            help=f"{text} (${variable}; default: {default})".replace("%", "%%"),
+        )
+    serve_parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
     keys = commands.add_parser("keys", help="manage API keys (turns authentication on)")
-    keys.add_argument("--data-dir", type=Path, help="data directory (default ./data)")
-    key_actions = keys.add_subparsers(dest="action", required=True)
+    data_dir_help = "data directory (default: $THREADLINE_DATA_DIR, else ./data)"
+    keys.add_argument("--data-dir", type=Path, help=data_dir_help)
+    key_actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = key_actions.add_parser("create", help="create a key and print it once")
-    create.add_argument("--user", required=True)
-    create.add_argument("--label", default="")
+    create.add_argument("--user", required=True, help="whose key it is")
+    create.add_argument("--label", default="", help="a note to tell keys apart (default: none)")
     listing = key_actions.add_parser("list", help="list keys (never the keys themselves)")
-    listing.add_argument("--user")
-    revoke = key_actions.add_parser("revoke", help="revoke a key by id")
+    listing.add_argument("--user", help="only this user's (default: everyone's)")
+    revoke = key_actions.add_parser("revoke", help="revoke a key by id (see keys list)")
     revoke.add_argument("key_id", type=int)
+    for action in (create, listing, revoke):
+        # Also after the action (`keys create --data-dir X`); SUPPRESS keeps the one
+        # given before it.
+        action.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help=data_dir_help)
 
-    exporting = commands.add_parser(
-        "export", help="write a conversation's trajectory to a file (from a running server)"
-    )
-    exporting.add_argument("conversation_id")
-    exporting.add_argument(
-        "-o", "--output", default="-", help="file to write (default stdout); .jsonl: JSON Lines"
-    )
-    exporting.add_argument(
-        "--format", choices=["json", "jsonl"], help="default: from the file name, else json"
-    )
-    exporting.add_argument(
-        "--include-hidden", action="store_true", help="keep events marked hidden"
-    )
-    importing = commands.add_parser(
-        "import", help="create a conversation from a recorded trajectory (on a running server)"
-    )
-    importing.add_argument("file", help="a trajectory (.json) or JSON Lines (.jsonl); - for stdin")
-    importing.add_argument("--title")
-    importing.add_argument("--conversation-id")
-    for command in (exporting, importing):
-        command.add_argument(
-            "--url", default=transfer.default_url(), help="the server (default $THREADLINE_URL "
-            "or http://$THREADLINE_HOST:$THREADLINE_PORT, i.e. http://127.0.0.1:3000)",
-        )  # fmt: skip
-        command.add_argument(
-            "--api-key",
-            default=os.environ.get("THREADLINE_API_KEY"),
-            help="API key, when the server requires one (default $THREADLINE_API_KEY)",
-        )
+    add_commands(commands)
+
     sandbox = commands.add_parser("sandbox", help="the Docker sandbox image")
-    sandbox_actions = sandbox.add_subparsers(dest="action", required=True)
+    sandbox_actions = sandbox.add_subparsers(dest="action", required=True, metavar="ACTION")
     build = sandbox_actions.add_parser(
         "build", help="build the sandbox image from Debian packages (no registry needed)"
     )
-    build.add_argument("--tag", default="threadline-sandbox:latest", help="image name")
+    build.add_argument(
+        "--tag",
+        default=os.environ.get("THREADLINE_DOCKER_IMAGE", "threadline-sandbox:latest"),
+        help="image name (default: %(default)s, from $THREADLINE_DOCKER_IMAGE)",
+    )
     build.add_argument("--force", action="store_true", help="build even if up to date")
     return parser
 

@@ -23,6 +23,7 @@ has ended; ``settled`` is set when it is durable (or the store has closed).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -57,6 +58,7 @@ from events.observations import (
 from runtime import Runtime, RuntimeFailure
 from server.agents.base import Agent, Usage
 from server.flags import ControlFlag
+from server.logs import CONVERSATION
 from server.plans import track
 from storage import (
     ConversationNotFound,
@@ -99,6 +101,8 @@ class RunLimits:
     repository: str | None = None
     """Cloned into the workspace when the sandbox starts."""
     branch: str | None = None
+    currency: str = "USD"
+    """What costs are counted in (``THREADLINE_LLM_CURRENCY``)."""
 
 
 class ConversationRun:
@@ -123,7 +127,7 @@ class ConversationRun:
         self.limits = limits
         self.state: AgentState = "loading"
         self.iterations = ControlFlag.make("iteration", limits.iterations, limits.max_iterations)
-        self.budget = ControlFlag.make("budget", limits.cost, limits.max_budget)
+        self.budget = ControlFlag.make("budget", limits.cost, limits.max_budget, limits.currency)
         self.prompt_tokens = limits.prompt_tokens
         self.completion_tokens = limits.completion_tokens
         self.last_activity = time.monotonic()
@@ -153,7 +157,11 @@ class ConversationRun:
         """Record that the run starts (raises `StorageError`, e.g. a full disk: then
         nothing started), and start it."""
         await self._set_state("loading", "starting the sandbox")
-        self._task = asyncio.create_task(self._main(), name=f"run-{self.conversation_id}")
+        context = contextvars.copy_context()  # its logs name the conversation
+        context.run(CONVERSATION.set, self.conversation_id)
+        self._task = asyncio.create_task(
+            self._main(), name=f"run-{self.conversation_id}", context=context
+        )
         self._task.add_done_callback(self._never_ran)
 
     def _never_ran(self, task: asyncio.Task[None]) -> None:
@@ -411,6 +419,7 @@ class ConversationRun:
             "max_iterations": None if self.iterations.limit is None else int(self.iterations.limit),
             "accumulated_cost": self.budget.current,
             "max_budget_per_task": self.budget.limit,
+            "held_by": next((f.name for f in (self.iterations, self.budget) if f.tripped), None),
         }
 
     # -- internals -------------------------------------------------------------------

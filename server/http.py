@@ -16,6 +16,7 @@ from starlette.requests import Request
 from events.depth import MAX_JSON_DEPTH, depth_field, too_deep
 from server.auth import Authenticator, User, key_from_headers, visible_conversation
 from server.errors import BadRequest
+from server.logs import CONVERSATION
 from server.service import ConversationService
 from storage import ConversationRecord
 
@@ -44,6 +45,7 @@ async def target(request: Request) -> Target:
     service: ConversationService = request.app.state.service
     conversation_id = request.path_params["conversation_id"]
     record = await visible_conversation(service.storage, user, conversation_id)
+    CONVERSATION.set(record.id)
     return Target(service, user, record)
 
 

@@ -332,6 +332,12 @@ def build_openapi() -> dict[str, Any]:
                 parameters=[
                     _query("latest_event_id", {"type": "integer", "minimum": -1}, "resume after"),
                     *REPLAY_PARAMETERS,
+                    _query(
+                        "until",
+                        {"enum": ["end"]},
+                        "end: the stream ends (event: end) after the event that ends the "
+                        "current run (finished, stopped, error or rejected)",
+                    ),
                 ],
             ),
         },
@@ -361,6 +367,30 @@ def build_openapi() -> dict[str, Any]:
             )
         },
         "/alive": {"get": _operation("Liveness", _responses("ok", EVERY_REQUEST))},
+        "/healthz": {"get": _operation("Liveness", _responses("ok", EVERY_REQUEST))},
+        "/readyz": {
+            "get": _operation(
+                "Readiness: storage writable, search index caught up, runtime available "
+                "(503 names each problem in checks)",
+                _responses("status ready, checks", (*EVERY_REQUEST, "503")),
+            )
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus text exposition",
+                "responses": {
+                    "200": {
+                        "description": "metrics",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **{
+                        status: answer
+                        for status, answer in _responses("", EVERY_REQUEST).items()
+                        if status != "200"
+                    },
+                },
+            }
+        },
     }
     paths.update(task_paths(_responses))
     return {

@@ -28,10 +28,10 @@ from events import AgentState, AgentStateChangedObservation, build_filter
 from events.observations import AgentStateChangedExtras
 from server.agents import Agents
 from server.controller import ConversationRun, RunLimits, status_for
-from server.errors import Forbidden, InsufficientStorage, ServiceUnavailable
+from server.errors import BadRequest, Forbidden, InsufficientStorage, ServiceUnavailable
 from server.replays import agent_for
 from server.run_listeners import RunListeners, RunOutcome
-from server.runtimes import clone_url, local_runtime_refusal, make_runtime
+from server.runtimes import clone_url, local_runtime_refusal, make_runtime, runtime_missing
 from server.sessions import Admission, Caps, SessionManager
 from server.settings import Settings
 from storage import (
@@ -83,6 +83,10 @@ class RunOwner:
         """The conversation's active run, if any."""
         run = self._runs.get(conversation_id)
         return run if run is not None and run.active else None
+
+    def active_count(self) -> int:
+        """Runs under way, each with its sandbox."""
+        return sum(1 for run in self._runs.values() if run.active)
 
     def refuse_when_closing(self) -> None:
         if self.closing:
@@ -240,6 +244,9 @@ class RunOwner:
         refusal = local_runtime_refusal(settings, keys_required=record.owner is not None)
         if refusal is not None:
             raise Forbidden(refusal, code="local_runtime_refused")
+        missing = runtime_missing(settings)
+        if missing is not None:
+            raise BadRequest(missing, code="runtime_unavailable", field="runtime")
         run = ConversationRun(
             conversation_id,
             storage=self.storage,
@@ -256,6 +263,7 @@ class RunOwner:
                 start_timeout=settings.sandbox_start_timeout,
                 repository=clone_url(record.repository, record.git_provider),
                 branch=record.selected_branch,
+                currency=settings.llm_currency,
             ),
             on_end=self._ended,
             on_phase=self._phase,
@@ -268,6 +276,12 @@ class RunOwner:
             del self._runs[conversation_id]
             raise
         self._spawn(self.listeners.launched(conversation_id))
+        logger.info(
+            "run started: agent %s, %s runtime",
+            record.settings.get("agent", settings.agent),
+            settings.runtime,
+            extra={"conversation_id": conversation_id},
+        )
         return run
 
     async def _phase(self, run: ConversationRun, phase: str) -> None:
@@ -277,6 +291,12 @@ class RunOwner:
         """A run ended (its sandbox is closed): free its slot at once; forget it once its
         end is written; a message its agent never saw starts the next run."""
         self.sessions.ended(run.conversation_id)
+        logger.info(
+            "run ended: %s%s",
+            run.state,
+            f" ({run.final_reason})" if run.final_reason else "",
+            extra={"conversation_id": run.conversation_id},
+        )
         leftover = bool(run.leftover_messages) and run.state == "finished"
         self._spawn(self._after(run, leftover))
 

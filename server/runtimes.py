@@ -4,6 +4,7 @@ how the data directory is laid out, how a conversation's sandbox is destroyed.""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import stat
 from pathlib import Path
@@ -78,6 +79,12 @@ def clone_url(repository: str | None, git_provider: str | None) -> str | None:
 
 async def destroy_sandbox(settings: Settings, conversation_id: str) -> None:
     """Everything of a conversation's sandbox: processes, container, workspace."""
+    if runtime_missing(settings) is not None:
+        # No container can have been made by this installation; the workspace goes.
+        await LocalRuntime(
+            workspace_of(settings, conversation_id), command_limits(settings)
+        ).destroy()
+        return
     await make_runtime(settings, conversation_id).destroy()
 
 
@@ -96,11 +103,46 @@ def local_runtime_refusal(settings: Settings, keys_required: bool) -> str | None
     )
 
 
+DOCKER_EXTRA = (
+    "THREADLINE_RUNTIME=docker needs the docker extra, which is not installed: "
+    "pip install 'threadline[docker]' (then `threadline sandbox build` makes the image)"
+)
+
+
+def runtime_missing(settings: Settings) -> str | None:
+    """What this installation lacks for the configured runtime, or None."""
+    if settings.runtime == "docker" and importlib.util.find_spec("aiodocker") is None:
+        return DOCKER_EXTRA
+    return None
+
+
+async def runtime_problem(settings: Settings) -> str | None:
+    """Why a sandbox could not start now, or None (for readiness)."""
+    missing = runtime_missing(settings)
+    if missing is not None:
+        return missing
+    if settings.runtime == "docker":
+        from runtime.docker import image_problem
+
+        return await image_problem(settings.docker_image)
+    try:
+        settings.workspaces.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot make the workspaces directory {settings.workspaces}: {exc.strerror}"
+    if not os.access(settings.workspaces, os.W_OK | os.X_OK):
+        return f"the workspaces directory {settings.workspaces} is not writable"
+    return None
+
+
 def check_new_conversation(
     settings: Settings, *, keys_required: bool, repository: str | None, git_provider: str | None
 ) -> None:
     """What only the server's settings can decide about a new conversation. Raises
-    `Forbidden` (the local runtime refused) or `BadRequest` naming the field."""
+    `Forbidden` (the local runtime refused) or `BadRequest` naming the field (or the
+    runtime this installation lacks)."""
+    missing = runtime_missing(settings)
+    if missing is not None:
+        raise BadRequest(missing, code="runtime_unavailable", field="runtime")
     refusal = local_runtime_refusal(settings, keys_required)
     if refusal is not None:
         raise Forbidden(refusal, code="local_runtime_refused")

@@ -73,7 +73,11 @@ class CreateConversation(BaseModel):
     agent: Name | None = None
     max_iterations: int | None = Field(default=None, ge=1, le=ITERATIONS_MAX)
     max_budget_per_task: float | None = Field(
-        default=None, gt=0, le=BUDGET_MAX, allow_inf_nan=False
+        # Costs are counted in millionths of the currency: a smaller budget is none.
+        default=None,
+        ge=0.000001,
+        le=BUDGET_MAX,
+        allow_inf_nan=False,
     )
     priority: int = Field(default=5, ge=1, le=10)
 
@@ -109,7 +113,9 @@ class SendMessage(BaseModel):
     image_urls: ImageUrls = Field(default_factory=list)
 
 
-def conversation_info(record: ConversationRecord, live: dict[str, Any]) -> dict[str, Any]:
+def conversation_info(
+    record: ConversationRecord, live: dict[str, Any], currency: str = "USD"
+) -> dict[str, Any]:
     """A conversation as OpenHands' ConversationInfo, plus threadline's fields; ``live``
     (control values, queue position) wins over what the record last saw."""
     return {
@@ -130,6 +136,8 @@ def conversation_info(record: ConversationRecord, live: dict[str, Any]) -> dict[
         "max_iterations": record.max_iterations,
         "accumulated_cost": record.accumulated_cost,
         "max_budget_per_task": record.max_budget,
+        "currency": currency,
+        "held_by": None,
         "queue_position": None,
         "prompt_tokens": record.prompt_tokens,
         "completion_tokens": record.completion_tokens,

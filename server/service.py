@@ -125,9 +125,7 @@ class ConversationService:
             admission.check(user.name)  # a refusal writes nothing
             message = _user_message(request.initial_user_msg, request.image_urls)
             # One write: a conversation never exists without the message it was made for.
-            record, _ = await self.storage.create_conversation_with_events(
-                new, [*replay, message]
-            )
+            record, _ = await self.storage.create_conversation_with_events(new, [*replay, message])
             await admission.admit(record.id, record.owner, record.priority)
         return await self.storage.get_conversation(record.id)
 

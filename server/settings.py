@@ -77,6 +77,8 @@ class Settings:
     """Currency per million prompt tokens (feeds the budget flag)."""
     llm_output_cost: float = 0.0
     """Currency per million completion tokens."""
+    llm_currency: str = "USD"
+    """The currency of the LLM prices, budgets and costs (shown beside every amount)."""
     heartbeat_interval: float = 15.0
     """Seconds between keep-alives on idle streams (SSE comments, WebSocket pings)."""
     subscriber_buffer: int = 1024
@@ -98,6 +100,9 @@ class Settings:
     allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
     """Host names the server answers to besides IP addresses and localhost (DNS rebinding)."""
     log_level: str = "info"
+    """uvicorn's and threadline's log level: critical, error, warning, info or debug."""
+    log_format: str = "text"
+    """text (one line per record) or json (one JSON object per line, with conversation ids)."""
     max_body_bytes: int = 1024 * 1024
     """Bytes a request body may have (JSON requests; refused with 413 as it streams in)."""
     header_timeout: float = 10.0
@@ -165,6 +170,14 @@ class Settings:
             raise ValueError(
                 "max_body_bytes must be at least 1024 and import_max_bytes at least as large"
             )
+        if self.log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
+            raise ValueError(
+                f"log_level must be critical, error, warning, info or debug, not {self.log_level!r}"
+            )
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"log_format must be text or json, not {self.log_format!r}")
+        if not (self.llm_currency.isalpha() and 1 <= len(self.llm_currency) <= 8):
+            raise ValueError(f"llm_currency must be a currency code, not {self.llm_currency!r}")
         if self.header_timeout <= 0:
             raise ValueError("header_timeout must be more than 0 seconds")
         if (
@@ -180,14 +193,28 @@ class Settings:
 
     @classmethod
     def documented(cls) -> list[tuple[str, str, str]]:
-        """(variable, default, description) for every setting, for ``--help`` and docs."""
-        rows = []
-        for item in dataclasses.fields(cls):
-            default = item.default if item.default is not dataclasses.MISSING else ()
-            rows.append(
-                (ENV_PREFIX + item.name.upper(), str(default), _DESCRIPTIONS.get(item.name, ""))
-            )
-        return rows
+        """(variable, default, description) for every setting, for ``--help`` and docs;
+        defaults as one would write them in the variable (``(none)`` for none)."""
+        return [
+            (ENV_PREFIX + item.name.upper(), _shown(item), _DESCRIPTIONS.get(item.name, ""))
+            for item in dataclasses.fields(cls)
+        ]
+
+    @classmethod
+    def parse(cls, name: str, raw: str) -> Any:
+        """The value of setting ``name`` written as ``raw`` (as in its variable). Raises
+        `ValueError` naming the setting."""
+        item = next(item for item in dataclasses.fields(cls) if item.name == name)
+        return _parse(ENV_PREFIX + name.upper(), raw, item.type)
+
+
+def _shown(item: dataclasses.Field[Any]) -> str:
+    default = item.default
+    if default is dataclasses.MISSING or default is None or default == ():
+        return "(none)"
+    if isinstance(default, bool):
+        return "1" if default else "0"
+    return str(default)
 
 
 _DESCRIPTIONS = {
@@ -223,6 +250,7 @@ _DESCRIPTIONS = {
     "llm_api_key": "API key for the llm endpoint",
     "llm_input_cost": "currency per million prompt tokens",
     "llm_output_cost": "currency per million completion tokens",
+    "llm_currency": "currency of LLM prices, budgets and costs (an ISO 4217 code)",
     "heartbeat_interval": "seconds between keep-alives on idle streams",
     "subscriber_buffer": "live events buffered per subscriber",
     "stream_buffer_bytes": "bytes buffered per stream before it reads from the log again",
@@ -232,7 +260,8 @@ _DESCRIPTIONS = {
     "import_max_bytes": "largest recording an import accepts, in bytes",
     "cors_origins": "comma-separated origins allowed for cross-site browsers",
     "allowed_hosts": "comma-separated host names the server answers to (*.example.com, *)",
-    "log_level": "uvicorn log level",
+    "log_level": "log level: critical, error, warning, info or debug",
+    "log_format": "text, or json: one JSON object per line with conversation ids",
     "max_body_bytes": "bytes a request body may have (413 beyond)",
     "header_timeout": "seconds a connection may take to send its request headers",
     "rate_limit": "REST requests per second per API key or client address",

@@ -1,5 +1,5 @@
 """``threadline export`` and ``threadline import``: whole conversations out of and into a
-running server, over its HTTP API.
+running server, over its HTTP API (through the client library, client/).
 
 They talk to the server rather than open the data directory: a running server holds the
 directory's lock and is the only writer of its log, a recording must pass the same
@@ -10,7 +10,7 @@ server on another machine (``--url``, ``--api-key``, or ``THREADLINE_URL`` /
 
 from __future__ import annotations
 
-import os
+import itertools
 import sys
 import time
 from collections.abc import Iterator
@@ -18,21 +18,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-import httpx2
+from client import Imported, Threadline
 
 CHUNK = 256 * 1024
 LINE_SUFFIXES = (".jsonl", ".ndjson")
 
 
 class TransferError(Exception):
-    """What went wrong, in words for the person at the terminal."""
-
-
-def default_url() -> str:
-    host = os.environ.get("THREADLINE_HOST", "127.0.0.1")
-    return os.environ.get("THREADLINE_URL") or (
-        f"http://{host}:{os.environ.get('THREADLINE_PORT', '3000')}"
-    )
+    """What went wrong on this side (a file), in words for the person at the terminal."""
 
 
 class Progress:
@@ -68,7 +61,7 @@ class Progress:
 
 
 def export_conversation(
-    client: httpx2.Client,
+    client: Threadline,
     conversation_id: str,
     output: str,
     *,
@@ -79,42 +72,29 @@ def export_conversation(
     ``lines`` (by default: when the file is named .jsonl / .ndjson). The file appears
     only once complete. Returns how many events were written."""
     lines = output.endswith(LINE_SUFFIXES) if lines is None else lines
-    hidden = {} if include_hidden else {"exclude_hidden": "true"}
-    total = _check(client.get(f"/api/conversations/{conversation_id}/events/count", params=hidden))
-    progress = Progress("exporting", total.get("count"), "events", sys.stderr)
-    params = {"format": "jsonl", "include_hidden": "true" if include_hidden else "false"}
-    with (
-        _destination(output) as sink,
-        client.stream(
-            "GET", f"/api/conversations/{conversation_id}/trajectory", params=params
-        ) as response,
-    ):
-        _check(response)
-        written = _copy(response.iter_bytes(CHUNK), sink, lines, progress)
+    total = client.count(conversation_id, exclude_hidden=not include_hidden)
+    progress = Progress("exporting", total, "events", sys.stderr)
+    chunks = client.export(conversation_id, include_hidden=include_hidden)
+    first = next(chunks, b"")  # the server's refusal, if any, before a file is made
+    with _destination(output) as sink:
+        written = _copy(itertools.chain([first], chunks), sink, lines, progress)
     where = "stdout" if output == "-" else output
     progress.finish(f"exported {written:,} events of {conversation_id} to {where}")
     return written
 
 
 def import_recording(
-    client: httpx2.Client, source: str, *, title: str | None, conversation_id: str | None
-) -> dict[str, Any]:
+    client: Threadline, source: str, *, title: str | None, conversation_id: str | None
+) -> Imported:
     """Send the recording in ``source`` ("-": stdin) to ``POST /api/conversations/import``;
-    returns the server's answer (``conversation_id``, ``events``)."""
-    params = {
-        key: value
-        for key, value in (("title", title), ("conversation_id", conversation_id))
-        if value
-    }
+    returns the new conversation's id and its number of events."""
     lines = source.endswith(LINE_SUFFIXES)
-    headers = {"Content-Type": "application/x-ndjson" if lines else "application/json"}
+    options: dict[str, Any] = {"lines": lines, "title": title, "conversation_id": conversation_id}
     if source == "-":
-        body: Any = sys.stdin.buffer.read()
+        body = sys.stdin.buffer.read()
         progress = Progress("uploading", len(body), "bytes", sys.stderr)
         progress.advance(len(body))
-        answer = _check(
-            client.post("/api/conversations/import", content=body, params=params, headers=headers)
-        )
+        answer = client.import_recording(body, **options)
     else:
         path = Path(source)
         try:
@@ -122,25 +102,10 @@ def import_recording(
         except OSError as exc:
             raise TransferError(f"cannot read {source}: {exc.strerror}") from None
         progress = Progress("uploading", size, "bytes", sys.stderr)
-        headers["Content-Length"] = str(size)
         with path.open("rb") as file:
-            answer = _check(
-                client.post(
-                    "/api/conversations/import",
-                    content=_chunks(file, progress),
-                    params=params,
-                    headers=headers,
-                )
-            )
-    progress.finish(
-        f"imported {answer['events']:,} events from {source} as {answer['conversation_id']}"
-    )
+            answer = client.import_recording(_chunks(file, progress), size=size, **options)
+    progress.finish(f"imported {answer.events:,} events from {source} as {answer.conversation_id}")
     return answer
-
-
-def client_for(url: str, api_key: str | None) -> httpx2.Client:
-    headers = {"X-Session-API-Key": api_key} if api_key else {}
-    return httpx2.Client(base_url=url, headers=headers, timeout=httpx2.Timeout(60, read=600))
 
 
 def _copy(chunks: Iterator[bytes], sink: IO[bytes], lines: bool, progress: Progress) -> int:
@@ -185,19 +150,3 @@ def _destination(output: str) -> Iterator[IO[bytes]]:
         partial.replace(final)
     finally:
         partial.unlink(missing_ok=True)
-
-
-def _check(response: httpx2.Response) -> dict[str, Any]:
-    """The JSON answer of a successful call, or a `TransferError` with the server's words."""
-    if response.is_success:
-        if response.headers.get("content-type", "").startswith("application/json"):
-            return response.json()
-        return {}
-    response.read()
-    try:
-        body = response.json()
-        message = body.get("message") or response.reason_phrase
-        field = f" ({body['field']})" if body.get("field") else ""
-    except ValueError:
-        message, field = response.text[:200] or response.reason_phrase, ""
-    raise TransferError(f"the server answered {response.status_code}: {message}{field}")

@@ -53,7 +53,7 @@ from storage.protocols import (
     TaskStore,
     WebhookStore,
 )
-from storage.subscription import Subscription, SubscriptionHub
+from storage.subscription import LogObserver, Subscription, SubscriptionHub
 
 __all__ = [
     "MAX_PAGE",
@@ -73,6 +73,7 @@ __all__ = [
     "EventPage",
     "InvalidCursor",
     "InvalidSearchQuery",
+    "LogObserver",
     "NewConversation",
     "NewDelivery",
     "NewSchedule",

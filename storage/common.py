@@ -14,16 +14,16 @@ import orjson
 
 from events import EventBase, EventFilter
 from storage.errors import InvalidCursor, InvalidSearchQuery
-from storage.models import ConversationRecord
+from storage.models import ConversationPatch, ConversationRecord
 from storage.protocols import MAX_PAGE
-from storage.records import PreparedEvent, from_micros, prepare
+from storage.records import PreparedEvent, cost_micros, from_cost_micros, from_micros, prepare
 
 MAX_INT64 = 2**63 - 1
 
 COLUMNS = (
     "id, owner, title, status, agent_state, created_us, updated_us, repository, "
-    "selected_branch, git_provider, trigger, accumulated_cost, prompt_tokens, "
-    "completion_tokens, iterations, max_iterations, max_budget, priority, settings"
+    "selected_branch, git_provider, trigger, cost_micros, prompt_tokens, "
+    "completion_tokens, iterations, max_iterations, max_budget_micros, priority, settings"
 )
 """The conversation record's columns, in `to_record`'s order (the same on every backend)."""
 
@@ -47,12 +47,12 @@ def to_record(row: Sequence[Any]) -> ConversationRecord:
         selected_branch=selected_branch,
         git_provider=git_provider,
         trigger=trigger,
-        accumulated_cost=cost,
+        accumulated_cost=from_cost_micros(cost),
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         iterations=iterations,
         max_iterations=max_iterations,
-        max_budget=max_budget,
+        max_budget=None if max_budget is None else from_cost_micros(max_budget),
         priority=priority,
         settings=orjson.loads(settings),
     )
@@ -70,6 +70,19 @@ def check_range(start_id: int, end_id: int | None, limit: int) -> None:
 def types_only(filter: EventFilter) -> bool:
     """True when the filter says nothing but which kinds to include or exclude."""
     return filter.model_copy(update={"include_types": (), "exclude_types": ()}).is_empty()
+
+
+def stored_changes(patch: ConversationPatch) -> dict[str, Any]:
+    """The columns a patch writes, as every backend stores them: costs in integer
+    micro-units, settings as JSON."""
+    changes = patch.changes()
+    for name, column in (("accumulated_cost", "cost_micros"), ("max_budget", "max_budget_micros")):
+        if name in changes:
+            value = changes.pop(name)
+            changes[column] = None if value is None else cost_micros(value)
+    if "settings" in changes:
+        changes["settings"] = orjson.dumps(changes["settings"])
+    return changes
 
 
 def encode_cursor(created_us: int, key: int) -> str:

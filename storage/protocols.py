@@ -35,7 +35,7 @@ from storage.models import (
     SearchResults,
     StoredEvent,
 )
-from storage.subscription import Subscription
+from storage.subscription import LogObserver, Subscription
 
 MAX_PAGE = 100
 
@@ -303,6 +303,27 @@ class Storage(
     EventLog, ConversationStore, ApiKeyStore, TaskStore, ScheduleStore, WebhookStore, Protocol
 ):
     """Everything a server needs from one backend."""
+
+    def observe(self, observer: LogObserver) -> None:
+        """Tell ``observer`` of every append and every live delivery (for metrics)."""
+        ...
+
+    def subscriber_lags(self) -> list[int]:
+        """Per live subscriber: how many durable events it has yet to take."""
+        ...
+
+    def index_lag(self) -> int:
+        """Events appended and not yet searchable."""
+        ...
+
+    async def check_writable(self) -> None:
+        """Raises a `StorageError` (`StorageFull`, `StorageClosed`, ...) when a write
+        would fail now."""
+        ...
+
+    async def total_cost_micros(self) -> int:
+        """The cost of every stored conversation, in micro-units of the currency."""
+        ...
 
     async def close(self) -> None:
         """Finish pending writes, then release every connection. Idempotent."""

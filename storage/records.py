@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
 
 import orjson
 
@@ -63,3 +64,19 @@ def stamp(prepared: PreparedEvent, event_id: int, timestamp_us: int) -> bytes:
     head = b'{"id":%d,"timestamp":"%s"' % (event_id, iso.encode())
     body = prepared.body
     return head + b"}" if body == b"{}" else head + b"," + body[1:]
+
+
+COST_UNIT = 1_000_000
+"""Costs are stored as integers: millionths of the currency."""
+
+
+def cost_micros(amount: float | Decimal) -> int:
+    """An amount of currency in stored micro-units, rounded half to even: the float
+    0.009000000000000001 (a sum of floats) is 9000, as 0.009 is."""
+    exact = Decimal(str(amount)) if isinstance(amount, float) else amount
+    return int((exact * COST_UNIT).to_integral_value(ROUND_HALF_EVEN))
+
+
+def from_cost_micros(micros: int) -> float:
+    """The float nearest ``micros`` millionths, whose shortest repr is that decimal."""
+    return micros / COST_UNIT

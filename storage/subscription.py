@@ -14,9 +14,12 @@ nothing, other subscribers nothing, and the server at most its bound in memory.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
+from typing import Protocol
 
 from storage.models import StoredEvent
 from storage.recent import RecentEvents
@@ -53,6 +56,7 @@ class Subscription:
         self._capacity_bytes = capacity_bytes
         self._cursor = after_id
         self._live: deque[StoredEvent] = deque()
+        self._live_since: deque[float] = deque()  # when each live event was offered
         self._live_bytes = 0
         self._ready: deque[StoredEvent] = deque()
         self._wakeup = asyncio.Event()
@@ -88,6 +92,7 @@ class Subscription:
             if not events:
                 return
         self._live.extend(events)
+        self._live_since.extend(itertools.repeat(time.monotonic(), len(events)))
         self._live_bytes += sum(len(event.data) for event in events)
         if len(self._live) > self._capacity or self._live_bytes > self._capacity_bytes:
             self._overflowed = True
@@ -152,6 +157,7 @@ class Subscription:
                 index += 1  # already delivered
             elif event.id == self._cursor + 1 and self._hand_over(event):
                 self._cursor = event.id
+                self._hub.observer.delivered(0.0)  # handed over as it became durable
                 index += 1
             else:
                 break
@@ -168,10 +174,12 @@ class Subscription:
 
     def _clear_live(self) -> None:
         self._live.clear()
+        self._live_since.clear()
         self._live_bytes = 0
 
     def _pop_live(self) -> StoredEvent:
         event = self._live.popleft()
+        self._live_since.popleft()
         self._live_bytes -= len(event.data)
         return event
 
@@ -183,6 +191,7 @@ class Subscription:
             if event.id < expected:
                 self._pop_live()  # already read from the log
             elif event.id == expected:
+                self._hub.observer.delivered(time.monotonic() - self._live_since[0])
                 self._ready.append(self._pop_live())
                 expected += 1
             else:
@@ -202,6 +211,24 @@ class Subscription:
         self.close()
 
 
+class LogObserver(Protocol):
+    """Told what the log does, for metrics; must not block (it runs in the writer)."""
+
+    def appended(self, events: int, seconds: float) -> None:
+        """``events`` became durable, ``seconds`` after their append was asked for."""
+
+    def delivered(self, seconds: float) -> None:
+        """A live event reached a subscriber ``seconds`` after it became durable."""
+
+
+class _Unobserved:
+    def appended(self, events: int, seconds: float) -> None:
+        pass
+
+    def delivered(self, seconds: float) -> None:
+        pass
+
+
 class SubscriptionHub:
     """Routes newly durable events to the subscriptions of their conversation, and keeps
     the newest ones of each in memory (`RecentEvents`) for subscribers catching up."""
@@ -215,7 +242,10 @@ class SubscriptionHub:
         self._capacity = capacity
         self._capacity_bytes = capacity_bytes
         self._by_conversation: dict[str, set[Subscription]] = {}
+        self._newest: dict[str, int] = {}
+        """The newest id of each conversation that has subscribers (for their lag)."""
         self.recent = recent or RecentEvents()
+        self.observer: LogObserver = _Unobserved()
 
     def subscribe(self, conversation_id: str, after_id: int, read_after: ReadAfter) -> Subscription:
         subscription = Subscription(
@@ -226,7 +256,10 @@ class SubscriptionHub:
 
     def publish(self, conversation_id: str, events: list[StoredEvent]) -> None:
         self.recent.add(conversation_id, events)
-        for subscription in tuple(self._by_conversation.get(conversation_id, ())):
+        subscriptions = tuple(self._by_conversation.get(conversation_id, ()))
+        if subscriptions and events:
+            self._newest[conversation_id] = events[-1].id
+        for subscription in subscriptions:
             subscription.offer(events)
 
     def published_through(self, conversation_id: str) -> int | None:
@@ -240,6 +273,14 @@ class SubscriptionHub:
             return newest
         return max(subscription.cursor for subscription in subscribers)
 
+    def lags(self) -> list[int]:
+        """How many durable events each subscriber has yet to take (0: caught up)."""
+        return [
+            max(0, self._newest.get(conversation_id, -1) - subscription.cursor)
+            for conversation_id, subscriptions in self._by_conversation.items()
+            for subscription in subscriptions
+        ]
+
     def subscriber_count(self, conversation_id: str) -> int:
         return len(self._by_conversation.get(conversation_id, ()))
 
@@ -249,9 +290,11 @@ class SubscriptionHub:
             subscribers.discard(subscription)
             if not subscribers:
                 del self._by_conversation[subscription.conversation_id]
+                self._newest.pop(subscription.conversation_id, None)
 
     def end_conversation(self, conversation_id: str) -> None:
         self.recent.forget(conversation_id)
+        self._newest.pop(conversation_id, None)
         for subscription in tuple(self._by_conversation.pop(conversation_id, ())):
             subscription.close()
 

@@ -14,6 +14,7 @@ same requests from the log instead of the model (`server.agents.rerun`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -61,12 +62,13 @@ class LLMAgent:
     ) -> None:
         self._chat = chat
         self._model = model
-        self._input_cost = input_cost / 1_000_000
-        self._output_cost = output_cost / 1_000_000
+        # Decimal, per token: a sum of float prices drifts (0.009000000000000001).
+        self._input_cost = Decimal(str(input_cost)) / 1_000_000
+        self._output_cost = Decimal(str(output_cost)) / 1_000_000
         self._instructions = instructions
         self._prompt_tokens = 0
         self._completion_tokens = 0
-        self._cost = 0.0
+        self._cost = Decimal(0)
 
     async def run(self, context: AgentContext) -> None:
         history = await context.history()
@@ -146,7 +148,7 @@ class LLMAgent:
             reply.prompt_tokens * self._input_cost + reply.completion_tokens * self._output_cost
         )
         return LLMMetrics(
-            accumulated_cost=self._cost,
+            accumulated_cost=float(self._cost),
             accumulated_token_usage=TokenUsage(
                 model=self._model,
                 prompt_tokens=self._prompt_tokens,
@@ -158,7 +160,7 @@ class LLMAgent:
     def _restore_usage(self, usage: Usage) -> None:
         """A later run of the same conversation goes on counting from where the server's
         record says it was (not from the log, which may hold imported figures)."""
-        self._cost = usage.cost
+        self._cost = Decimal(str(usage.cost))
         self._prompt_tokens, self._completion_tokens = usage.prompt_tokens, usage.completion_tokens
 
     def _transcript(self, history: Sequence[EventBase]) -> Transcript:

@@ -48,7 +48,8 @@ async def list_conversations(request: Request) -> Response:
     return json_response(
         {
             "results": [
-                conversation_info(record, service.live(record)) for record in page.conversations
+                conversation_info(record, service.live(record), service.settings.llm_currency)
+                for record in page.conversations
             ],
             "next_page_id": page.next_cursor,
         }
@@ -57,7 +58,9 @@ async def list_conversations(request: Request) -> Response:
 
 async def get_conversation(request: Request) -> Response:
     service, _, record = await target(request)
-    return json_response(conversation_info(record, service.live(record)))
+    return json_response(
+        conversation_info(record, service.live(record), service.settings.llm_currency)
+    )
 
 
 async def update_conversation(request: Request) -> Response:
@@ -66,7 +69,9 @@ async def update_conversation(request: Request) -> Response:
     record = await service.storage.update_conversation(
         record.id, ConversationPatch(title=body.title)
     )
-    return json_response(conversation_info(record, service.live(record)))
+    return json_response(
+        conversation_info(record, service.live(record), service.settings.llm_currency)
+    )
 
 
 async def delete_conversation(request: Request) -> Response:

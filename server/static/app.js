@@ -5,11 +5,8 @@ import { apiKey, UNAUTHORIZED } from "./api.js";
 import { $ } from "./dom.js";
 import { ConversationView } from "./conversation.js";
 import { ConversationList, setUpCreateForm } from "./list.js";
+import { notices } from "./notices.js";
 import { setUpGlobalSearch, setUpHistorySearch } from "./search.js";
-
-function notify(text) {
-  $("#notice").textContent = text;
-}
 
 const keyForm = $("#key-form");
 
@@ -22,16 +19,24 @@ function askForKey() {
 
 const list = new ConversationList({
   onError: (error) => {
-    if (error.status !== 401) notify(`Could not load the conversations: ${error.message}`);
+    if (error.status !== 401) notices.show("list", `Could not load the conversations: ${error.message}`);
+  },
+  onLoaded: (count) => {
+    notices.clear("list");
+    showWelcome(count);
   },
 });
 const view = new ConversationView({
   onChange: () => list.refresh(),
   onUnauthorized: askForKey,
-  notify,
+  onDeleted: (title) => {
+    location.hash = "#/";
+    notices.show("deleted", `Deleted “${title}”.`);
+    list.refresh();
+  },
 });
 const history = setUpHistorySearch(() => view.id);
-setUpGlobalSearch((id) => list.title(id));
+setUpGlobalSearch();
 setUpCreateForm((id) => {
   location.hash = `#/c/${encodeURIComponent(id)}`;
   list.refresh();
@@ -49,13 +54,25 @@ keyForm.addEventListener("submit", (submit) => {
   apiKey.set($("#key-input").value.trim());
   $("#key-input").value = "";
   keyForm.hidden = true;
-  notify("Key saved for this tab.");
+  notices.show("key", "Key saved for this tab.");
   list.refresh();
   view.retry();
 });
 
+/** The welcome pane: what to do when there is nothing yet, else a pointer to the list. */
+function showWelcome(count) {
+  $("#welcome-empty").hidden = count !== 0;
+  $("#welcome-some").hidden = count === 0;
+  if (count === 0) $("#create").open = true;
+}
+
+$("#welcome-create").addEventListener("click", () => {
+  $("#create").open = true;
+  $("#create-form textarea").focus();
+});
+
 function route() {
-  notify("");
+  notices.clear("key");
   const match = /^#\/c\/([^/]+)(?:\/(\d+))?$/.exec(location.hash);
   const layout = document.body;
   if (!match) {
@@ -70,7 +87,7 @@ function route() {
   const opening = view.id !== id;
   $("#welcome").hidden = true;
   layout.dataset.view = "conversation";
-  if (opening) history.reset();
+  if (opening) history.switchTo(id);
   view.open(id, match[2] === undefined ? null : Number(match[2]));
   list.highlight(id);
   if (opening) $("#conversation-title").focus({ preventScroll: true });

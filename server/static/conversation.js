@@ -2,8 +2,11 @@
 
 import { api, conversationPath } from "./api.js";
 import { $, cost, fill, h } from "./dom.js";
+import { setUpEditing } from "./editing.js";
+import { needsUser } from "./list.js";
+import { notices } from "./notices.js";
 import { PlanView } from "./plan.js";
-import { renderEvent } from "./render.js";
+import { renderEvent, renderPlanAnswer } from "./render.js";
 import { ReplayBar } from "./replay.js";
 import { EventStream } from "./stream.js";
 
@@ -19,13 +22,13 @@ const ACTIVE = new Set([
 const ENDED = new Set(["finished", "stopped", "rejected"]);
 
 export class ConversationView {
-  constructor({ onChange, onUnauthorized, notify }) {
+  constructor({ onChange, onUnauthorized, onDeleted }) {
     this.section = $("#conversation");
     this.events = $("#events");
     this.plan = new PlanView($("#plan"), $("#plan-empty"));
     this.onChange = onChange; // the conversation's state changed: refresh the list
     this.onUnauthorized = onUnauthorized;
-    this.notify = notify;
+    this.onDeleted = onDeleted;
     this.id = null;
     this.stream = null;
     this.shown = new Map(); // event id → element, the defensive dedupe
@@ -36,8 +39,10 @@ export class ConversationView {
     for (const command of ["pause", "resume", "stop"]) {
       $(`#${command}`).addEventListener("click", () => this.control(command));
     }
+    $("#raise-limit").addEventListener("click", () => this.control("resume"));
     this.setUpMessageForm();
     this.replay = new ReplayBar(this);
+    this.editing = setUpEditing(this);
   }
 
   open(id, revealId = null) {
@@ -45,6 +50,11 @@ export class ConversationView {
       this.close();
       this.id = id;
       this.values = {};
+      this.planAction = null; // the plan action whose row its observation joins
+      this.controlAnswer = null; // the state a control answered with, while its notice shows
+      this.editing.hide();
+      notices.clear("control");
+      notices.clear("conversation");
       this.shown.clear();
       this.events.replaceChildren();
       this.plan.clear();
@@ -67,6 +77,8 @@ export class ConversationView {
 
   close() {
     this.replay.stop();
+    notices.clear("control");
+    notices.clear("conversation");
     this.stream?.close();
     this.stream = null;
     this.id = null;
@@ -86,10 +98,19 @@ export class ConversationView {
       const info = await api(conversationPath(id));
       if (id !== this.id) return;
       this.values = { ...this.values, ...info };
+      notices.clear("conversation");
       this.render();
     } catch (error) {
-      if (id === this.id)
-        this.notify(error.status === 404 ? `No conversation ${id}.` : error.message);
+      if (id !== this.id) return;
+      notices.show(
+        "conversation",
+        error.status === 404 ? `No conversation ${id}.` : `Could not load it: ${error.message}`,
+      );
+      // The network or the server is away: try again, so the status catches up.
+      if (error.status === undefined || error.status >= 500) {
+        clearTimeout(this.retryTimer);
+        this.retryTimer = setTimeout(() => id === this.id && this.refreshStatus(), 2000);
+      }
     }
   }
 
@@ -97,7 +118,9 @@ export class ConversationView {
     if (this.shown.has(event.id)) return;
     this.plan.apply(event);
     if (event.observation === "agent_state_changed") this.stateChanged(event.extras ?? {});
+    if (this.joinPlanRow(event)) return;
     const element = renderEvent(event);
+    if (event.action === "task_tracking") this.planAction = { id: event.id, element };
     this.shown.set(event.id, element);
     if (!element) return; // hidden
     const atBottom =
@@ -107,11 +130,31 @@ export class ConversationView {
     this.revealPending();
   }
 
+  /** One row per plan update: the runtime's answer to a plan action (its observation)
+   * joins the action's row, which shows what changed. True when it joined. */
+  joinPlanRow(event) {
+    const action = this.planAction;
+    if (event.observation !== "task_tracking" || !action?.element) return false;
+    if (event.cause !== action.id && event.id !== action.id + 1) return false;
+    this.planAction = null;
+    action.element.dataset.also = String(event.id);
+    action.element.append(renderPlanAnswer(event));
+    this.shown.set(event.id, action.element);
+    this.revealPending();
+    return true;
+  }
+
   stateChanged(extras) {
+    // The agent moved on: the answer to an earlier control no longer holds.
+    if (this.controlAnswer && extras.agent_state !== this.controlAnswer) {
+      this.controlAnswer = null;
+      notices.clear("control");
+    }
     const values = {
       agent_state: extras.agent_state,
       reason: extras.reason ?? "",
       queue_position: extras.queue_position ?? null,
+      held_by: extras.held_by ?? null,
     };
     for (const name of ["iteration", "max_iterations", "accumulated_cost", "max_budget_per_task"]) {
       if (name in extras) values[name] = extras[name];
@@ -166,9 +209,23 @@ export class ConversationView {
       budget.max = limit;
       budget.value = Math.min(v.accumulated_cost ?? 0, limit);
     }
+    const currency = v.currency ?? "";
     $("#budget-text").textContent = limit
-      ? `${cost(v.accumulated_cost)} of ${cost(limit)}`
-      : `${cost(v.accumulated_cost)} (no budget)`;
+      ? `${cost(v.accumulated_cost, currency)} of ${cost(limit, currency)}`
+      : `${cost(v.accumulated_cost, currency)} (no budget)`;
+
+    // Held at a limit (or asked a question): the run waits for its user.
+    const needs = needsUser(v);
+    const held = needs && v.agent_state === "error";
+    $("#attention").hidden = !needs;
+    $("#attention").dataset.held = held ? v.held_by : "";
+    $("#attention-text").textContent = held
+      ? `the ${v.held_by} limit was reached (${limitText(v)}). Raise it to let the agent go on, or send a message (which raises it too).`
+      : needs
+        ? "the agent asked you something: answer it below."
+        : "";
+    $("#raise-limit").hidden = !held;
+    $("#state-reason").hidden = held; // the notice above says it, with what to do
 
     const state = v.agent_state;
     $("#pause").disabled = !ACTIVE.has(state) || Boolean(v.queue_position);
@@ -178,6 +235,9 @@ export class ConversationView {
   }
 
   connection({ state, opens, error, retryIn }) {
+    // (Re)connected: what happened meanwhile (a server restart stops runs) is in the
+    // stream, but the run's status is in no event: fetch it again.
+    if (state === "open" && opens > 1) this.refreshStatus();
     const element = $("#connection");
     element.dataset.state = state;
     element.dataset.opens = String(opens);
@@ -199,10 +259,11 @@ export class ConversationView {
       // Not `answer` itself: a state event may already have overtaken it. A fresh GET,
       // like after every state event, cannot leave the view behind the stream.
       this.refreshStatus();
-      this.notify(`${command}: ${answer.agent_state ?? answer.conversation_status}`);
+      this.controlAnswer = answer.agent_state;
+      notices.show("control", `${command}: ${answer.agent_state ?? answer.conversation_status}`);
       this.onChange();
     } catch (error) {
-      this.notify(`${command} failed: ${error.message}`);
+      notices.show("control", `${command} failed: ${error.message}`);
     }
   }
 
@@ -234,7 +295,7 @@ export class ConversationView {
     const element = this.shown.get(this.reveal);
     this.reveal = null;
     if (!element) {
-      this.notify("That event is hidden.");
+      notices.show("conversation", "That event is hidden.");
       return;
     }
     for (const old of this.events.querySelectorAll(".revealed")) old.classList.remove("revealed");
@@ -242,4 +303,10 @@ export class ConversationView {
     element.scrollIntoView({ block: "center" });
     element.focus({ preventScroll: true });
   }
+}
+
+function limitText(v) {
+  if (v.held_by === "budget")
+    return `${cost(v.accumulated_cost, v.currency ?? "")} spent of ${cost(v.max_budget_per_task, v.currency ?? "")}`;
+  return `${v.iteration ?? 0} of ${v.max_iterations ?? "?"} steps`;
 }

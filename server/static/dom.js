@@ -46,8 +46,12 @@ export function time(iso, { short = false } = {}) {
   return h("time", { datetime: iso }, (short ? timeOnly : dateTime).format(date));
 }
 
-export function cost(value) {
-  return typeof value === "number" ? value.toFixed(4) : "—";
+/** "0.009 USD", "1.50 EUR": every digit the server sent (it rounds to millionths), at
+ * least the cents, and the currency. */
+export function cost(value, currency = "") {
+  if (typeof value !== "number") return "—";
+  const digits = Math.min(6, Math.max(2, (String(value).split(".")[1] ?? "").length));
+  return `${value.toFixed(digits)}${currency ? ` ${currency}` : ""}`;
 }
 
 /** A short one-line version of a long text. */

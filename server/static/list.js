@@ -13,17 +13,17 @@ const PERIOD = 2000;
 const PAGE = 30;
 
 export class ConversationList {
-  constructor({ onError }) {
+  constructor({ onError, onLoaded }) {
     this.list = $("#conversations");
     this.empty = $("#list-empty");
     this.more = $("#list-more");
     this.rows = new Map();
-    this.titles = new Map();
     this.limit = PAGE;
     this.current = null;
     this.timer = null;
     this.inFlight = null;
     this.onError = onError;
+    this.onLoaded = onLoaded;
     this.more.addEventListener("click", () => {
       this.limit = Math.min(this.limit + PAGE, 100);
       this.refresh();
@@ -63,7 +63,6 @@ export class ConversationList {
     const seen = new Set();
     for (const info of results) {
       seen.add(info.conversation_id);
-      this.titles.set(info.conversation_id, info.title);
       const row = this.rows.get(info.conversation_id) ?? this.create(info.conversation_id);
       update(row, info);
       this.list.append(row); // newest first, as the server orders them
@@ -77,6 +76,7 @@ export class ConversationList {
     this.empty.hidden = results.length > 0;
     this.more.hidden = !nextPage || this.limit >= 100;
     this.highlight(this.current);
+    this.onLoaded(results.length);
   }
 
   create(id) {
@@ -106,21 +106,33 @@ export class ConversationList {
     }
   }
 
-  title(id) {
-    return this.titles.get(id);
-  }
+}
+
+/** Why the conversation waits for its user, in a few words; "" when it does not. */
+export function needsUser(info) {
+  if (info.status !== "RUNNING") return "";
+  if (info.agent_state === "error" && info.held_by) return `${info.held_by} limit reached`;
+  if (info.agent_state === "awaiting_user_input") return "waiting for your answer";
+  return "";
 }
 
 function update(row, info) {
   row.dataset.status = info.status;
   row.querySelector(".title").textContent = info.title || info.conversation_id;
   const status = row.querySelector(".status");
-  status.textContent = info.queue_position ? `QUEUED #${info.queue_position}` : info.status;
-  status.dataset.status = info.status;
+  const needs = needsUser(info);
+  status.textContent = info.queue_position
+    ? `QUEUED #${info.queue_position}`
+    : needs
+      ? "NEEDS YOU"
+      : info.status;
+  status.dataset.status = needs ? "NEEDS_YOU" : info.status;
+  status.title = needs;
+  row.dataset.needs = needs;
   fill(
     row.querySelector(".cost"),
     h("span", { class: "label" }, "cost "),
-    cost(info.accumulated_cost),
+    cost(info.accumulated_cost, info.currency),
   );
   const created = row.querySelector(".created");
   if (created.firstChild?.getAttribute?.("datetime") !== info.created_at) {
@@ -153,6 +165,7 @@ export function setUpCreateForm(onCreated) {
     try {
       const created = await api("/api/conversations", { method: "POST", body });
       form.reset();
+      $("#create").open = false; // the list comes back into view
       onCreated(created.conversation_id);
     } catch (failure) {
       error.textContent = failure.field ? `${failure.field}: ${failure.message}` : failure.message;

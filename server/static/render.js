@@ -137,7 +137,7 @@ const BODIES = {
   "observation:error": (e) => text(e.content || e.message, "text error"),
   "action:finish": (e) => [thought(e.args?.thought), text(e.args?.final_thought || e.message)],
   "action:reject": (e) => text(e.message),
-  "action:task_tracking": (e) => text(e.message),
+  "action:task_tracking": (e) => [thought(e.args?.thought), text(planSummary(e.args?.task_list))],
   "observation:task_tracking": (e) => text(planChanges(e.extras?.changes) || e.content),
   "observation:agent_state_changed": (e) => {
     const extras = e.extras ?? {};
@@ -147,12 +147,33 @@ const BODIES = {
   "action:system": (e) => collapsible("system prompt", e.args?.content),
 };
 
+/** What the runtime said to a plan (a task_tracking observation), for the plan row. */
+export function renderPlanAnswer(event) {
+  return h(
+    "div",
+    { class: "text plan-answer", dataset: { id: event.id } },
+    planChanges(event.extras?.changes) || event.content || "",
+  );
+}
+
 function genericBody(event) {
   const detail = String(event.content ?? event.args?.content ?? "");
   return [
     text(event.message || gist(detail)),
     detail.length > 120 ? collapsible("details", detail) : null,
   ];
+}
+
+/** "3 tasks: 1 done, 1 in progress, 1 to do". */
+function planSummary(tasks) {
+  if (!Array.isArray(tasks)) return "plan";
+  const count = (status) => tasks.filter((task) => task.status === status).length;
+  const parts = [
+    [count("done"), "done"],
+    [count("in_progress"), "in progress"],
+    [count("todo"), "to do"],
+  ].filter(([n]) => n > 0);
+  return `${tasks.length} task${tasks.length === 1 ? "" : "s"}: ${parts.map(([n, what]) => `${n} ${what}`).join(", ")}`;
 }
 
 /** "inspect: todo → in_progress; report added" from a plan observation's `changes`. */

@@ -148,14 +148,19 @@ export class ReplayBar {
   /** Show the events up to `id` (null: all of them). */
   reveal(id) {
     this.position = id;
-    let latest = null;
+    // A row can stand for more than one event (a plan action joined by its answer): it
+    // shows from its first event on.
+    const firstId = new Map();
     for (const [eventId, element] of this.view.shown) {
-      if (!element) continue;
+      if (element && !firstId.has(element)) firstId.set(element, eventId);
+    }
+    let latest = null;
+    for (const [element, eventId] of firstId) {
       const visible = id === null || eventId <= id;
       element.style.display = visible ? "" : "none";
-      if (visible && eventId === id) latest = element;
+      if (visible && (latest === null || eventId > latest.eventId)) latest = { element, eventId };
     }
-    latest?.scrollIntoView({ block: "nearest" });
+    latest?.element.scrollIntoView({ block: "nearest" });
     this.render();
   }
 
@@ -167,6 +172,10 @@ export class ReplayBar {
     this.play.setAttribute("aria-pressed", String(this.state === "playing"));
     this.element.dataset.state = this.state;
     this.label.textContent =
-      this.lastId < 0 ? "no events" : `event ${Math.max(shown, 0)} of ${this.lastId}`;
+      this.lastId < 0
+        ? "no events"
+        : shown < 0
+          ? `start of ${this.lastId}`
+          : `event ${shown} of ${this.lastId}`;
   }
 }

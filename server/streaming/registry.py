@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from server.auth import Authenticator, User, visible_conversation
 from server.errors import BadRequest, NotFound, TooManyRequests
+from server.logs import CONVERSATION
 from server.settings import Settings
 from server.streaming.pacing import (
     Clock,
@@ -87,6 +88,7 @@ class StreamSessions:
         key: str | None,
         latest_event_id: str | None,
         query: Mapping[str, str] | None = None,
+        until: str | None = None,
     ) -> StreamSession:
         """A session for the client, from the event after ``latest_event_id``; with
         ``replay=1`` in ``query``, a paced replay of the log (`server.streaming.pacing`).
@@ -98,8 +100,11 @@ class StreamSessions:
             raise BadRequest("conversation_id is required", field="conversation_id")
         after_id = parse_latest_event_id(latest_event_id)
         replay = replay_start_from(dict(query or {}), after_id)
+        if until not in (None, "", "end"):
+            raise BadRequest("until may only be end", field="until")
         user = await self._authenticator.user_for(key)
         record = await visible_conversation(self._storage, user, conversation_id)
+        CONVERSATION.set(record.id)
         self._check_caps(user.name)
         feed: Subscription | PacedReplay
         if replay is None:
@@ -121,6 +126,8 @@ class StreamSessions:
             max_message_bytes=self._settings.max_message_bytes,
             on_close=self._forget,
         )
+        if until == "end":
+            session.end_after = await self._storage.latest_event_id(record.id)
         self._open.add(session)
         if user.name is not None:
             self._per_user[user.name] += 1
@@ -145,6 +152,10 @@ class StreamSessions:
 
     def __len__(self) -> int:
         return len(self._open)
+
+    def by_transport(self) -> Counter[str]:
+        """Open sessions per transport (websocket, socketio, sse)."""
+        return Counter(session.transport for session in self._open)
 
     def end_conversation(self, conversation_id: str, ending: Ending = DELETED) -> None:
         for session in tuple(self._open):

@@ -65,6 +65,18 @@ REVOKED = Ending(401, "unauthorized", "the API key was revoked")
 DELETED = Ending(404, "not_found", "the conversation was deleted")
 SHUTTING_DOWN = Ending(503, "unavailable", "the server is shutting down; reconnect to resume")
 CLIENT_LEFT = Ending(499, "client_closed", "the client went away")
+RUN_ENDED = Ending(200, "run_ended", "the run ended (until=end)")
+"""Not an error: the client asked for the stream to end with the run (``until=end``)."""
+
+ENDED_STATES = (b"finished", b"stopped", b"error", b"rejected")
+
+
+def ends_a_run(event: StoredEvent) -> bool:
+    """An ``agent_state_changed`` to a state that ends a run (or holds it for the user)."""
+    if b'"agent_state_changed"' not in event.data:
+        return False
+    extras = orjson.loads(event.data).get("extras") or {}
+    return str(extras.get("agent_state", "")).encode() in ENDED_STATES
 
 
 class StreamSession:
@@ -95,6 +107,10 @@ class StreamSession:
         self._service = service
         self._max_message_bytes = max_message_bytes
         self._on_close = on_close
+        self.end_after: int | None = None
+        """``until=end``: end after the first run-ending state event with at least this
+        id (the newest event when the stream opened)."""
+        self._run_ended = False
 
     @property
     def key_id(self) -> int | None:
@@ -115,13 +131,24 @@ class StreamSession:
         """The conversation's next event after the client's last one, in order, until
         the session ends (then `ending` says why); a paced replay's news among them.
         Safe to cancel and call again."""
+        if self._run_ended:
+            self.close(RUN_ENDED)
+            raise StopAsyncIteration
         try:
-            return await self.subscription.__anext__()
+            event = await self.subscription.__anext__()
         except StopAsyncIteration:
             if self.ending is None:
                 # The store ended the subscription: the conversation went, or the store.
                 self.close(await self._diagnose())
             raise
+        if (
+            self.end_after is not None
+            and isinstance(event, StoredEvent)
+            and event.id >= self.end_after
+            and ends_a_run(event)
+        ):
+            self._run_ended = True
+        return event
 
     async def post(self, message: str | bytes | Any) -> StoredEvent:
         """Log an action the client sent and act on it, after checking again that the

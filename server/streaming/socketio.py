@@ -93,6 +93,7 @@ class SocketIOStreams:
                 key=key,
                 latest_event_id=query.get("latest_event_id"),
                 query=query,
+                until=query.get("until"),
             )
         except ApiError as exc:
             raise socketio.exceptions.ConnectionRefusedError(
@@ -116,7 +117,8 @@ class SocketIOStreams:
         # caught up, the subscription hands new events straight to the outbox from the
         # writer's publish (no task of ours wakes per event) while the queue has room.
         outbox = Outbox(self.sio, sid)
-        session.subscription.direct = _direct(outbox)
+        if session.end_after is None:  # with until=end, each event is looked at
+            session.subscription.direct = _direct(outbox)
         async for event in session:
             if isinstance(event, ReplayNotice):
                 await outbox.send('2["oh_replay",' + event.data.decode() + "]")

@@ -3,7 +3,9 @@
 
 Each event is sent with ``id:`` = its event id, so a browser's ``EventSource``
 reconnects on its own with ``Last-Event-ID`` and resumes with no gap and no duplicate.
-``latest_event_id`` in the query does the same for a first connection. ``EventSource``
+``latest_event_id`` in the query does the same for a first connection. With
+``until=end`` the stream ends (``event: end``) after the event that ends the current run
+(its agent state becomes finished, stopped, error or rejected), so ``curl`` returns. ``EventSource``
 cannot send headers, so the key may come as ``session_api_key`` in the query. Idle
 streams carry a comment every heartbeat interval. A session that ends on the server's
 side sends ``event: closed`` with ``{"error", "message"}`` before the response ends.
@@ -24,7 +26,7 @@ from starlette.responses import Response, StreamingResponse
 
 from server.auth import key_from_headers
 from server.streaming.pacing import ReplayNotice
-from server.streaming.session import CLIENT_LEFT, StreamSession
+from server.streaming.session import CLIENT_LEFT, RUN_ENDED, StreamSession
 
 RETRY_MS = 2000
 
@@ -37,6 +39,7 @@ async def event_stream(request: Request) -> Response:
         latest_event_id=request.headers.get("last-event-id")
         or request.query_params.get("latest_event_id"),
         query=request.query_params,
+        until=request.query_params.get("until"),
     )
     return StreamingResponse(
         _frames(session, request.app.state.settings.heartbeat_interval),
@@ -62,7 +65,9 @@ async def _frames(session: StreamSession, heartbeat: float) -> AsyncIterator[byt
                 continue
             yield b"id: %d\ndata: %s\n\n" % (event.id, event.data)
         ending = session.ending
-        if ending is not None and ending is not CLIENT_LEFT:
+        if ending is RUN_ENDED:
+            yield b"event: end\ndata: %s\n\n" % orjson.dumps({"reason": ending.message})
+        elif ending is not None and ending is not CLIENT_LEFT:
             yield b"event: closed\ndata: %s\n\n" % orjson.dumps(ending.body())
     finally:
         session.close(CLIENT_LEFT)

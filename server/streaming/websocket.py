@@ -5,6 +5,7 @@ Query ``latest_event_id`` (default -1) and, when keys are required, ``session_ap
 (or the usual headers). Each message the server sends is one event as JSON text, in id
 order, with no gap and no duplicate. The client may send actions as JSON text frames; a
 bad one is answered with ``{"error": ..., "message": ...}`` and changes nothing. A
+``until=end`` closes it (1000) after the event that ends the current run. A
 refused connection is accepted, told why in one such message, and closed with code
 4000 + the HTTP status (4400, 4401, 4404, 4429). A session that ends on the server's
 side says why the same way (4401 key revoked, 4404 conversation deleted) or closes with
@@ -26,7 +27,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server.auth import key_from_headers
 from server.errors import ApiError, PayloadTooLarge, as_api_error
-from server.streaming.session import CLIENT_LEFT, SHUTTING_DOWN, StreamSession
+from server.streaming.session import CLIENT_LEFT, RUN_ENDED, SHUTTING_DOWN, StreamSession
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ async def events_socket(websocket: WebSocket) -> None:
             or key_from_headers(websocket.headers),
             latest_event_id=websocket.query_params.get("latest_event_id"),
             query=websocket.query_params,
+            until=websocket.query_params.get("until"),
         )
     except ApiError as exc:
         await websocket.accept()
@@ -83,6 +85,9 @@ async def _say_goodbye(websocket: WebSocket, session: StreamSession) -> None:
     with contextlib.suppress(RuntimeError, WebSocketDisconnect):
         if ending is SHUTTING_DOWN:
             await websocket.close(code=1001, reason=ending.message[:120])
+            return
+        if ending is RUN_ENDED:
+            await websocket.close(code=1000, reason=ending.message)
             return
         await websocket.send_text(orjson.dumps(ending.body()).decode())
         await websocket.close(code=4000 + ending.status, reason=ending.message[:120])

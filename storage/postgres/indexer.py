@@ -48,14 +48,23 @@ class PostgresIndexer:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._failing = False
+        self._lag = 0
 
     async def start(self) -> None:
         self._connection = await self._connect()
         self._task = asyncio.create_task(self._run(), name="threadline-postgres-indexer")
         self._wake.set()  # rows a previous run left unindexed
 
-    def wake(self) -> None:
+    def appended(self, count: int) -> None:
+        """This process committed ``count`` events for the index to take."""
+        self._lag += count
         self._wake.set()
+
+    @property
+    def lag(self) -> int:
+        """Events not searchable yet: counted across the cluster after each pass of
+        the indexer, plus what this process appended since."""
+        return self._lag
 
     async def pending(self) -> int:
         """Durable events not searchable yet."""
@@ -96,7 +105,11 @@ class PostgresIndexer:
                     if self._failing:
                         self._failing = False
                         logger.warning("search indexing works again")
-                    if int(status.split()[-1]) < self._batch:
+                    indexed = int(status.split()[-1])
+                    self._lag = max(0, self._lag - indexed)
+                    if indexed < self._batch:
+                        async with self._progress:
+                            self._lag = int(await self._connection.fetchval(PENDING))
                         break
                 if not self._closing:
                     await asyncio.sleep(self._interval)  # let the next batch gather

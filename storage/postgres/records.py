@@ -8,15 +8,15 @@ from typing import Any
 import asyncpg
 import orjson
 
-from storage.common import COLUMNS, decode_cursor, to_record
+from storage.common import COLUMNS, decode_cursor, stored_changes, to_record
 from storage.errors import ConversationExists
 from storage.models import ApiKeyRecord, ConversationPatch, ConversationRecord, NewConversation
-from storage.records import from_micros
+from storage.records import cost_micros, from_micros
 
 SELECT_ONE = f"SELECT {COLUMNS} FROM conversations WHERE id = $1"
 INSERT = (
     "INSERT INTO conversations (id, owner, title, status, created_us, updated_us, "
-    "repository, selected_branch, git_provider, trigger, max_iterations, max_budget, "
+    "repository, selected_branch, git_provider, trigger, max_iterations, max_budget_micros, "
     "priority, settings) VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
     f"RETURNING {COLUMNS}"
 )
@@ -42,16 +42,15 @@ def insert_values(new: NewConversation, now_us: int) -> tuple[Any, ...]:
     return (
         new.id, new.owner, new.title, new.status, now_us, new.repository,
         new.selected_branch, new.git_provider, new.trigger, new.max_iterations,
-        new.max_budget, new.priority, orjson.dumps(new.settings),
+        None if new.max_budget is None else cost_micros(new.max_budget), new.priority,
+        orjson.dumps(new.settings),
     )  # fmt: skip
 
 
 def patch_statement(patch: ConversationPatch, now_us: int, first: int = 1) -> tuple[str, list[Any]]:
     """``UPDATE conversations SET ...`` (and ``updated_us``) with parameters numbered from
     ``first``; the caller adds the WHERE clause."""
-    changes = patch.changes()
-    if "settings" in changes:
-        changes["settings"] = orjson.dumps(changes["settings"])
+    changes = stored_changes(patch)
     changes["updated_us"] = now_us
     assignments = ", ".join(
         f"{column} = ${number}" for number, column in enumerate(changes, start=first)

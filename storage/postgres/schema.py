@@ -38,12 +38,12 @@ MIGRATIONS: tuple[str, ...] = (
         selected_branch TEXT,
         git_provider TEXT,
         trigger TEXT,
-        accumulated_cost DOUBLE PRECISION NOT NULL DEFAULT 0,
+        cost_micros BIGINT NOT NULL DEFAULT 0,
         prompt_tokens BIGINT NOT NULL DEFAULT 0,
         completion_tokens BIGINT NOT NULL DEFAULT 0,
         iterations BIGINT NOT NULL DEFAULT 0,
         max_iterations BIGINT,
-        max_budget DOUBLE PRECISION,
+        max_budget_micros BIGINT,
         priority INTEGER NOT NULL DEFAULT 5,
         settings BYTEA NOT NULL
     );

@@ -35,6 +35,7 @@ from storage.errors import (
     ConversationNotFound,
     StorageClosed,
     StorageError,
+    StorageFull,
 )
 from storage.models import (
     ApiKeyRecord,
@@ -56,7 +57,12 @@ from storage.postgres.writer import PostgresWriter
 from storage.protocols import MAX_PAGE
 from storage.records import now_micros, prepare
 from storage.remote import RemoteFeed
-from storage.subscription import DEFAULT_CAPACITY_BYTES, Subscription, SubscriptionHub
+from storage.subscription import (
+    DEFAULT_CAPACITY_BYTES,
+    LogObserver,
+    Subscription,
+    SubscriptionHub,
+)
 
 T = TypeVar("T")
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -123,7 +129,7 @@ class PostgresStorage(PostgresAutomation):
         hub = SubscriptionHub(subscriber_buffer, subscriber_buffer_bytes)
         announcer = Announcer(channel_for(schema) if notify else None)
         indexer = PostgresIndexer(connect, interval=index_interval)
-        writer = PostgresWriter(connect, hub, announcer, on_commit=indexer.wake)
+        writer = PostgresWriter(connect, hub, announcer, on_commit=indexer.appended)
         store = cls(pool, writer, indexer, hub)
         listener = Listener(connect, announcer, RemoteFeed(hub, store._page_after))
         try:
@@ -231,6 +237,38 @@ class PostgresStorage(PostgresAutomation):
         ]
         next_cursor = str(rows[limit - 1][0]) if len(rows) > limit else None
         return SearchResults(hits, next_cursor, pending)
+
+    # -- operations ------------------------------------------------------------------
+
+    def observe(self, observer: LogObserver) -> None:
+        """Tell ``observer`` of every append and every live delivery (metrics)."""
+        self._hub.observer = observer
+
+    def subscriber_lags(self) -> list[int]:
+        """Per subscriber of this process: how many durable events it has yet to take."""
+        return self._hub.lags()
+
+    def index_lag(self) -> int:
+        """Events not searchable yet, cluster-wide as of the indexer's last pass."""
+        return self._indexer.lag
+
+    async def check_writable(self) -> None:
+        """A write transaction through the writer, in turn with the appends. Raises
+        `StorageFull` while the last write failed for lack of space, `StorageClosed` once
+        closed, `StorageError` when the database cannot be written."""
+        if self._closed:
+            raise StorageClosed()
+        if self._writer.disk_full:
+            raise StorageFull("the last write failed: the disk is full")
+
+        async def probe(connection: asyncpg.Connection) -> None:
+            await connection.execute("UPDATE conversations SET key = key WHERE false")
+
+        await self._writer.call(probe)
+
+    async def total_cost_micros(self) -> int:
+        """What every stored conversation cost, in micro-units of the currency."""
+        return int(await self._fetchval("SELECT coalesce(sum(cost_micros), 0) FROM conversations"))
 
     async def wait_indexed(self) -> None:
         newest = await self._fetchval("SELECT coalesce(max(seq), 0) FROM events")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -73,6 +74,7 @@ class _Append:
     events: list[PreparedEvent]
     future: asyncio.Future[list[StoredEvent]]
     patch: ConversationPatch | None = None
+    asked_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(slots=True)
@@ -95,6 +97,7 @@ class _Create:
     future: asyncio.Future[tuple[Any, list[StoredEvent]]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    asked_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(slots=True)
@@ -107,6 +110,7 @@ class _AppendWith:
     future: asyncio.Future[tuple[Any, list[StoredEvent]]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    asked_at: float = field(default_factory=time.monotonic)
 
 
 Op = _Append | _Call | _Create | _AppendWith
@@ -119,7 +123,7 @@ class PostgresWriter:
         hub: SubscriptionHub,
         announcer: Announcer,
         *,
-        on_commit: Callable[[], None] = lambda: None,
+        on_commit: Callable[[int], None] = lambda appended: None,
         max_batch: int = 1000,
     ) -> None:
         self._connect = connect
@@ -133,6 +137,11 @@ class PostgresWriter:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._disk_full = False
+
+    @property
+    def disk_full(self) -> bool:
+        """The last write failed for lack of space (and none succeeded since)."""
+        return self._disk_full
 
     async def start(self) -> None:
         self._connection = await self._connect()
@@ -264,12 +273,14 @@ class PostgresWriter:
                     raise
                 return
             self._succeeded()
+            committed_at = time.monotonic()
             for op, stored in written:
                 if not op.future.done():
                     op.future.set_result(stored)
+                self._hub.observer.appended(len(stored), committed_at - op.asked_at)
                 self._hub.publish(op.conversation_id, stored)
             _trim(self._streams, MAX_CACHED_STREAMS)
-            self._on_commit()
+            self._on_commit(sum(len(stored) for _, stored in written))
             return
         error = StorageError("another process keeps writing these conversations; giving up")
         for op in ops:
@@ -372,8 +383,9 @@ class PostgresWriter:
         if not op.future.done():
             op.future.set_result((result, stored))
         if stored:
+            self._hub.observer.appended(len(stored), time.monotonic() - op.asked_at)
             self._hub.publish(op.conversation_id, stored)
-            self._on_commit()
+            self._on_commit(len(stored))
 
     async def _run_append_with(self, op: _AppendWith) -> None:
         now = now_micros()
@@ -401,8 +413,9 @@ class PostgresWriter:
         if not op.future.done():
             op.future.set_result((result, stored))
         if stored:
+            self._hub.observer.appended(len(stored), time.monotonic() - op.asked_at)
             self._hub.publish(op.conversation_id, stored)
-            self._on_commit()
+            self._on_commit(len(stored))
 
     async def _insert(
         self,

@@ -10,9 +10,10 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from storage.common import COLUMNS, decode_cursor, to_record
+from storage.common import COLUMNS, decode_cursor, stored_changes, to_record
 from storage.errors import ConversationExists, ConversationNotFound
 from storage.models import ConversationPatch, ConversationRecord, NewConversation
+from storage.records import cost_micros
 
 SELECT_ONE = f"SELECT {COLUMNS} FROM conversations WHERE id = ?"
 
@@ -43,8 +44,9 @@ def insert(new: NewConversation, now_us: int) -> Work:
         try:
             rows = await connection.execute_fetchall(
                 "INSERT INTO conversations (id, owner, title, status, created_us, updated_us, "
-                "repository, selected_branch, git_provider, trigger, max_iterations, max_budget, "
-                "priority, settings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "repository, selected_branch, git_provider, trigger, max_iterations, "
+                "max_budget_micros, priority, settings) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 f"RETURNING {COLUMNS}",
                 (
                     new.id,
@@ -58,7 +60,7 @@ def insert(new: NewConversation, now_us: int) -> Work:
                     new.git_provider,
                     new.trigger,
                     new.max_iterations,
-                    new.max_budget,
+                    None if new.max_budget is None else cost_micros(new.max_budget),
                     new.priority,
                     orjson.dumps(new.settings),
                 ),
@@ -73,9 +75,7 @@ def insert(new: NewConversation, now_us: int) -> Work:
 def patch_statement(patch: ConversationPatch, now_us: int) -> tuple[str, list[Any]]:
     """``UPDATE conversations SET ...`` for the fields ``patch`` sets (and ``updated_us``);
     the caller adds the WHERE clause."""
-    changes = patch.changes()
-    if "settings" in changes:
-        changes["settings"] = orjson.dumps(changes["settings"])
+    changes = stored_changes(patch)
     changes["updated_us"] = now_us
     assignments = ", ".join(f"{column} = ?" for column in changes)
     return f"UPDATE conversations SET {assignments}", list(changes.values())

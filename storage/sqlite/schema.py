@@ -152,6 +152,16 @@ LOG_MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX deliveries_by_origin ON webhook_deliveries (origin, id);
     CREATE INDEX deliveries_by_conversation ON webhook_deliveries (conversation_id, id);
     """,
+    # 6: costs exactly, in integer micro-units of the currency (REAL summed float noise).
+    """
+    ALTER TABLE conversations ADD COLUMN cost_micros INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE conversations ADD COLUMN max_budget_micros INTEGER;
+    UPDATE conversations SET
+        cost_micros = CAST(round(accumulated_cost * 1000000) AS INTEGER),
+        max_budget_micros = CAST(round(max_budget * 1000000) AS INTEGER);
+    ALTER TABLE conversations DROP COLUMN accumulated_cost;
+    ALTER TABLE conversations DROP COLUMN max_budget;
+    """,
 )
 
 SEARCH_VERSION = 1

@@ -30,6 +30,7 @@ from storage.errors import (
     ConversationNotFound,
     StorageClosed,
     StorageError,
+    StorageFull,
     StorageInUse,
 )
 from storage.models import (
@@ -51,7 +52,12 @@ from storage.sqlite.checkpointer import Checkpointer
 from storage.sqlite.indexer import SearchIndexer
 from storage.sqlite.schema import LOG_MIGRATIONS, migrate_log, prepare_search
 from storage.sqlite.writer import LogWriter
-from storage.subscription import DEFAULT_CAPACITY_BYTES, Subscription, SubscriptionHub
+from storage.subscription import (
+    DEFAULT_CAPACITY_BYTES,
+    LogObserver,
+    Subscription,
+    SubscriptionHub,
+)
 
 LOG_FILE = "events.db"
 SEARCH_FILE = "search.db"
@@ -274,6 +280,37 @@ class SqliteStorage(AutomationStore):
         ]
         next_cursor = str(rows[limit - 1][0]) if len(rows) > limit else None
         return SearchResults(hits, next_cursor, pending)
+
+    # -- operations ------------------------------------------------------------------
+
+    def observe(self, observer: LogObserver) -> None:
+        """Tell ``observer`` of every append and every live delivery (metrics)."""
+        self._hub.observer = observer
+
+    def subscriber_lags(self) -> list[int]:
+        """Per subscriber: how many durable events it has yet to take."""
+        return self._hub.lags()
+
+    def index_lag(self) -> int:
+        """Events appended and not yet in the full-text index."""
+        return max(0, self._writer.last_seq - self._indexer.indexed_through)
+
+    async def check_writable(self) -> None:
+        """A write transaction through the writer, in turn with the appends. Raises
+        `StorageFull` while the last write failed for lack of space, `StorageClosed` once
+        closed, `StorageError` when the file cannot be written."""
+        if self._writer.disk_full:
+            raise StorageFull("the last write failed: the disk is full")
+
+        async def probe(connection: aiosqlite.Connection) -> None:
+            await connection.execute("UPDATE conversations SET key = key WHERE 0")
+
+        await self._writer.call(probe)
+
+    async def total_cost_micros(self) -> int:
+        """What every stored conversation cost, in micro-units of the currency."""
+        rows = await self._read("SELECT coalesce(sum(cost_micros), 0) FROM conversations", [])
+        return int(rows[0][0])
 
     async def wait_indexed(self) -> None:
         if not self._owner:

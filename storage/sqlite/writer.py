@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ class _Append:
     events: list[PreparedEvent]
     future: asyncio.Future[list[StoredEvent]]
     patch: ConversationPatch | None = None
+    asked_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(slots=True)
@@ -73,6 +75,7 @@ class _Create:
     conversation_id: str
     events: list[PreparedEvent]
     future: asyncio.Future[tuple[Any, list[StoredEvent]]]
+    asked_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(slots=True)
@@ -117,6 +120,11 @@ class LogWriter:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._disk_full = False
+
+    @property
+    def disk_full(self) -> bool:
+        """The last write failed for lack of space (and none has succeeded since)."""
+        return self._disk_full
 
     @property
     def last_seq(self) -> int:
@@ -344,9 +352,11 @@ class LogWriter:
         for op, _ in accepted:
             if (counts := self._kind_counts.get(op.conversation_id)) is not None:
                 counts.update(prepared.kind for prepared in op.events)
+        committed_at = time.monotonic()
         for op, stored in accepted:
             if not op.future.done():
                 op.future.set_result(stored)
+            self._hub.observer.appended(len(stored), committed_at - op.asked_at)
             self._hub.publish(op.conversation_id, stored)
         self._on_commit()
 
@@ -475,6 +485,7 @@ class LogWriter:
         if not op.future.done():
             op.future.set_result((record, stored))
         if stored:
+            self._hub.observer.appended(len(stored), time.monotonic() - op.asked_at)
             self._hub.publish(op.conversation_id, stored)
             self._on_commit()
 

@@ -82,8 +82,18 @@ class Page:
         return await self.eval("([s, n]) => document.querySelector(s)[n]", [selector, name])
 
     async def shown_ids(self) -> list[int]:
-        """The ids of the events on screen, in order."""
-        return [int(value) for value in await self.data("#events > li", "id")]
+        """The ids of the events on screen, in order (a plan row shows two: the plan,
+        and the runtime's answer to it, ``data-also``)."""
+        pairs = await self.eval(
+            "() => [...document.querySelectorAll('#events > li')]"
+            ".map((e) => [e.dataset.id, e.dataset.also ?? null])"
+        )
+        ids: list[int] = []
+        for first, also in pairs:
+            ids.append(int(first))
+            if also is not None:
+                ids.append(int(also))
+        return ids
 
     async def screenshot(self, path: Path, *, full_page: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

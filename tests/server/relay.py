@@ -14,7 +14,10 @@ class Relay:
         self.target_port = target_port
         self.port = 0
         self.connections: set[asyncio.StreamWriter] = set()
+        self.plain_http: set[asyncio.StreamWriter] = set()
+        """Client ends of connections that are not WebSocket upgrades."""
         self.holding = False
+        self.holding_http = False
 
     @property
     def url(self) -> str:
@@ -24,18 +27,27 @@ class Relay:
         if self.holding:
             writer.transport.abort()
             return
+        first = await reader.read(65536)  # the request head: a WebSocket upgrade or not
+        upgrade = b"upgrade: websocket" in first.lower()
+        if self.holding_http and not upgrade:
+            writer.transport.abort()
+            return
         try:
             upstream_reader, upstream = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
             writer.close()
             return
         self.connections |= {writer, upstream}
+        if not upgrade:
+            self.plain_http.add(writer)
+        upstream.write(first)
         try:
             await asyncio.gather(_pipe(reader, upstream), _pipe(upstream_reader, writer))
         finally:
             for end in (writer, upstream):
                 self.connections.discard(end)
                 end.close()
+            self.plain_http.discard(writer)
 
     def cut(self) -> int:
         """Drop every open connection; returns how many there were."""
@@ -50,6 +62,14 @@ class Relay:
 
     def release(self) -> None:
         self.holding = False
+        self.holding_http = False
+
+    def hold_http(self) -> None:
+        """Plain HTTP fails (open connections dropped, new ones reset) while WebSockets
+        go on: REST calls fail, streams do not."""
+        self.holding_http = True
+        for end in list(self.plain_http):
+            end.transport.abort()
 
 
 async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:

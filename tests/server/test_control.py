@@ -288,7 +288,7 @@ async def test_the_budget_flag_trips_and_resume_raises_it(tmp_path: Path) -> Non
         [*(tool("think", thought=f"step {n}") for n in range(7)), tool("finish", message="ok")]
     )
     async with serving(model) as base_url:
-        server = await _llm_server(tmp_path, base_url)
+        server = await _llm_server(tmp_path, base_url, THREADLINE_LLM_CURRENCY="EUR")
         try:
             async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
                 conversation_id = await create(
@@ -300,16 +300,25 @@ async def test_the_budget_flag_trips_and_resume_raises_it(tmp_path: Path) -> Non
                 tripped = events[-1]["extras"]
                 assert agent_state(events[-1]) == "error"
                 assert "budget flag tripped" in tripped["reason"]
-                assert tripped["accumulated_cost"] >= 0.005
+                # Each call costs 1000 * 1.0 / 1e6 + 100 * 2.0 / 1e6 = 0.0012, exactly: a
+                # sum of floats would say 0.0048000000000000004 after four.
+                assert tripped["accumulated_cost"] == 0.006
+                assert tripped["reason"].startswith(
+                    "the budget flag tripped: 0.006 EUR spent of 0.005 EUR;"
+                )
                 calls_when_tripped = len(model.requests)
-                info = (await client.get(f"/api/conversations/{conversation_id}")).json()
-                assert info["accumulated_cost"] >= info["max_budget_per_task"] == 0.005
+                response = await client.get(f"/api/conversations/{conversation_id}")
+                assert '"accumulated_cost":0.006,' in response.text
+                info = response.json()
+                assert (info["max_budget_per_task"], info["currency"]) == (0.005, "EUR")
                 assert len(model.requests) == calls_when_tripped  # no spending while held
                 await client.post(f"/api/conversations/{conversation_id}/resume")
                 rest = await follow(server, conversation_id, after=events[-1]["id"])
                 assert agent_state(rest[-1]) == "finished"
                 raised = next(e for e in rest if agent_state(e) == "running")
-                assert raised["extras"]["max_budget_per_task"] == pytest.approx(0.010)
+                assert raised["extras"]["max_budget_per_task"] == 0.01
+                final = (await client.get(f"/api/conversations/{conversation_id}")).json()
+                assert final["accumulated_cost"] == 0.0096  # 8 calls
         finally:
             server.stop()
 

@@ -63,7 +63,9 @@ def printed_ids(lines: list[str]) -> list[int]:
 async def test_watch_py_survives_a_drop_and_prints_every_event_once(
     server: RunningServer, client: httpx.AsyncClient
 ) -> None:
-    code, lines, notes = await run_watch(server, "--message", "look around", "--drop-after", "5")
+    code, lines, notes = await run_watch(
+        server, "--message", "look around", "--drop-after", "5", "--transport", "socketio"
+    )
     assert code == 0, notes
     ids = printed_ids(lines)
     assert ids == list(range(len(ids)))  # 0..N, in order, once each

@@ -177,7 +177,9 @@ async def test_a_message_sent_while_the_agent_finishes_is_answered(tmp_path: Pat
 
 
 async def test_a_tiny_budget_never_blocks_the_server(tmp_path: Path) -> None:
-    """Raising a limit of 1e-12 by its increment used to loop on the event loop."""
+    """Raising a limit far below the cost by its increment (a budget of 1e-12 once; now
+    the smallest budget there is, a millionth, against a cost of 0.0012 a step) used to
+    loop on the event loop."""
     model = ScriptedModel([*(tool("think", thought=f"step {n}") for n in range(3))])
     async with serving(model) as base_url:
         server = RunningServer(
@@ -191,7 +193,7 @@ async def test_a_tiny_budget_never_blocks_the_server(tmp_path: Path) -> None:
         try:
             async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
                 conversation_id = await create(
-                    client, initial_user_msg="spend", agent="llm", max_budget_per_task=1e-12
+                    client, initial_user_msg="spend", agent="llm", max_budget_per_task=0.000001
                 )
                 events = await follow(
                     server, conversation_id, until=lambda e: agent_state(e) == "error"
@@ -205,7 +207,12 @@ async def test_a_tiny_budget_never_blocks_the_server(tmp_path: Path) -> None:
                     until=lambda e: agent_state(e) == "error",
                 )
                 raised = held_again[-1]["extras"]["max_budget_per_task"]
-                assert raised > 1e-12
+                assert raised == 0.001201  # past the cost of 0.0012 in one step: 1,201 increments
+                tiny = await client.post(
+                    "/api/conversations", json={"agent": "llm", "max_budget_per_task": 1e-12}
+                )
+                assert tiny.status_code == 400
+                assert tiny.json()["field"] == "max_budget_per_task"
                 assert (await client.get("/api/health")).status_code == 200
         finally:
             server.stop()

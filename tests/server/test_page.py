@@ -5,16 +5,14 @@ Where a test needs the run at a known point, the conversation's iteration limit 
 there (a run held by its limit waits for a resume), so nothing depends on timing except
 the pause, which the slow demo pace leaves seconds to land in.
 
-Screenshots go to a temporary directory; ``scripts/screenshots`` sets
-``THREADLINE_SCREENSHOTS=docs/screenshots`` to refresh the ones the README shows.
+The screenshots the README shows are taken by tests/server/test_page_items.py
+(``scripts/screenshots`` refreshes them).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -58,12 +56,6 @@ async def http(paced_server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    configured = os.environ.get("THREADLINE_SCREENSHOTS")
-    return Path(configured).resolve() if configured else tmp_path / "screenshots"
-
-
 async def wait_state(page: Page, state: str) -> None:
     await page.wait_text("#agent-state", state)
 
@@ -85,7 +77,7 @@ async def stored_ids(http: httpx.AsyncClient, conversation_id: str, **filters: s
 
 
 async def test_create_from_the_form_pause_resume_and_the_plan_ticks_to_done(
-    paced_server: RunningServer, http: httpx.AsyncClient, shots: Path
+    paced_server: RunningServer, http: httpx.AsyncClient
 ) -> None:
     async with open_page() as page:
         await page.goto(f"{paced_server.url}/")
@@ -129,8 +121,7 @@ async def test_create_from_the_form_pause_resume_and_the_plan_ticks_to_done(
             "(s) => document.querySelector(s)?.dataset.status === 'STOPPED'", row(conversation_id)
         )
         assert await page.text(f"{row(conversation_id)} .title") == "look around"
-        assert await page.text(f"{row(conversation_id)} .cost") == "cost 0.0000"
-        await page.screenshot(shots / "conversation.png")
+        assert await page.text(f"{row(conversation_id)} .cost") == "cost 0.00 USD"
 
         # A follow-up, sent from the keyboard, starts a short second run.
         await page.fill("#message-input", "and now?")
@@ -225,7 +216,7 @@ def _trajectory() -> list[dict[str, object]]:
 
 
 async def test_events_render_by_kind_and_history_search_finds_them(
-    paced_server: RunningServer, http: httpx.AsyncClient, shots: Path
+    paced_server: RunningServer, http: httpx.AsyncClient
 ) -> None:
     conversation_id = await create(
         http,
@@ -269,12 +260,11 @@ async def test_events_render_by_kind_and_history_search_finds_them(
         await page.click("#global-search button")
         await page.wait_for("#global-results .results li")
         assert set(await page.texts("#global-results .where")) == {"slugify fix (replayed)"}
-        await page.screenshot(shots / "search.png", full_page=True)
         assert await page.errors() == []
 
 
 async def test_on_a_narrow_screen_one_column_at_a_time(
-    paced_server: RunningServer, http: httpx.AsyncClient, shots: Path
+    paced_server: RunningServer, http: httpx.AsyncClient
 ) -> None:
     conversation_id = await create(http, initial_user_msg="on a phone", max_iterations=6)
     overflow = "() => document.documentElement.scrollWidth - window.innerWidth"
@@ -283,7 +273,6 @@ async def test_on_a_narrow_screen_one_column_at_a_time(
         await page.goto(f"{paced_server.url}/#/")
         await page.wait_for(row(conversation_id))
         assert await page.eval(overflow) <= 0
-        await page.screenshot(shots / "list.png")
 
         await page.click(f"{row(conversation_id)} a")
         await wait_iterations(page, "6 of 6")  # held by its limit: a run in progress
@@ -292,7 +281,6 @@ async def test_on_a_narrow_screen_one_column_at_a_time(
         # Opening a conversation moves the keyboard focus to it.
         assert await page.eval("() => document.activeElement.id") == "conversation-title"
         assert await page.eval(overflow) <= 0
-        await page.screenshot(shots / "phone.png")
         assert await page.errors() == []
 
 

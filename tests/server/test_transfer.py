@@ -88,7 +88,7 @@ def test_no_server_is_a_clear_error(tmp_path: Path) -> None:
     nobody = RunningServer(tmp_path / "none")
     result = threadline(nobody, "export", "x")
     assert result.returncode == 1
-    assert "cannot talk to" in result.stderr.decode()
+    assert "cannot reach" in result.stderr.decode()
 
 
 def test_an_api_key_is_passed_on(fresh_server: RunningServer, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from events import build_filter
-from storage import NewConversation, StorageError, StorageInUse
+from storage import ConversationPatch, NewConversation, StorageError, StorageInUse
 from storage.sqlite import SqliteStorage, writer
 from storage.sqlite.schema import LOG_MIGRATIONS, migrate_log
 from tests.storage.factories import say
@@ -57,6 +57,34 @@ async def test_a_version_1_database_opens_and_keeps_working(tmp_path: Path) -> N
         await storage.delete_conversation("old")  # uses the table migration 2 added
     with contextlib.closing(sqlite3.connect(directory / "events.db")) as connection:
         assert connection.execute("PRAGMA user_version").fetchone() == (len(LOG_MIGRATIONS),)
+
+
+async def test_costs_stored_as_reals_become_exact_micro_units(tmp_path: Path) -> None:
+    """Migration 5: a cost summed in floats (REAL) is read back as the decimal it meant,
+    and a new cost is stored exactly."""
+    directory = tmp_path / "data"
+    directory.mkdir()
+    with contextlib.closing(sqlite3.connect(directory / "events.db", isolation_level=None)) as db:
+        assert migrate_log(db, LOG_MIGRATIONS[:4]) == 4
+        db.execute(
+            "INSERT INTO conversations (id, title, status, created_us, updated_us, "
+            "accumulated_cost, max_budget) VALUES ('spent', '', 'STOPPED', 1, 1, ?, ?)",
+            (0.001 + 0.008, 0.1 + 0.2),
+        )
+    assert 0.001 + 0.008 == 0.009000000000000001  # the noise this migration removes
+    async with await SqliteStorage.open(directory) as storage:
+        record = await storage.get_conversation("spent")
+        assert (repr(record.accumulated_cost), repr(record.max_budget)) == ("0.009", "0.3")
+        patch = ConversationPatch(accumulated_cost=0.1 + 0.2 + 0.000001)
+        record = await storage.update_conversation("spent", patch)
+        assert repr(record.accumulated_cost) == "0.300001"
+    with contextlib.closing(sqlite3.connect(directory / "events.db")) as db:
+        assert db.execute(
+            "SELECT cost_micros, max_budget_micros FROM conversations"
+        ).fetchone() == (
+            300001,
+            300000,
+        )
 
 
 async def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
