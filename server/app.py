@@ -77,6 +77,7 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
         app.state.authenticator = authenticator
         app.state.streams = StreamSessions(store, authenticator, service, settings)
         store.observe(app.state.metrics)
+        automation.webhooks.gave_up = app.state.metrics.webhook_failures.inc
         reclaimer = MemoryReclaimer(lambda: len(app.state.streams))
         try:
             await automation.recover()  # tasks a crash left open, before runs recover

@@ -48,7 +48,7 @@ class Metrics:
         self.registry.register(self.delivery_latency)
         self.webhook_failures = Counter(
             "threadline_webhook_failures",
-            "Webhook deliveries that failed (this server sends no webhooks yet: 0)",
+            "Webhook deliveries given up: failed after every attempt, or refused at the boundary",
             registry=self.registry,
         )
         self.now = _Now(state)

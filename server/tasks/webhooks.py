@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 import httpx2
 import orjson
@@ -51,6 +52,7 @@ class Webhooks:
         self._slots = asyncio.Semaphore(settings.webhook_concurrency)
         self._dispatchers: dict[str, asyncio.Task[None]] = {}
         self._closed = False
+        self.gave_up: Callable[[], None] = lambda: None  # an event not delivered: the metric
 
     async def attach(
         self, conversation_id: str, owner: str | None, origin: str, spec: WebhookSpec
@@ -143,6 +145,8 @@ class Webhooks:
                 outcome = "failed"
             await self._record(hook, stored, kind, attempt, outcome, status, error, began, last)
             if last:
+                if outcome != "delivered":
+                    self.gave_up()
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_SECONDS)

@@ -15,27 +15,13 @@ import orjson
 import pytest
 import socketio
 import websockets
-from prometheus_client.parser import text_string_to_metric_families
 
 from client import AsyncThreadline, agent_state_of
 from tests.server.clients import create, follow
 from tests.server.conftest import FAST
 from tests.server.openapi_check import undocumented
+from tests.server.prometheus import scrape, value
 from tests.server.running import RunningServer
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def scrape(text: str) -> Samples:
-    samples: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples[(name, tuple(sorted(labels.items())))]
 
 
 async def test_metrics_count_streams_runs_the_queue_appends_and_deliveries(

@@ -14,6 +14,7 @@ import pytest
 import pytest_asyncio
 
 from tests.fakes.webhook_receiver import Receiver, receiving
+from tests.server.prometheus import scrape, value
 from tests.server.running import RunningServer
 from tests.server.tasks_support import QUICK, documented_client, follow_task
 
@@ -136,6 +137,9 @@ async def test_failures_are_retried_with_backoff_then_given_up(client: httpx.Asy
     recorded = await deliveries(client, f"/api/conversations/{conversation_id}", 6, final=True)
     assert recorded[2]["outcome"] == "failed"
     assert recorded[2]["error"] == "the receiver answered 500"
+    # An operator sees what was given up (the first event's, at least; the second's too).
+    metrics = scrape((await client.get("/metrics")).text)
+    assert value(metrics, "threadline_webhook_failures_total") >= 2
 
 
 async def test_redirects_to_another_host_and_other_schemes_are_refused(
