@@ -26,10 +26,13 @@ from typing import Any, cast
 
 from events import AgentState, AgentStateChangedObservation, build_filter
 from events.observations import AgentStateChangedExtras
+from runtime.sandbox import Sandbox
 from server.agents import Agents
+from server.cluster import ClusterAdmission, ClusterSessions
 from server.controller import ConversationRun, RunLimits, status_for
 from server.errors import BadRequest, Forbidden, InsufficientStorage, ServiceUnavailable
 from server.replays import agent_for
+from server.run_inputs import InputFollower, control_request
 from server.run_listeners import RunListeners, RunOutcome
 from server.runtimes import clone_url, local_runtime_refusal, make_runtime, runtime_missing
 from server.sessions import Admission, Caps, SessionManager
@@ -64,18 +67,26 @@ class RunOwner:
         self._tasks: set[asyncio.Task[None]] = set()
         self.listeners = RunListeners()
         """Told of every run's launch, start phases and durable end (tasks, schedules)."""
-        self.sessions = SessionManager(
-            Caps(
-                max_running=settings.max_running,
-                max_running_per_user=settings.max_running_per_user,
-                policy=settings.at_cap,  # type: ignore[arg-type]
-                idle_close_delay=settings.idle_close_delay,
-                max_queued=settings.max_queued,
-            ),
-            launch=self._launch,
-            stop=self.stop,
-            queued=self._queued,
+        self._followers: dict[str, InputFollower] = {}
+        caps = Caps(
+            max_running=settings.max_running,
+            max_running_per_user=settings.max_running_per_user,
+            policy=settings.at_cap,  # type: ignore[arg-type]
+            idle_close_delay=settings.idle_close_delay,
+            max_queued=settings.max_queued,
         )
+        ledger = storage.cluster()
+        self.sessions: SessionManager | ClusterSessions
+        if ledger is None:
+            self.sessions = SessionManager(
+                caps, launch=self._launch, stop=self.stop, queued=self._queued
+            )
+        else:
+            self.sessions = ClusterSessions(
+                caps, ledger, lease_seconds=settings.cluster_lease,
+                launch=self._launch, stop=self.stop, stop_remote=self._ask_to_stop,
+                queued=self._queued, taken_over=self._taken_over,
+            )  # fmt: skip
 
     # -- what callers see ------------------------------------------------------------
 
@@ -83,6 +94,11 @@ class RunOwner:
         """The conversation's active run, if any."""
         run = self._runs.get(conversation_id)
         return run if run is not None and run.active else None
+
+    @property
+    def clustered(self) -> bool:
+        """Several server processes share the database: runs may live elsewhere."""
+        return isinstance(self.sessions, ClusterSessions)
 
     def active_count(self) -> int:
         """Runs under way, each with its sandbox."""
@@ -96,7 +112,7 @@ class RunOwner:
             )
 
     @contextlib.asynccontextmanager
-    async def admission(self, conversation_id: str) -> AsyncIterator[Admission]:
+    async def admission(self, conversation_id: str) -> AsyncIterator[Admission | ClusterAdmission]:
         """The admission lock, once the conversation's previous run (if any) has its
         end written. Raises `ServiceUnavailable` when shutting down, `InsufficientStorage`
         when the previous end still cannot be written."""
@@ -123,11 +139,15 @@ class RunOwner:
 
     async def delete(self, conversation_id: str, remove: Callable[[], Awaitable[None]]) -> None:
         """Stop the conversation's run and call ``remove()`` (which deletes it), with no
-        launch in between."""
-        async with self.sessions.admission():
-            self.sessions.forget(conversation_id)
+        launch in between (here; a run on another process is asked to stop first)."""
+        async with self.sessions.admission() as admission:
+            await admission.forget(conversation_id)
+            row = admission.row(conversation_id)
             self._deleting.add(conversation_id)
         try:
+            if row is not None and row.state == "running" and row.node != self._node:
+                await self._ask_to_stop(conversation_id, "the conversation was deleted")
+                await self._ended_elsewhere(conversation_id)
             await self.stop(conversation_id, "the conversation was deleted")
             await remove()
         finally:
@@ -169,19 +189,18 @@ class RunOwner:
     # -- lifecycle -------------------------------------------------------------------
 
     async def recover(self) -> None:
-        """After a crash or restart nothing runs: record that in the conversations that
-        were running, queue again those that were queued, and repair (in the background)
-        logs whose last state disagrees with their record."""
+        """After a crash or restart nothing runs here: record that in the conversations
+        that were running (in a cluster: those no live process runs), queue again those
+        that were queued, and repair (in the background) logs whose last state disagrees
+        with their record."""
+        await self.sessions.start()
         requeue: list[ConversationRecord] = []
         cursor = None
         while True:
             page = await self.storage.list_conversations(limit=100, cursor=cursor)
             for record in page.conversations:
                 if record.status in ("RUNNING", "STARTING"):
-                    await self.record_state(
-                        record.id, "stopped", "the server restarted", "STOPPED",
-                        **_control_extras(record),
-                    )  # fmt: skip
+                    await self._recover_running(record)
                 elif record.status == "QUEUED":
                     requeue.append(record)
             cursor = page.next_cursor
@@ -190,11 +209,28 @@ class RunOwner:
         for record in sorted(requeue, key=lambda r: r.created_at):
             try:
                 async with self.sessions.admission() as admission:
-                    await admission.admit(record.id, record.owner, record.priority)
+                    if admission.row(record.id) is None:
+                        await admission.admit(record.id, record.owner, record.priority)
             except ServiceUnavailable as exc:  # the queue is full (a lower THREADLINE_MAX_QUEUED)
                 await self.record_state(record.id, "stopped", exc.message, "STOPPED")
-        self.sessions.start_idle_watch()
         self._spawn(self._repair_torn_logs())
+
+    async def _recover_running(self, record: ConversationRecord) -> None:
+        if not self.clustered:
+            await self.record_state(
+                record.id, "stopped", "the server restarted", "STOPPED",
+                **_control_extras(record),
+            )  # fmt: skip
+            return
+        async with self.sessions.admission() as admission:
+            if admission.row(record.id) is not None:
+                return  # a live process runs it, or one whose lease will run out
+            current = await self.storage.get_conversation(record.id)
+            if current.status in ("RUNNING", "STARTING"):
+                await self.record_state(
+                    record.id, "stopped", "no server process runs it any more (it restarted)",
+                    "STOPPED", **_control_extras(current),
+                )  # fmt: skip
 
     async def shutdown(self) -> None:
         """Admit nothing more, stop every run (each records why), and give their ends a
@@ -270,11 +306,21 @@ class RunOwner:
         )
         run.owner = record.owner
         self._runs[conversation_id] = run
+        # In a cluster, user input reaches the run through its log (`server.run_inputs`),
+        # from the last event before the run began: senders wait for the cluster lock,
+        # which this launch holds.
+        follow_from = (
+            await self.storage.latest_event_id(conversation_id) if self.clustered else None
+        )
         try:
             await run.begin()
         except BaseException:
             del self._runs[conversation_id]
             raise
+        if follow_from is not None:
+            self._followers[conversation_id] = InputFollower(
+                run, self.storage, follow_from, self._start_next
+            )
         self._spawn(self.listeners.launched(conversation_id))
         logger.info(
             "run started: agent %s, %s runtime",
@@ -299,6 +345,13 @@ class RunOwner:
         )
         leftover = bool(run.leftover_messages) and run.state == "finished"
         self._spawn(self._after(run, leftover))
+        follower = self._followers.get(run.conversation_id)
+        if (
+            follower is not None
+            and follower.run is run
+            and isinstance(self.sessions, ClusterSessions)
+        ):
+            self._spawn(self._unfollow(follower, self.sessions.released(run.conversation_id)))
 
     async def _after(self, run: ConversationRun, leftover: bool) -> None:
         await run.settled.wait()
@@ -317,6 +370,55 @@ class RunOwner:
                 run.conversation_id,
                 exc,
             )
+
+    async def _unfollow(self, follower: InputFollower, released: Awaitable[None]) -> None:
+        await follower.finish(released)
+        if self._followers.get(follower.run.conversation_id) is follower:
+            del self._followers[follower.run.conversation_id]
+
+    async def _start_next(self, conversation_id: str) -> None:
+        """A message or resume reached a run that had ended: the next run (anywhere in
+        the cluster; nothing if one already runs)."""
+        if not self.closing:
+            await self.start(await self.storage.get_conversation(conversation_id))
+
+    @property
+    def _node(self) -> str | None:
+        return self.sessions.node if isinstance(self.sessions, ClusterSessions) else None
+
+    async def _ask_to_stop(self, conversation_id: str, reason: str) -> None:
+        """A run on another process: its follower carries out the request logged here."""
+        await self.storage.append(
+            conversation_id, control_request("stop", f"the server ({reason})", "cluster")
+        )
+
+    async def _ended_elsewhere(self, conversation_id: str) -> None:
+        """Wait (a lease and a half at most) until no process runs the conversation."""
+        assert isinstance(self.sessions, ClusterSessions)
+        deadline = asyncio.get_running_loop().time() + self.settings.cluster_lease * 1.5
+        while asyncio.get_running_loop().time() < deadline:
+            rows = await self.sessions.ledger.snapshot()
+            if not any(row.conversation_id == conversation_id for row in rows):
+                return
+            await asyncio.sleep(0.1)
+        raise ServiceUnavailable(
+            "the conversation's run on another server process has not stopped yet",
+            retry_after=RETRY_AFTER_SECONDS,
+        )
+
+    async def _taken_over(self, conversation_id: str, reason: str) -> None:
+        """A dead process's run: its honest end, its sandbox's container removed (a
+        workspace on shared storage stays), and its listeners told."""
+        record = await self.storage.get_conversation(conversation_id)
+        await self.record_state(
+            conversation_id, "stopped", reason, "STOPPED", **_control_extras(record)
+        )
+        logger.warning("took over: %s", reason, extra={"conversation_id": conversation_id})
+        if self.settings.runtime == "docker" and runtime_missing(self.settings) is None:
+            self._spawn(_discard_container(self.settings, conversation_id))
+        self._spawn(
+            self.listeners.settled(conversation_id, RunOutcome("stopped", reason, 0.0, False))
+        )
 
     async def _queued(self, conversation_id: str, position: int, total: int) -> None:
         record = await self.storage.get_conversation(conversation_id)
@@ -362,6 +464,15 @@ class RunOwner:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+async def _discard_container(settings: Settings, conversation_id: str) -> None:
+    runtime = make_runtime(settings, conversation_id)
+    try:
+        if isinstance(runtime, Sandbox):
+            await runtime.before_host_work()  # removes the workspace's containers
+    except Exception as exc:
+        logger.warning("could not remove the container of %s: %s", conversation_id, exc)
 
 
 def _control_extras(record: ConversationRecord) -> dict[str, Any]:

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Literal
+from typing import Any
 
 from events import (
     ActionBase,
-    AgentState,
     ChangeAgentStateAction,
     CmdRunAction,
     EventBase,
@@ -24,13 +23,15 @@ from events import (
     TaskTrackingAction,
     build_filter,
 )
-from events.actions import ChangeAgentStateArgs, MessageArgs
+from events.actions import MessageArgs
 from server.agents import Agents, AgentUnavailable
 from server.auth import User, scoped_id
+from server.cluster import ClusterSessions
 from server.controller import ConversationRun
 from server.errors import BadRequest, Conflict
 from server.imports import recording_documents, recording_events, title_of
 from server.replays import import_and_replay
+from server.run_inputs import CONTROLS, Control, control_request
 from server.runs import RunOwner
 from server.runtimes import check_new_conversation, destroy_sandbox
 from server.schemas import CreateConversation
@@ -41,8 +42,6 @@ from storage.models import new_conversation_id
 
 logger = logging.getLogger(__name__)
 
-Control = Literal["pause", "resume", "stop"]
-
 
 class ConversationService:
     def __init__(self, storage: Storage, settings: Settings) -> None:
@@ -52,7 +51,7 @@ class ConversationService:
         self.runs = RunOwner(storage, settings, self.agents)
 
     @property
-    def sessions(self) -> SessionManager:
+    def sessions(self) -> SessionManager | ClusterSessions:
         return self.runs.sessions
 
     # -- lifecycle -------------------------------------------------------------------
@@ -193,11 +192,14 @@ class ConversationService:
     async def control(self, conversation_id: str, command: Control, user: User, via: str) -> None:
         """Pause, resume or stop a conversation on behalf of ``user``; logged first."""
         self.runs.refuse_when_closing()
+        who = user.name or "the local user"
+        if self.runs.clustered:
+            await self._control_in_cluster(conversation_id, command, who, via)
+            return
         if command == "pause" and self.run_of(conversation_id) is None:
             raise Conflict("the conversation is not running; there is nothing to pause")
-        who = user.name or "the local user"
         try:
-            await self.storage.append(conversation_id, _control_request(command, who, via))
+            await self.storage.append(conversation_id, control_request(command, who, via))
         except StorageFull:
             if command != "stop":
                 raise
@@ -235,15 +237,17 @@ class ConversationService:
         if isinstance(event, MessageAction):
             return await self._message(conversation_id, event)
         if isinstance(event, ChangeAgentStateAction):
-            command = _CONTROLS.get(event.args.agent_state)
+            command = CONTROLS.get(event.args.agent_state)
             if command is None:
                 raise BadRequest(
                     "agent_state may be paused, running or stopped", field="args.agent_state"
                 )
             who = (user.name if user else None) or "the local user"
+            if self.runs.clustered:
+                return await self._control_in_cluster(conversation_id, command, who, via)
             try:
                 stored = await self.storage.append(
-                    conversation_id, _control_request(command, who, via)
+                    conversation_id, control_request(command, who, via)
                 )
             except StorageFull:
                 if command == "stop":  # as in `control`: carried out, then the 507
@@ -259,6 +263,8 @@ class ConversationService:
         return stored
 
     async def _message(self, conversation_id: str, message: MessageAction) -> StoredEvent:
+        if self.runs.clustered:
+            return await self._message_in_cluster(conversation_id, message)
         run = self.run_of(conversation_id)
         if run is not None:
             stored = await self.storage.append(conversation_id, message)
@@ -278,10 +284,48 @@ class ConversationService:
             await admission.admit(record.id, record.owner, record.priority)
             return stored
 
+    async def _message_in_cluster(
+        self, conversation_id: str, message: MessageAction
+    ) -> StoredEvent:
+        """Logged under the cluster lock: a run (on any process) or a queued place takes
+        it from the log (`server.run_inputs`); else it starts a run here."""
+        record = await self.storage.get_conversation(conversation_id)
+        async with self.runs.admission(conversation_id) as admission:
+            if admission.row(conversation_id) is not None:
+                return await self.storage.append(conversation_id, message)
+            admission.check(record.owner)  # a refusal writes nothing
+            stored = await self.storage.append(conversation_id, message)
+            await admission.admit(record.id, record.owner, record.priority)
+            return stored
+
+    async def _control_in_cluster(
+        self, conversation_id: str, command: Control, who: str, via: str
+    ) -> StoredEvent:
+        """Logged under the cluster lock. A running conversation's process carries the
+        request out from its log; a queued or idle one is handled here."""
+        record = await self.storage.get_conversation(conversation_id)
+        async with self.runs.admission(conversation_id) as admission:
+            row = admission.row(conversation_id)
+            running = row is not None and row.state == "running"
+            if command == "pause" and not running:
+                raise Conflict("the conversation is not running; there is nothing to pause")
+            if command == "resume" and row is None:
+                admission.check(record.owner)  # a refusal writes nothing
+            stored = await self.storage.append(conversation_id, control_request(command, who, via))
+            if running:
+                return stored
+            if command == "stop" and await admission.forget(conversation_id):
+                await self.runs.record_state(
+                    conversation_id, "stopped", f"stopped by {who} while queued", "STOPPED"
+                )
+            elif command == "resume" and row is None:
+                await admission.admit(record.id, record.owner, record.priority)
+            return stored
+
     async def _carry_out(self, conversation_id: str, command: Control, who: str) -> None:
         run = self.run_of(conversation_id)
         if command == "stop":
-            if self.sessions.forget(conversation_id):  # it was waiting in the queue
+            if await self.sessions.forget(conversation_id):  # it was waiting in the queue
                 await self.runs.record_state(
                     conversation_id, "stopped", f"stopped by {who} while queued", "STOPPED"
                 )
@@ -293,22 +337,6 @@ class ConversationService:
                 await self.start(conversation_id)
             else:
                 await run.resume(f"resumed by {who}")
-
-
-_CONTROLS: dict[str, Control] = {"paused": "pause", "running": "resume", "stopped": "stop"}
-_WANTED: dict[Control, AgentState] = {"pause": "paused", "resume": "running", "stop": "stopped"}
-
-
-def _control_request(command: Control, who: str, via: str) -> ChangeAgentStateAction:
-    """The audit record of a control request: what was asked, by whom, through what."""
-    arguments = ChangeAgentStateArgs.model_validate(
-        {
-            "agent_state": _WANTED[command],
-            "thought": f"{command} requested by {who} via {via}",
-            "requested_by": who,
-        }
-    )
-    return ChangeAgentStateAction(source="user", args=arguments)
 
 
 def _user_message(text: str, image_urls: list[str] | None = None) -> MessageAction:

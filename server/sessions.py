@@ -29,6 +29,7 @@ from typing import Literal, Protocol
 
 from server.errors import ServiceUnavailable, TooManyRequests
 from storage import ConversationNotFound
+from storage.cluster import LedgerRow
 
 logger = logging.getLogger(__name__)
 
@@ -119,9 +120,19 @@ class SessionManager:
         if self._running.pop(conversation_id, None) is not None and not self._closed:
             self._spawn(self._fill_from_queue())
 
-    def forget(self, conversation_id: str) -> bool:
+    async def refresh(self) -> None:
+        """Nothing to read: this process holds the whole truth (see `server.cluster`)."""
+
+    async def start(self) -> None:
+        """Start closing idle runs."""
+        self.start_idle_watch()
+
+    async def forget(self, conversation_id: str) -> bool:
         """Drop the conversation from the queue (stopped or deleted while waiting);
         True when it was queued."""
+        return self._forget(conversation_id)
+
+    def _forget(self, conversation_id: str) -> bool:
         before = len(self._queue)
         self._queue = [e for e in self._queue if e.conversation_id != conversation_id]
         if len(self._queue) == before:
@@ -268,6 +279,14 @@ class Admission:
                 cap=cap,
                 scope=blocked,
             )
+
+    async def forget(self, conversation_id: str) -> bool:
+        """Drop the conversation from the queue; True when it was queued."""
+        return self._manager._forget(conversation_id)
+
+    def row(self, conversation_id: str) -> LedgerRow | None:
+        """A cluster's ledger row (`server.cluster`); one process has none."""
+        return None
 
     def _check_queue_room(self) -> None:
         manager = self._manager

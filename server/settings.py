@@ -23,6 +23,9 @@ class Settings:
     database: str | None = None
     """Where the log and the stores live: a ``postgresql://`` URL, or none for SQLite in
     the data directory."""
+    cluster_lease: float = 10.0
+    """Seconds a server process sharing a database holds its runs without renewing: the
+    time another process waits before it takes a dead one's runs over."""
     agent: str = "demo"
     """The agent a conversation runs when its creator names none."""
     command_timeout: float = 120.0
@@ -154,6 +157,8 @@ class Settings:
             raise ValueError(f"at_cap must be queue, evict_oldest or reject, not {self.at_cap!r}")
         if self.runtime not in ("local", "docker"):
             raise ValueError(f"runtime must be local or docker, not {self.runtime!r}")
+        if self.cluster_lease < 0.5:
+            raise ValueError("cluster_lease must be at least 0.5 seconds")
         if self.max_queued < 0:
             raise ValueError("max_queued must be 0 or more")
         if self.max_running < 1 or (self.max_running_per_user or 1) < 1:
@@ -222,6 +227,7 @@ _DESCRIPTIONS = {
     "port": "TCP port to listen on",
     "data_dir": "directory for the event log and workspaces",
     "database": "postgresql://user:password@host/database (none: SQLite in the data directory)",
+    "cluster_lease": "seconds before a dead server process's runs are taken over (PostgreSQL)",
     "agent": "default agent for new conversations",
     "command_timeout": "seconds before a command's process group is killed",
     "output_limit": "bytes of command output (or of a file) an observation keeps",

@@ -25,6 +25,7 @@ from storage.automation import (
     TaskRecord,
     WebhookRecord,
 )
+from storage.cluster import ClusterLedger
 from storage.models import (
     ApiKeyRecord,
     ConversationPage,
@@ -323,6 +324,10 @@ class Storage(
 
     async def total_cost_micros(self) -> int:
         """The cost of every stored conversation, in micro-units of the currency."""
+        ...
+
+    def cluster(self) -> ClusterLedger | None:
+        """The ledger several server processes share (None: this store has one process)."""
         ...
 
     async def close(self) -> None:

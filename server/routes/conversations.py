@@ -58,6 +58,8 @@ async def list_conversations(request: Request) -> Response:
 
 async def get_conversation(request: Request) -> Response:
     service, _, record = await target(request)
+    if record.status == "QUEUED":
+        await service.sessions.refresh()  # its place, as of now (in a cluster)
     return json_response(
         conversation_info(record, service.live(record), service.settings.llm_currency)
     )
@@ -111,6 +113,8 @@ async def _control(request: Request, command: Control) -> Response:
 
 async def _status(service: ConversationService, conversation_id: str, **extra: object) -> Response:
     record = await service.storage.get_conversation(conversation_id)
+    if record.status == "QUEUED":
+        await service.sessions.refresh()
     live = service.live(record)
     return json_response(
         {
@@ -137,6 +141,7 @@ async def sessions(request: Request) -> Response:
     user = await caller(request)
     service = _service(request)
     manager = service.sessions
+    await manager.refresh()
     running, queued = manager.running, manager.queued
     visible = await _visible_ids(service, user, [*running, *queued])
     return json_response(

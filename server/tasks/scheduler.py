@@ -262,7 +262,8 @@ class Scheduler:
         if run is None:
             return None
         sessions = self.service.sessions
-        if self.service.run_of(run) is not None or sessions.queue_position(run) is not None:
+        running = self.service.run_of(run) is not None or sessions.is_running(run)
+        if running or sessions.queue_position(run) is not None:
             return run
         return None
 

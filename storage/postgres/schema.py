@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from storage.postgres import automation
+from storage.postgres import automation, cluster
 
 MIGRATION_LOCK = 0x74687264  # an advisory lock key ("thrd")
 
@@ -88,6 +88,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 2: tasks, schedules, webhooks and their deliveries.
     automation.MIGRATION,
+    # 3: the cluster ledger: processes and their leases, running and queued conversations.
+    cluster.MIGRATION,
 )
 
 

@@ -50,6 +50,7 @@ from storage.models import (
 )
 from storage.postgres import automation, queries, records
 from storage.postgres.automation_store import PostgresAutomation
+from storage.postgres.cluster import PostgresLedger
 from storage.postgres.indexer import PostgresIndexer
 from storage.postgres.notify import Announcer, Listener, channel_for
 from storage.postgres.schema import migrate
@@ -94,6 +95,7 @@ class PostgresStorage(PostgresAutomation):
         self._indexer = indexer
         self._hub = hub
         self._listener: Listener | None = None
+        self._ledger: PostgresLedger | None = None
         self._closed = False
 
     @classmethod
@@ -131,6 +133,7 @@ class PostgresStorage(PostgresAutomation):
         indexer = PostgresIndexer(connect, interval=index_interval)
         writer = PostgresWriter(connect, hub, announcer, on_commit=indexer.appended)
         store = cls(pool, writer, indexer, hub)
+        store._ledger = PostgresLedger(connect, pool, schema)
         listener = Listener(connect, announcer, RemoteFeed(hub, store._page_after))
         try:
             await writer.start()
@@ -265,6 +268,9 @@ class PostgresStorage(PostgresAutomation):
             await connection.execute("UPDATE conversations SET key = key WHERE false")
 
         await self._writer.call(probe)
+
+    def cluster(self) -> PostgresLedger | None:
+        return self._ledger
 
     async def total_cost_micros(self) -> int:
         """What every stored conversation cost, in micro-units of the currency."""
@@ -409,6 +415,8 @@ class PostgresStorage(PostgresAutomation):
         if self._closed:
             return
         self._closed = True
+        if self._ledger is not None:
+            await self._ledger.close()
         if self._listener is not None:
             await self._listener.close()
         await self._writer.close()

@@ -307,6 +307,10 @@ class SqliteStorage(AutomationStore):
 
         await self._writer.call(probe)
 
+    def cluster(self) -> None:
+        """One process owns a SQLite file: no cluster."""
+        return
+
     async def total_cost_micros(self) -> int:
         """What every stored conversation cost, in micro-units of the currency."""
         rows = await self._read("SELECT coalesce(sum(cost_micros), 0) FROM conversations", [])

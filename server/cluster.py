@@ -1,0 +1,423 @@
+"""`ClusterSessions`: the session manager of a process that shares its database.
+
+The same caps, policies and priority queue as `server.sessions.SessionManager`, held in
+the store's cluster ledger instead of this process's memory, so they hold across every
+server process of the database:
+
+- every decision (admit, queue, evict, release, fill from the queue) is one ledger
+  transaction under the cluster-wide lock; a queued conversation starts on whichever
+  process frees a slot (or finds one free);
+- each process holds a lease, renewed every third of its length together with its runs'
+  last activity; when a process's lease runs out, the first other process to notice takes
+  its runs over: each is recorded as stopped, saying which process died, and its slot is
+  freed for the queue. A process that finds its own lease lost stops the runs it still has;
+- a victim of ``evict_oldest`` on another process is asked to stop through its log (the
+  request its process carries out, like a user's).
+
+What callers read without a decision (queue positions, counts) comes from the rows as
+of this process's last transaction or lease renewal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Literal
+
+from server.errors import ServiceUnavailable, TooManyRequests
+from server.sessions import FULL_QUEUE_RETRY_SECONDS, RETRY_FILL_SECONDS, Caps, RunHandle
+from storage import ConversationNotFound, StorageError
+from storage.cluster import ClusterLedger, LedgerRow, LedgerTransaction
+
+logger = logging.getLogger(__name__)
+
+Launch = Callable[[str], Awaitable[RunHandle]]
+Stop = Callable[[str, str], Awaitable[None]]
+QueueNotice = Callable[[str, int, int], Awaitable[None]]
+TakeOver = Callable[[str, str], Awaitable[None]]
+"""``taken_over(conversation_id, reason)``: record the end of a dead process's run."""
+
+
+def node_name() -> str:
+    """This process, unique across restarts: host, pid and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class ClusterSessions:
+    def __init__(
+        self,
+        caps: Caps,
+        ledger: ClusterLedger,
+        *,
+        lease_seconds: float,
+        launch: Launch,
+        stop: Stop,
+        stop_remote: Stop,
+        queued: QueueNotice,
+        taken_over: TakeOver,
+    ) -> None:
+        self.caps = caps
+        self.ledger = ledger
+        self.node = node_name()
+        self.lease_seconds = lease_seconds
+        self._launch = launch
+        self._stop = stop
+        self._stop_remote = stop_remote
+        self._notify_queued = queued
+        self._taken_over = taken_over
+        self._local: dict[str, RunHandle] = {}
+        """Runs of this process that hold a running row."""
+        self._rows: list[LedgerRow] = []
+        """The ledger as of the last transaction or renewal (what readers see)."""
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Future[None]] = set()
+        self._releases: dict[str, asyncio.Future[None]] = {}
+        self._watch: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- what callers see ------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def admission(self) -> AsyncIterator[ClusterAdmission]:
+        """Hold the cluster-wide lock while preparing and admitting a conversation."""
+        async with self._lock, self.ledger.transaction() as transaction:
+            admission = ClusterAdmission(self, transaction)
+            yield admission
+            self._rows = list(transaction.rows)
+
+    def queue_position(self, conversation_id: str) -> int | None:
+        for position, row in enumerate(_queue(self._rows), start=1):
+            if row.conversation_id == conversation_id:
+                return position
+        return None
+
+    def is_running(self, conversation_id: str) -> bool:
+        return conversation_id in self._local or any(
+            row.conversation_id == conversation_id and row.state == "running" for row in self._rows
+        )
+
+    @property
+    def running(self) -> list[str]:
+        return [row.conversation_id for row in self._rows if row.state == "running"]
+
+    @property
+    def queued(self) -> list[str]:
+        return [row.conversation_id for row in _queue(self._rows)]
+
+    async def refresh(self) -> None:
+        """Read the ledger now (what another process changed since our last look)."""
+        self._rows = await self.ledger.snapshot()
+
+    # -- run lifecycle ---------------------------------------------------------------
+
+    async def start(self, watch_interval: float | None = None) -> None:
+        """Join the cluster and start renewing the lease (and watching for dead
+        processes, idle runs and room for the queue)."""
+        await self.ledger.join(self.node, self.lease_seconds)
+        self._rows = await self.ledger.snapshot()
+        if self._watch is None:
+            interval = watch_interval or max(self.lease_seconds / 3, 0.1)
+            self._watch = asyncio.create_task(self._keep_lease(interval))
+
+    def ended(self, conversation_id: str) -> None:
+        """A run of this process ended: its row goes, its slot to the queue."""
+        if self._local.pop(conversation_id, None) is not None and not self._closed:
+            release = self._spawn(self._release(conversation_id))
+            self._releases[conversation_id] = release
+            release.add_done_callback(lambda _: self._releases.pop(conversation_id, None))
+
+    async def released(self, conversation_id: str) -> None:
+        """Returns once the conversation's row of this process is gone (or never was)."""
+        release = self._releases.get(conversation_id)
+        if release is not None:
+            await asyncio.shield(release)
+
+    async def forget(self, conversation_id: str) -> bool:
+        """Drop the conversation from the queue; True when it was queued."""
+        async with self.admission() as admission:
+            return await admission.forget(conversation_id)
+
+    async def close(self) -> None:
+        """Start nothing more, stop renewing, and leave (runs still here are free to be
+        taken over once they are recorded as ended)."""
+        self._closed = True
+        if self._watch is not None:
+            self._watch.cancel()
+        for task in (*self._tasks, *([self._watch] if self._watch else [])):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(StorageError):
+            await self.ledger.leave(self.node)
+
+    # -- internals (lock held unless noted) -----------------------------------------
+
+    def _room_for(
+        self, rows: list[LedgerRow], owner: str | None
+    ) -> Literal["ok", "global", "user"]:
+        running = [row for row in rows if row.state == "running"]
+        if len(running) >= self.caps.max_running:
+            return "global"
+        per_user = self.caps.max_running_per_user
+        if per_user is not None and sum(row.owner == owner for row in running) >= per_user:
+            return "user"
+        return "ok"
+
+    def _cap_message(self, rows: list[LedgerRow], blocked: str, owner: str | None) -> str:
+        running = [row for row in rows if row.state == "running"]
+        if blocked == "user":
+            count = sum(row.owner == owner for row in running)
+            return (
+                f"{owner or 'this user'} already runs {count} conversations, "
+                f"the per-user cap is {self.caps.max_running_per_user}"
+            )
+        return f"{len(running)} conversations run, the global cap is {self.caps.max_running}"
+
+    async def _start(
+        self,
+        transaction: LedgerTransaction,
+        conversation_id: str,
+        new: tuple[str | None, int] | None,
+    ) -> None:
+        """Launch here, then take the running row (a queued row moves; ``new``: owner and
+        priority of a row to add). A failed launch takes nothing."""
+        handle = await self._launch(conversation_id)
+        try:
+            if new is None:
+                await transaction.run_on(conversation_id, self.node)
+            else:
+                await transaction.add(conversation_id, *new, self.node)
+        except BaseException:
+            await self._stop(conversation_id, "the cluster ledger could not record the run")
+            raise
+        self._local[conversation_id] = handle
+
+    async def _evict_for(
+        self, transaction: LedgerTransaction, owner: str | None, blocked: str
+    ) -> None:
+        now_us = time.time() * 1e6
+        candidates = []
+        for row in transaction.rows:
+            if row.state != "running" or (blocked == "user" and row.owner != owner):
+                continue
+            handle = self._local.get(row.conversation_id)
+            last = (
+                now_us - (time.monotonic() - handle.last_activity) * 1e6
+                if handle is not None
+                else row.last_active_us
+            )
+            candidates.append((last, row.conversation_id, row.node))
+        _, victim, node = min(candidates)
+        reason = f"evicted to make room: {self._cap_message(transaction.rows, blocked, owner)}"
+        await transaction.remove(victim)
+        if self._local.pop(victim, None) is not None:
+            await self._stop(victim, reason)
+        else:
+            logger.info("asking %s (on %s) to stop: %s", victim, node, reason)
+            await self._stop_remote(victim, reason)
+
+    async def _release(self, conversation_id: str) -> None:
+        """Not under the lock: takes it."""
+        while not self._closed:
+            try:
+                async with self.admission() as admission:
+                    await admission.transaction.remove(conversation_id, self.node)
+                    await self._fill(admission.transaction)
+                return
+            except StorageError as exc:
+                logger.warning("could not release %s's slot, retrying: %s", conversation_id, exc)
+                await asyncio.sleep(RETRY_FILL_SECONDS)
+
+    async def _fill(self, transaction: LedgerTransaction) -> None:
+        """Start queued conversations here while there is room."""
+        changed = False
+        for row in _queue(transaction.rows):
+            if self._closed:
+                break
+            if self._room_for(transaction.rows, row.owner) != "ok":
+                if self._room_for(transaction.rows, None) == "global":
+                    break
+                continue
+            try:
+                await self._start(transaction, row.conversation_id, None)
+            except ConversationNotFound:
+                await transaction.remove(row.conversation_id)  # deleted while it waited
+            except Exception as exc:
+                # It keeps its place; another try at the next renewal.
+                logger.warning("could not start queued %s: %s", row.conversation_id, exc)
+                break
+            changed = True
+        if changed:
+            await self._announce(transaction.rows)
+
+    async def _announce(self, rows: list[LedgerRow]) -> None:
+        ordered = _queue(rows)
+        for position, row in enumerate(ordered, start=1):
+            try:
+                await self._notify_queued(row.conversation_id, position, len(ordered))
+            except Exception as exc:  # a position not recorded is shown at the next change
+                logger.warning("could not record %s's queue position: %s", row.conversation_id, exc)
+
+    async def _keep_lease(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._renew()
+                await self._take_over_and_fill()
+                await self._close_idle()
+            except StorageError as exc:
+                logger.warning("cluster upkeep failed, retrying: %s", exc)
+
+    async def _renew(self) -> None:
+        now_us, now = time.time() * 1e6, time.monotonic()
+        activity = {
+            conversation_id: int(now_us - (now - handle.last_activity) * 1e6)
+            for conversation_id, handle in self._local.items()
+        }
+        if await self.ledger.renew(self.node, self.lease_seconds, activity):
+            self._rows = await self.ledger.snapshot()
+            return
+        # Our lease ran out and another process took our runs over: stop what is left.
+        logger.error("this process's cluster lease was lost; stopping its runs")
+        lost = list(self._local)
+        self._local.clear()
+        for conversation_id in lost:
+            with contextlib.suppress(Exception):
+                await self._stop(conversation_id, "this server process lost its cluster lease")
+        await self.ledger.join(self.node, self.lease_seconds)
+        self._rows = await self.ledger.snapshot()
+
+    async def _take_over_and_fill(self) -> None:
+        rows = self._rows
+        dead = {row.node for row in rows if row.state == "running" and row.node != self.node}
+        room = self._room_for(rows, None) == "ok" and any(row.state == "queued" for row in rows)
+        if not dead and not room:
+            return
+        async with self.admission() as admission:
+            transaction = admission.transaction
+            for node in await transaction.expired_nodes():
+                if node == self.node:
+                    continue
+                for row in [r for r in transaction.rows if r.node == node]:
+                    reason = (
+                        f"the server process running it ({node}) stopped renewing its lease; "
+                        f"{self.node} took it over"
+                    )
+                    await self._taken_over(row.conversation_id, reason)
+                    await transaction.remove(row.conversation_id, node)
+                await transaction.remove_node(node)
+            await self._fill(transaction)
+
+    async def _close_idle(self) -> None:
+        delay = self.caps.idle_close_delay
+        if delay is None:
+            return
+        now = time.monotonic()
+        stale = [
+            conversation_id
+            for conversation_id, handle in self._local.items()
+            if handle.idle and now - handle.last_activity > delay
+        ]
+        for conversation_id in stale:
+            try:
+                await self._stop(conversation_id, f"closed after {delay:g} seconds idle")
+            except Exception as exc:
+                logger.warning("could not close idle %s: %s", conversation_id, exc)
+
+    def _spawn(self, work: Awaitable[None]) -> asyncio.Future[None]:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+
+class ClusterAdmission:
+    """Decisions taken while `ClusterSessions.admission()` holds the cluster-wide lock."""
+
+    def __init__(self, manager: ClusterSessions, transaction: LedgerTransaction) -> None:
+        self._manager = manager
+        self.transaction = transaction
+
+    def row(self, conversation_id: str) -> LedgerRow | None:
+        """The conversation's row: running (on which process) or queued."""
+        for row in self.transaction.rows:
+            if row.conversation_id == conversation_id:
+                return row
+        return None
+
+    def check(self, owner: str | None) -> None:
+        """Raise now if the policy would refuse: before anything is written."""
+        manager, rows = self._manager, self.transaction.rows
+        blocked = manager._room_for(rows, owner)
+        if blocked != "ok" and manager.caps.policy == "queue":
+            self._check_queue_room()
+        if blocked != "ok" and manager.caps.policy == "reject":
+            cap = (
+                manager.caps.max_running
+                if blocked == "global"
+                else manager.caps.max_running_per_user
+            )
+            raise TooManyRequests(
+                f"too many running conversations: {manager._cap_message(rows, blocked, owner)}",
+                cap=cap,
+                scope=blocked,
+            )
+
+    def _check_queue_room(self) -> None:
+        queued = len(_queue(self.transaction.rows))
+        if queued >= self._manager.caps.max_queued:
+            raise ServiceUnavailable(
+                f"the queue is full: {queued} conversations wait for a place "
+                f"(THREADLINE_MAX_QUEUED is {self._manager.caps.max_queued}); nothing was started",
+                code="queue_full",
+                retry_after=FULL_QUEUE_RETRY_SECONDS,
+            )
+
+    async def admit(self, conversation_id: str, owner: str | None, priority: int) -> int | None:
+        """Start the conversation here, evicting or queueing per the policy. Returns its
+        queue position when it was queued, None when it runs (here or elsewhere)."""
+        manager, transaction = self._manager, self.transaction
+        existing = self.row(conversation_id)
+        if existing is not None:
+            return None if existing.state == "running" else self._position(conversation_id)
+        blocked = manager._room_for(transaction.rows, owner)
+        if blocked == "ok":
+            await manager._start(transaction, conversation_id, (owner, priority))
+            return None
+        match manager.caps.policy:
+            case "reject":
+                self.check(owner)
+            case "evict_oldest":
+                await manager._evict_for(transaction, owner, blocked)
+                await manager._start(transaction, conversation_id, (owner, priority))
+                return None
+        self._check_queue_room()
+        await transaction.add(conversation_id, owner, priority, None)
+        await manager._announce(transaction.rows)
+        return self._position(conversation_id)
+
+    async def forget(self, conversation_id: str) -> bool:
+        row = self.row(conversation_id)
+        if row is None or row.state != "queued":
+            return False
+        await self.transaction.remove(conversation_id)
+        await self._manager._announce(self.transaction.rows)
+        return True
+
+    def _position(self, conversation_id: str) -> int | None:
+        for position, row in enumerate(_queue(self.transaction.rows), start=1):
+            if row.conversation_id == conversation_id:
+                return position
+        return None
+
+
+def _queue(rows: list[LedgerRow]) -> list[LedgerRow]:
+    """Queued rows, first to start first: higher priority, then arrival."""
+    return sorted(
+        (row for row in rows if row.state == "queued"), key=lambda row: (-row.priority, row.order)
+    )
