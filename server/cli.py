@@ -15,47 +15,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from client import ApiError, ServerUnreachable
 from server import logs
 from server.auth import create_key
 from server.commands import add_commands, run_command
-from server.protocol import http_protocol
 from server.runtimes import prepare_data_dir
 from server.settings import Settings
 from storage import Storage, StorageInUse
 from storage.sqlite import SqliteStorage
 
 logger = logging.getLogger("threadline")
-
-
-class ThreadlineServer(uvicorn.Server):
-    """uvicorn, but on SIGTERM/SIGINT the conversations are stopped and the live streams
-    ended *before* uvicorn waits for connections to close."""
-
-    def __init__(self, config: uvicorn.Config, app: Any) -> None:
-        super().__init__(config)
-        self._app = app
-
-    async def startup(self, sockets: list[Any] | None = None) -> None:
-        _watch_children_with_pidfds()
-        await super().startup(sockets)
-
-    async def shutdown(self, sockets: list[Any] | None = None) -> None:
-        from server.app import prepare_shutdown
-
-        await prepare_shutdown(self._app)
-        await super().shutdown(sockets)
-
-
-def _watch_children_with_pidfds() -> None:
-    """Python 3.11 reaps each command with a thread of its own; a pidfd watcher does it
-    from the event loop (3.12 does so by default). Called in the running loop."""
-    if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
-        watcher = asyncio.PidfdChildWatcher()
-        watcher.attach_loop(asyncio.get_running_loop())
-        asyncio.get_event_loop_policy().set_child_watcher(watcher)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,7 +66,7 @@ def _in_words(exc: Exception, arguments: argparse.Namespace) -> str:
 def serve(settings: Settings) -> int:
     # Imported here: the app pulls in every agent (the openai client alone takes a
     # second), which `keys`, `export` and `import` do not need.
-    from server.app import create_app
+    from server import serving
 
     logs.configure(settings.log_level, settings.log_format)
     if not _is_loopback(settings.host):
@@ -108,24 +77,9 @@ def serve(settings: Settings) -> int:
         )
     for warning in prepare_data_dir(settings):
         logger.warning("%s", warning)
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        http=http_protocol(settings.header_timeout),
-        log_level=settings.log_level,
-        ws_ping_interval=settings.heartbeat_interval,
-        ws_ping_timeout=settings.heartbeat_interval * 2,
-        ws_per_message_deflate=False,
-        ws_max_size=settings.max_message_bytes,
-        timeout_graceful_shutdown=5,
-        lifespan="on",
-        # JSON lines: uvicorn's loggers go through ours (`logs.configure`).
-        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
-    )
-    logs.redact_uvicorn()  # after uvicorn.Config, which installs its own logging setup
-    ThreadlineServer(config, app).run()
+    if settings.workers > 1:
+        return serving.supervise(settings)
+    serving.run(settings)
     return 0
 
 

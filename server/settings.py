@@ -23,6 +23,8 @@ class Settings:
     database: str | None = None
     """Where the log and the stores live: a ``postgresql://`` URL, or none for SQLite in
     the data directory."""
+    workers: int = 1
+    """Server processes on one listening socket (more than 1 needs ``database``)."""
     cluster_lease: float = 10.0
     """Seconds a server process sharing a database holds its runs without renewing: the
     time another process waits before it takes a dead one's runs over."""
@@ -157,6 +159,12 @@ class Settings:
             raise ValueError(f"at_cap must be queue, evict_oldest or reject, not {self.at_cap!r}")
         if self.runtime not in ("local", "docker"):
             raise ValueError(f"runtime must be local or docker, not {self.runtime!r}")
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
+        if self.workers > 1 and not self.database:
+            raise ValueError(
+                "workers above 1 need database (PostgreSQL): a SQLite file has one process"
+            )
         if self.cluster_lease < 0.5:
             raise ValueError("cluster_lease must be at least 0.5 seconds")
         if self.max_queued < 0:
@@ -227,6 +235,7 @@ _DESCRIPTIONS = {
     "port": "TCP port to listen on",
     "data_dir": "directory for the event log and workspaces",
     "database": "postgresql://user:password@host/database (none: SQLite in the data directory)",
+    "workers": "server processes sharing the port (above 1 needs --database)",
     "cluster_lease": "seconds before a dead server process's runs are taken over (PostgreSQL)",
     "agent": "default agent for new conversations",
     "command_timeout": "seconds before a command's process group is killed",
