@@ -87,8 +87,7 @@ class InputFollower:
             async with self._storage.subscribe(conversation_id, self._after) as events:
                 async for stored in events:
                     self._seen = stored.id
-                    shape = stored.to_dict()
-                    if shape.get("source") == "user" and shape.get("action") in _INPUT:
+                    if _is_user_input(stored.to_dict()):
                         await self._act(stored)
                     if self._until is not None and stored.id >= self._until:
                         self._caught_up.set()
@@ -121,3 +120,13 @@ class InputFollower:
             logger.warning(
                 "could not act on event %d of %s: %s", stored.id, run.conversation_id, exc
             )
+
+
+def _is_user_input(shape: dict[str, object]) -> bool:
+    """A message or control request a user sent (the service logs them with no original
+    id; a replay's copies of recorded user actions carry theirs, and are the run's own)."""
+    return (
+        shape.get("source") == "user"
+        and shape.get("action") in _INPUT
+        and shape.get("original_id") is None
+    )

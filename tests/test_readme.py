@@ -30,8 +30,12 @@ FENCE = re.compile(
     r"```(?P<language>sh|python)\n(?P<body>.*?)```",
     re.DOTALL,
 )
-SKIPPABLE = ("scripts/test", "scripts/fuzz", "scripts/chaos", "bench/", "sandbox build")
-"""What a block may be left out for: the suite itself, the long harnesses, Docker."""
+SKIPPABLE = (
+    "scripts/test", "scripts/fuzz", "scripts/chaos", "bench/", "sandbox build", "--database",
+    "THREADLINE_DATABASE=",
+)  # fmt: skip
+"""What a block may be left out for: the suite itself, the long harnesses, Docker, and a
+PostgreSQL the reader runs (tests/server/test_cluster.py and test_workers.py run those)."""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import functools
 import re
 import sys
 import threading
+import tomllib
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,7 +18,10 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+import yaml
 
+from server.cli import _parser
+from server.settings import Settings
 from tests.server.clients import create
 from tests.server.conftest import FAST
 from tests.server.node import NodeScript, Record, node_script, of_type
@@ -190,3 +194,32 @@ async def next_of(browser: NodeScript, kind: str) -> Record:
             pytest.fail(f"the page did not get there: {browser.records}")
         if record["type"] == kind:
             return record
+
+
+def test_the_compose_file_and_image_use_settings_threadline_knows() -> None:
+    """No registry is reachable here to build and run them: their settings and command
+    are checked against the code instead, so a renamed setting or flag fails."""
+    compose = yaml.safe_load((EXAMPLES / "compose.yaml").read_text())
+    service = compose["services"]["threadline"]
+    environment = {
+        name: re.sub(r"\$\{[^}]*\}", "x", str(value))
+        for name, value in service["environment"].items()
+    }
+    unknown = set(environment) - {n for n, _, _ in Settings.documented()}
+    assert unknown == set()
+    arguments = _parser().parse_args(service["command"])
+    overrides = {
+        name: getattr(arguments, name)
+        for name in vars(arguments)
+        if name not in ("command", "debug") and getattr(arguments, name) is not None
+    }
+    settings = Settings.from_env(environment, **overrides)
+    assert settings.workers == 3
+    assert settings.database is not None
+    assert settings.database.startswith("postgresql://")
+
+    dockerfile = (EXAMPLES / "Dockerfile").read_text()
+    copied = set(re.findall(r"^COPY (\w+) \1$", dockerfile, re.M))
+    project = tomllib.loads((REPOSITORY / "pyproject.toml").read_text())
+    packages = set(project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"])
+    assert copied == packages
