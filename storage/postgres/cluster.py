@@ -8,6 +8,7 @@ the database's clock (``clock_timestamp()``), so the processes' clocks never mat
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import zlib
@@ -110,11 +111,18 @@ class PostgresLedger:
         self._pool = pool
         self._key = lock_key(schema)
         self._connection: asyncpg.Connection | None = None
+        self._turn = asyncio.Lock()
         self._closed = False
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTransaction]:
-        """Callers serialize their own transactions (one at a time per process)."""
+        """One at a time per process (they share a connection), one at a time across
+        the processes (the advisory lock)."""
+        async with self._turn, self._in_transaction() as transaction:
+            yield transaction
+
+    @contextlib.asynccontextmanager
+    async def _in_transaction(self) -> AsyncIterator[PostgresTransaction]:
         connection = await self._decision_connection()
         try:
             async with connection.transaction():
