@@ -46,6 +46,10 @@ class RemoteFeed:
             task = asyncio.ensure_future(self._catch_up(conversation_id))
             self._readers[conversation_id] = task
 
+    def watched(self) -> list[str]:
+        """Conversations with subscribers here."""
+        return self._hub.watched()
+
     async def close(self) -> None:
         for task in tuple(self._readers.values()):
             task.cancel()

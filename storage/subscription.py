@@ -281,6 +281,10 @@ class SubscriptionHub:
             for subscription in subscriptions
         ]
 
+    def watched(self) -> list[str]:
+        """Conversations with subscribers."""
+        return list(self._by_conversation)
+
     def subscriber_count(self, conversation_id: str) -> int:
         return len(self._by_conversation.get(conversation_id, ()))
 

@@ -11,6 +11,8 @@ dropped: its subscribers already have those events).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,6 +20,7 @@ from typing import Any
 
 import asyncpg
 
+from storage.errors import ConversationNotFound, StorageError
 from storage.remote import RemoteFeed
 
 logger = logging.getLogger(__name__)
@@ -50,26 +53,68 @@ class Announcer:
 
 
 class Listener:
+    """Hears other processes' announcements on one connection. When that connection is
+    lost (the database restarted, a network cut) it reconnects, backing off, and then
+    asks the log how far each conversation watched here has got: what was announced
+    while it was away is read, not lost."""
+
     def __init__(
         self,
         connect: Callable[[], Awaitable[asyncpg.Connection]],
         announcer: Announcer,
         feed: RemoteFeed,
+        latest: Callable[[str], Awaitable[int]],
     ) -> None:
         self._connect = connect
         self._announcer = announcer
         self._feed = feed
+        self._latest = latest
         self._connection: asyncpg.Connection | None = None
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._closed = False
 
     async def start(self) -> None:
         assert self._announcer.channel is not None
-        self._connection = await self._connect()
-        await self._connection.add_listener(self._announcer.channel, self._heard)
+        connection = await self._connect()
+        connection.add_termination_listener(self._lost)
+        await connection.add_listener(self._announcer.channel, self._heard)
+        self._connection = connection
 
     async def close(self) -> None:
-        if self._connection is not None:
+        self._closed = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnecting
+        if self._connection is not None and not self._connection.is_closed():
             await self._connection.close()
         await self._feed.close()
+
+    def _lost(self, connection: Any) -> None:
+        if self._closed or connection is not self._connection or self._reconnecting:
+            return
+        logger.warning("lost the notification connection; reconnecting")
+        self._reconnecting = asyncio.ensure_future(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = 0.2
+        try:
+            while not self._closed:
+                try:
+                    await self.start()
+                    break
+                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                    logger.warning("could not listen again (retrying in %.1f s): %s", delay, exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+            for conversation_id in self._feed.watched():
+                try:
+                    self._feed.announce(conversation_id, await self._latest(conversation_id))
+                except (StorageError, ConversationNotFound):
+                    continue  # deleted meanwhile: its subscribers are ended elsewhere
+            logger.warning("listening again; watched conversations caught up")
+        finally:
+            self._reconnecting = None
 
     def _heard(self, connection: Any, pid: int, channel: str, payload: str) -> None:
         token, _, rest = payload.partition(" ")

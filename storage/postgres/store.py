@@ -134,7 +134,9 @@ class PostgresStorage(PostgresAutomation):
         writer = PostgresWriter(connect, hub, announcer, on_commit=indexer.appended)
         store = cls(pool, writer, indexer, hub)
         store._ledger = PostgresLedger(connect, pool, schema)
-        listener = Listener(connect, announcer, RemoteFeed(hub, store._page_after))
+        listener = Listener(
+            connect, announcer, RemoteFeed(hub, store._page_after), store.latest_event_id
+        )
         try:
             await writer.start()
             await indexer.start()

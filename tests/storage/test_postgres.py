@@ -73,6 +73,45 @@ async def test_subscribers_of_one_process_see_another_process_s_appends(shared_u
         await second.close()
 
 
+async def test_a_lost_notification_connection_comes_back_and_misses_nothing(
+    shared_url: str,
+) -> None:
+    """The listening connection of a process is cut (as by a database restart) while
+    another process appends: its subscriber still gets every event, in order, once."""
+    writer = await PostgresStorage.open(shared_url)
+    watcher = await PostgresStorage.open(shared_url)
+    try:
+        await writer.create_conversation(NewConversation(id="cut"))
+        await writer.append("cut", say("before the cut"))
+        subscription = watcher.subscribe("cut", -1)
+
+        async def collect() -> list[int]:
+            seen = []
+            async for event in subscription:
+                seen.append(event.id)
+                if event.id == 10:
+                    return seen
+            return seen
+
+        reader = asyncio.create_task(collect())
+        admin = await asyncpg.connect(POSTGRES)
+        try:
+            cut = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE query LIKE 'LISTEN %' AND query LIKE '%' || $1 || '%'",
+                shared_url.rsplit("schema=", 1)[1],
+            )
+        finally:
+            await admin.close()
+        assert cut == 2  # both processes' listeners
+        for index in range(10):  # while (and after) the watcher is deaf
+            await writer.append("cut", say(f"after the cut {index}"))
+        assert await asyncio.wait_for(reader, 15) == list(range(11))
+    finally:
+        await writer.close()
+        await watcher.close()
+
+
 async def test_one_id_is_never_taken_twice_by_two_writers(shared_url: str) -> None:
     """Two processes appending to one conversation at once: the sequence stays gapless
     and unforked (a taken id is a conflict the loser retries)."""
