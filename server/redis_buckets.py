@@ -109,6 +109,10 @@ class RedisBuckets:
         # longer, then it may go.
         self._keep_ms = math.ceil(burst / rate * 1000) + 1000
 
+    async def load(self) -> None:
+        """Load the script now (`take` also loads it when Redis has lost it)."""
+        await self.client.script_load(BUCKET_SCRIPT)
+
     async def take(self, who: str) -> float:
         wait = await self._script(
             keys=[bucket_key(who, self.prefix)], args=[repr(self.rate), self.burst, self._keep_ms]
@@ -148,10 +152,10 @@ class FailOpen:
             return await self.local.take(who)
 
     async def check(self) -> bool:
-        """Whether Redis answers now (at startup: a warning if not)."""
+        """Whether Redis answers now, loading the script (at startup: a warning if not)."""
         try:
             async with asyncio.timeout(self.timeout):
-                await self.shared.client.ping()
+                await self.shared.load()
         except (RedisError, OSError, TimeoutError) as exc:
             self._warn(exc, 0)
             return False

@@ -6,6 +6,7 @@ answers nothing) to the process's own buckets."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 import uuid
@@ -16,8 +17,17 @@ import pytest_asyncio
 from redis.asyncio import Redis
 
 from server.ratelimit import TokenBuckets, identity
-from server.redis_buckets import TIMEOUT, FailOpen, RedisBuckets, bucket_key, connect
+from server.redis_buckets import (
+    BUCKET_SCRIPT,
+    TIMEOUT,
+    FailOpen,
+    RedisBuckets,
+    bucket_key,
+    connect,
+)
 from tests.server.redis_server import RedisServer
+
+SCRIPT_SHA = hashlib.sha1(BUCKET_SCRIPT.encode()).hexdigest()  # what EVALSHA names
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +50,12 @@ def prefix() -> str:
 
 
 async def test_a_bucket_allows_its_burst_then_paces_at_its_rate(client: Redis, prefix: str) -> None:
-    buckets = RedisBuckets(client, rate=20.0, burst=3, prefix=prefix)
+    buckets = RedisBuckets(client, rate=5.0, burst=3, prefix=prefix)
     assert [await buckets.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
     wait = await buckets.take("a")
-    assert 0.03 < wait <= 0.05  # a token every 0.05 s; a refusal takes nothing
+    assert 0 < wait <= 0.2  # a token every 0.2 s; a refusal takes nothing
     assert await buckets.take("b") == 0.0  # every identity has its own bucket
-    await asyncio.sleep(wait + 0.01)
+    await asyncio.sleep(wait + 0.02)
     assert await buckets.take("a") == 0.0  # refilled by the time elapsed
     assert await buckets.take("a") > 0
 
@@ -89,12 +99,15 @@ async def test_keys_are_hashed_and_expire_once_full_again(client: Redis, prefix:
 
 async def test_the_script_is_loaded_again_after_script_flush(client: Redis, prefix: str) -> None:
     buckets = RedisBuckets(client, rate=0.01, burst=2, prefix=prefix)
+    await client.script_flush()
+    await buckets.load()
+    assert (await client.script_exists(SCRIPT_SHA))[0]
     assert await buckets.take("a") == 0.0
     await client.script_flush()
-    assert not (await client.script_exists(buckets._script.sha))[0]
+    assert not (await client.script_exists(SCRIPT_SHA))[0]
     assert await buckets.take("a") == 0.0  # NOSCRIPT, loaded, run: the same bucket
     assert await buckets.take("a") > 0
-    assert (await client.script_exists(buckets._script.sha))[0]
+    assert (await client.script_exists(SCRIPT_SHA))[0]
 
 
 async def test_redis_stopped_or_paused_fails_open_to_the_process_buckets(
@@ -131,7 +144,7 @@ async def test_redis_stopped_or_paused_fails_open_to_the_process_buckets(
         redis_server.pause()  # accepts connections, answers nothing
         started = time.monotonic()
         assert await limits.take("b") == 0.0
-        assert time.monotonic() - started < TIMEOUT + 0.3
+        assert time.monotonic() - started < TIMEOUT + 0.8  # not a hang
         assert len(failures) == 4
     finally:
         await limits.aclose()
