@@ -29,7 +29,7 @@ from server.metrics import Metrics
 from server.openapi import build_openapi
 from server.origins import OriginGuard
 from server.page import PageFiles
-from server.ratelimit import RateLimit, TokenBuckets
+from server.ratelimit import Buckets, RateLimit, TokenBuckets
 from server.routes import (
     conversations,
     deliveries,
@@ -79,7 +79,10 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
         store.observe(app.state.metrics)
         automation.webhooks.gave_up = app.state.metrics.webhook_failures.inc
         reclaimer = MemoryReclaimer(lambda: len(app.state.streams))
+        shared_limits = app.state.shared_rate_limits  # in Redis (with --redis), or None
         try:
+            if shared_limits is not None:
+                await shared_limits.check()  # a warning now if Redis does not answer
             await automation.recover()  # tasks a crash left open, before runs recover
             await service.recover()
             await automation.start()
@@ -95,6 +98,8 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
             await prepare_shutdown(app)
             if storage is None:
                 await store.close()
+            if shared_limits is not None:
+                await shared_limits.aclose()
 
     starlette = Starlette(
         routes=[
@@ -126,14 +131,16 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
     starlette.state.settings = settings
     starlette.state.openapi = build_openapi()
     starlette.state.metrics = Metrics(starlette.state)
+    starlette.state.shared_rate_limits = None
     socketio_streams = SocketIOStreams(starlette.state, settings)
     application: Any = OriginGuard(
         socketio_streams.asgi(starlette), settings.cors_origins, settings.allowed_hosts
     )
     application = BodyLimit(application, _body_cap(settings))
     if settings.rate_limit is not None:
-        buckets = TokenBuckets(settings.rate_limit, settings.rate_limit_burst)
+        buckets = _rate_limits(settings, settings.rate_limit, starlette.state.metrics)
         starlette.state.rate_limits = buckets
+        starlette.state.shared_rate_limits = buckets if settings.redis else None
 
         async def keys_required() -> bool:
             authenticator = getattr(starlette.state, "authenticator", None)
@@ -154,6 +161,25 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
         )
     application.state = starlette.state  # for tests and the CLI
     return application
+
+
+def _rate_limits(settings: Settings, rate: float, metrics: Metrics) -> Buckets:
+    """The process's own buckets, or with ``redis`` the cluster's (failing open to the
+    process's own)."""
+    if settings.redis is None:
+        return TokenBuckets(rate, settings.rate_limit_burst)
+    try:
+        from server.redis_buckets import shared_buckets
+    except ImportError as missing:
+        raise ValueError(
+            "redis needs the redis package: pip install 'threadline[redis]'"
+        ) from missing
+    return shared_buckets(
+        settings.redis,
+        rate,
+        settings.rate_limit_burst,
+        failed=metrics.rate_limit_store_errors.inc,
+    )
 
 
 def _body_cap(settings: Settings) -> Callable[[Scope], int]:

@@ -51,6 +51,11 @@ class Metrics:
             "Webhook deliveries given up: failed after every attempt, or refused at the boundary",
             registry=self.registry,
         )
+        self.rate_limit_store_errors = Counter(
+            "threadline_rate_limit_store_errors",
+            "Rate limit takes Redis failed or was too slow for (counted by this process instead)",
+            registry=self.registry,
+        )
         self.now = _Now(state)
         self.registry.register(self.now)
 

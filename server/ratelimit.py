@@ -1,9 +1,11 @@
 """Rate limits per caller: token buckets for requests.
 
 A caller is identified by `identity`: their API key (by digest) when keys are required,
-else their client address. `TokenBuckets` paces requests (``rate`` a second, ``burst`` at
-once); `RateLimit` is the ASGI middleware that applies them to HTTP requests. (Streams
-are capped by count instead: `server.streaming.registry.StreamSessions`.)
+else their client address. `Buckets` is what the limits are counted in: `TokenBuckets`,
+this process's own (the default), or `server.redis_buckets`' buckets in Redis, shared
+by every server process (``--redis``). `RateLimit` is the ASGI middleware that applies
+them to HTTP requests. (Streams are capped by count instead:
+`server.streaming.registry.StreamSessions`.)
 
 Refusals are `TooManyRequests` (429) with ``Retry-After``: the seconds until the caller's
 next token.
@@ -15,6 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -37,6 +40,27 @@ def identity(
     return "addr:" + (client_host or "unknown")
 
 
+class Buckets(Protocol):
+    """One token bucket per identity, refilling at ``rate`` tokens a second up to
+    ``burst``."""
+
+    rate: float
+    burst: int
+
+    async def take(self, who: str) -> float:
+        """Take a token from ``who``'s bucket: 0.0 when taken, else the seconds until
+        one will be there (and nothing is taken)."""
+        ...
+
+
+def refusal(buckets: Buckets, wait: float) -> TooManyRequests:
+    """The 429 for a caller who must wait ``wait`` seconds for their next token."""
+    return TooManyRequests(
+        f"too many requests: at most {buckets.rate:g} a second (bursts of {buckets.burst})",
+        retry_after=wait,
+    )
+
+
 @dataclass(slots=True)
 class _Bucket:
     tokens: float
@@ -44,8 +68,7 @@ class _Bucket:
 
 
 class TokenBuckets:
-    """One token bucket per identity: it refills at ``rate`` tokens a second up to
-    ``burst``; each request takes one token."""
+    """`Buckets` in this process's memory: each process counts its own callers."""
 
     def __init__(
         self,
@@ -63,7 +86,7 @@ class TokenBuckets:
         self._max = max_identities
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
 
-    def take(self, who: str, tokens: float = 1.0) -> float:
+    async def take(self, who: str, tokens: float = 1.0) -> float:
         """Take ``tokens`` from ``who``'s bucket: 0.0 when taken, else the seconds until
         they will be there (and nothing is taken)."""
         now = self._clock()
@@ -79,15 +102,6 @@ class TokenBuckets:
             bucket.tokens -= tokens
             return 0.0
         return (tokens - bucket.tokens) / self.rate
-
-    def check(self, who: str) -> None:
-        """Take one token, or raise `TooManyRequests` saying when to come back."""
-        wait = self.take(who)
-        if wait > 0:
-            raise TooManyRequests(
-                f"too many requests: at most {self.rate:g} a second (bursts of {self.burst})",
-                retry_after=wait,
-            )
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -116,7 +130,7 @@ class RateLimit:
     def __init__(
         self,
         app: ASGIApp,
-        buckets: TokenBuckets,
+        buckets: Buckets,
         keys_required: KeysRequired,
         vouched: Callable[[str | None], bool],
         *,
@@ -139,10 +153,9 @@ class RateLimit:
             keys_required=await self.keys_required(),
             vouched=self.vouched(key),
         )
-        try:
-            self.buckets.check(who)
-        except TooManyRequests as refusal:
-            await send_error(send, refusal)
+        wait = await self.buckets.take(who)
+        if wait > 0:
+            await send_error(send, refusal(self.buckets, wait))
             return
         await self.app(scope, receive, send)
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 ENV_PREFIX = "THREADLINE_"
 
@@ -28,6 +29,9 @@ class Settings:
     cluster_lease: float = 10.0
     """Seconds a server process sharing a database holds its runs without renewing: the
     time another process waits before it takes a dead one's runs over."""
+    redis: str | None = None
+    """A ``redis://`` URL shared by every server process: there the REST rate limits are
+    counted for all of them together (none: each process counts its own)."""
     agent: str = "demo"
     """The agent a conversation runs when its creator names none."""
     command_timeout: float = 120.0
@@ -203,6 +207,8 @@ class Settings:
             )
         if (self.rate_limit is not None and self.rate_limit <= 0) or self.rate_limit_burst < 1:
             raise ValueError("rate_limit must be more than 0 (or none), rate_limit_burst 1 or more")
+        if self.redis is not None:
+            _check_redis_url(self.redis)
 
     @classmethod
     def documented(cls) -> list[tuple[str, str, str]]:
@@ -237,6 +243,8 @@ _DESCRIPTIONS = {
     "database": "postgresql://user:password@host/database (none: SQLite in the data directory)",
     "workers": "server processes sharing the port (above 1 needs --database)",
     "cluster_lease": "seconds before a dead server process's runs are taken over (PostgreSQL)",
+    "redis": "redis://[:password@]host:port/db where every server process counts rate limits "
+    "together (none: each its own)",
     "agent": "default agent for new conversations",
     "command_timeout": "seconds before a command's process group is killed",
     "output_limit": "bytes of command output (or of a file) an observation keeps",
@@ -289,6 +297,37 @@ _DESCRIPTIONS = {
     "webhook_concurrency": "webhook attempts in flight at once",
     "schedule_min_interval": "fewest seconds between two runs of one schedule",
 }
+
+
+def _check_redis_url(url: str) -> None:
+    """Raises `ValueError` unless ``url`` is redis://host[:port][/db], rediss://... (TLS)
+    or unix:///path/to/socket."""
+    parts = urlsplit(url)
+    try:
+        _ = parts.port  # raises on a port that is not a number in range
+    except ValueError:
+        valid = False
+    else:
+        if parts.scheme in ("redis", "rediss"):
+            database = parts.path.removeprefix("/")
+            valid = bool(parts.hostname) and (database == "" or database.isdigit())
+        else:
+            valid = parts.scheme == "unix" and parts.path.startswith("/")
+    if not valid:
+        raise ValueError(
+            "redis must be a URL like redis://127.0.0.1:6379/0 "
+            f"(or rediss://..., unix:///path/to/socket), not {redacted(url)!r}"
+        )
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=user + host))
 
 
 def _boolean(raw: str) -> bool:

@@ -69,6 +69,14 @@ def test_keys_take_the_data_dir_anywhere_and_errors_are_one_line(tmp_path: Path)
     assert "see --url" in nowhere
 
 
+def test_a_bad_redis_url_is_one_line_without_its_password() -> None:
+    refused = one_line_error(threadline("serve", "--redis", "redis://:hunter2@127.0.0.1:99999"))
+    assert refused == (
+        "threadline serve: redis must be a URL like redis://127.0.0.1:6379/0 "
+        "(or rediss://..., unix:///path/to/socket), not 'redis://:***@127.0.0.1:99999'"
+    )
+
+
 def test_ls_send_and_one_line_refusals(server: RunningServer) -> None:
     url = ("--url", server.url)
     made = threadline("import", "-", *url, "--title", "for ls")

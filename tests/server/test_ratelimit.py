@@ -8,8 +8,7 @@ import asyncio
 import httpx
 import pytest
 
-from server.errors import TooManyRequests
-from server.ratelimit import TokenBuckets, identity
+from server.ratelimit import TokenBuckets, identity, refusal
 from tests.server.openapi_check import undocumented
 from tests.server.running import RunningServer
 from tests.server.test_openapi import create_key
@@ -23,41 +22,41 @@ class Clock:
         return self.now
 
 
-def test_a_bucket_allows_its_burst_then_paces_at_its_rate() -> None:
+async def test_a_bucket_allows_its_burst_then_paces_at_its_rate() -> None:
     clock = Clock()
     buckets = TokenBuckets(rate=2.0, burst=3, clock=clock)
-    assert [buckets.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert buckets.take("a") == pytest.approx(0.5)  # one token comes every 0.5 s
+    assert [await buckets.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert await buckets.take("a") == pytest.approx(0.5)  # one token comes every 0.5 s
     clock.now += 0.25
-    assert buckets.take("a") == pytest.approx(0.25)  # a refusal takes nothing
+    assert await buckets.take("a") == pytest.approx(0.25)  # a refusal takes nothing
     clock.now += 0.25
-    assert buckets.take("a") == 0.0
-    assert buckets.take("b") == 0.0  # every identity has its own bucket
+    assert await buckets.take("a") == 0.0
+    assert await buckets.take("b") == 0.0  # every identity has its own bucket
     clock.now += 60
-    assert [buckets.take("a") for _ in range(4)][-1] > 0  # refills to burst, no further
+    assert [await buckets.take("a") for _ in range(4)][-1] > 0  # refills to burst, no further
 
 
-def test_check_raises_429_with_retry_after() -> None:
+async def test_a_refusal_is_429_with_retry_after_in_whole_seconds() -> None:
     clock = Clock()
     buckets = TokenBuckets(rate=0.1, burst=1, clock=clock)
-    buckets.check("a")
-    with pytest.raises(TooManyRequests) as refused:
-        buckets.check("a")
-    assert refused.value.status == 429
-    assert refused.value.headers() == {"Retry-After": "10"}
+    assert await buckets.take("a") == 0.0
+    refused = refusal(buckets, await buckets.take("a"))
+    assert refused.status == 429
+    assert refused.headers() == {"Retry-After": "10"}
+    assert refusal(buckets, 0.01).headers() == {"Retry-After": "1"}
 
 
-def test_buckets_are_bounded_in_number() -> None:
+async def test_buckets_are_bounded_in_number() -> None:
     clock = Clock()
     buckets = TokenBuckets(rate=1.0, burst=2, clock=clock, max_identities=100)
-    buckets.take("drained", 2)
+    await buckets.take("drained", 2)
     for number in range(1000):
-        buckets.take(f"caller-{number}")
+        await buckets.take(f"caller-{number}")
         clock.now += 0.001
     assert len(buckets) <= 100
     # Idle (full) buckets went first; a recently drained one is kept only while recent,
     # and a forgotten bucket is a full one: nobody gains more than a burst.
-    assert buckets.take("new") == 0.0
+    assert await buckets.take("new") == 0.0
 
 
 def test_identity_is_a_key_only_when_keys_are_required_and_it_was_seen_valid() -> None:

@@ -58,8 +58,20 @@ def test_the_readme_documents_every_setting() -> None:
         ("THREADLINE_HEADER_TIMEOUT", "0"),
         ("THREADLINE_RATE_LIMIT", "0"),
         ("THREADLINE_RATE_LIMIT_BURST", "0"),
+        ("THREADLINE_REDIS", "localhost:6379"),
+        ("THREADLINE_REDIS", "http://127.0.0.1:6379"),
+        ("THREADLINE_REDIS", "redis://127.0.0.1:6379/zero"),
+        ("THREADLINE_REDIS", "redis://:pw@127.0.0.1:99999"),
     ],
 )
 def test_nonsense_settings_are_refused(variable: str, value: str) -> None:
     with pytest.raises(ValueError, match=variable.removeprefix("THREADLINE_").lower()):
         Settings.from_env({variable: value})
+
+
+def test_redis_urls() -> None:
+    for url in ("redis://127.0.0.1:6379/0", "rediss://:pw@cache.internal", "unix:///run/r.sock"):
+        assert Settings.from_env({"THREADLINE_REDIS": url}).redis == url
+    assert Settings.from_env({"THREADLINE_REDIS": ""}).redis is None
+    # Redis without PostgreSQL (processes each on SQLite) is allowed: it shares the limits.
+    assert Settings.from_env({"THREADLINE_REDIS": "redis://h"}).database is None
