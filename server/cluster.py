@@ -126,8 +126,9 @@ class ClusterSessions:
             self._watch = asyncio.create_task(self._keep_lease(interval))
 
     def ended(self, conversation_id: str) -> None:
-        """A run of this process ended: its row goes, its slot to the queue."""
-        if self._local.pop(conversation_id, None) is not None and not self._closed:
+        """A run of this process ended: its row goes, its slot to the queue (unless this
+        process is closing: then another process fills it)."""
+        if self._local.pop(conversation_id, None) is not None:
             release = self._spawn(self._release(conversation_id))
             self._releases[conversation_id] = release
             release.add_done_callback(lambda _: self._releases.pop(conversation_id, None))
@@ -144,14 +145,21 @@ class ClusterSessions:
             return await admission.forget(conversation_id)
 
     async def close(self) -> None:
-        """Start nothing more, stop renewing, and leave (runs still here are free to be
-        taken over once they are recorded as ended)."""
+        """Start nothing more. The lease is still renewed while this process's runs stop
+        (their rows go as they end), so none is taken over meanwhile: see `leave`."""
         self._closed = True
+
+    async def leave(self) -> None:
+        """Once the runs have stopped: stop renewing and leave the cluster. A run that
+        has not ended by now is taken over by another process."""
+        self._closed = True
+        for task in tuple(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, StorageError):
+                await task
         if self._watch is not None:
             self._watch.cancel()
-        for task in (*self._tasks, *([self._watch] if self._watch else [])):
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await self._watch
         with contextlib.suppress(StorageError):
             await self.ledger.leave(self.node)
 
@@ -223,11 +231,12 @@ class ClusterSessions:
 
     async def _release(self, conversation_id: str) -> None:
         """Not under the lock: takes it."""
-        while not self._closed:
+        while True:
             try:
                 async with self.admission() as admission:
                     await admission.transaction.remove(conversation_id, self.node)
-                    await self._fill(admission.transaction)
+                    if not self._closed:
+                        await self._fill(admission.transaction)
                 return
             except StorageError as exc:
                 logger.warning("could not release %s's slot, retrying: %s", conversation_id, exc)
@@ -268,8 +277,9 @@ class ClusterSessions:
             await asyncio.sleep(interval)
             try:
                 await self._renew()
-                await self._take_over_and_fill()
-                await self._close_idle()
+                if not self._closed:
+                    await self._take_over_and_fill()
+                    await self._close_idle()
             except StorageError as exc:
                 logger.warning("cluster upkeep failed, retrying: %s", exc)
 

@@ -246,6 +246,7 @@ class RunOwner:
             _, pending = await asyncio.wait(settling, timeout=SHUTDOWN_SETTLE_SECONDS)
             for waiter in pending:
                 waiter.cancel()
+        await self.sessions.leave()
         for task in tuple(self._tasks):
             task.cancel()
         await self.agents.close()

@@ -120,6 +120,9 @@ class SessionManager:
         if self._running.pop(conversation_id, None) is not None and not self._closed:
             self._spawn(self._fill_from_queue())
 
+    async def leave(self) -> None:
+        """Nothing to leave: one process is not a cluster (see `server.cluster`)."""
+
     async def refresh(self) -> None:
         """Nothing to read: this process holds the whole truth (see `server.cluster`)."""
 

@@ -269,3 +269,20 @@ async def test_the_queue_is_shared_and_starts_where_a_slot_frees(
             await http.aclose()
         for server in servers:
             server.stop()
+
+
+async def test_a_graceful_stop_ends_its_runs_itself_and_nobody_takes_them_over(
+    servers: list[RunningServer],
+) -> None:
+    a, b, _ = servers
+    http_a, http_b = clients(servers[:2])
+    async with http_a, http_b:
+        conversation_id = await create(http_a, agent="shell", initial_user_msg="sleep 60")
+        await wait_for(b, conversation_id, -1, lambda e: agent_state(e) == "running")
+        a.stop()  # SIGTERM: graceful (uvicorn re-raises it once done: exit -15)
+        await asyncio.sleep(float(LEASE) * 2)  # long enough for a takeover, were one due
+        events = (
+            await http_b.get(f"/api/conversations/{conversation_id}/events", params={"limit": 100})
+        ).json()["events"]
+    ends = [event for event in events if agent_state(event) == "stopped"]
+    assert [end["extras"]["reason"] for end in ends] == ["the server is shutting down"]
