@@ -129,12 +129,13 @@ class _Now(Collector):
         sessions = state.service.sessions
         yield GaugeMetricFamily(
             "threadline_conversations_running",
-            "Conversations with a run admitted (running, paused, or held at a limit)",
+            "Conversations with a run admitted (running, paused, or held at a limit); with a "
+            "shared database, in the whole cluster (aggregate with max, not sum)",
             value=len(sessions.running),
         )
         yield GaugeMetricFamily(
             "threadline_queue_depth",
-            "Runs waiting in the queue for a slot",
+            "Runs waiting in the queue for a slot (with a shared database, the cluster's one queue)",
             value=len(sessions.queued),
         )
         sandboxes = GaugeMetricFamily(
