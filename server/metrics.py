@@ -135,7 +135,7 @@ class _Now(Collector):
         )
         yield GaugeMetricFamily(
             "threadline_queue_depth",
-            "Runs waiting in the queue for a slot (with a shared database, the cluster's one queue)",
+            "Runs waiting in the queue for a slot (with a shared database: the cluster's queue)",
             value=len(sessions.queued),
         )
         sandboxes = GaugeMetricFamily(
