@@ -132,7 +132,11 @@ async def test_deleting_a_conversation_ends_its_streams(
         await asyncio.sleep(0.2)
         assert (await client.delete(f"/api/conversations/{conversation_id}")).status_code == 200
         await create(client, conversation_id="reused-id", title="second")
-        with contextlib.suppress(socketio.exceptions.BadNamespaceError):
+        # Refused, or never answered because the session is already closing; either way
+        # nothing reaches the new conversation (counted below).
+        with contextlib.suppress(
+            socketio.exceptions.BadNamespaceError, socketio.exceptions.TimeoutError
+        ):
             answer = await sio.client.call(
                 "oh_user_action",
                 {"action": "message", "args": {"content": "run rm -rf in the new one"}},
