@@ -128,6 +128,8 @@ class RunOwner:
         async with self.admission(record.id) as admission:
             if self.run_of(record.id) is not None:
                 return None
+            if admission.row(record.id) is not None:  # runs on another process, or queued
+                return await admission.admit(record.id, record.owner, record.priority)
             admission.check(record.owner)
             return await admission.admit(record.id, record.owner, record.priority)
 

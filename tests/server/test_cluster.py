@@ -238,6 +238,11 @@ async def test_caps_hold_under_concurrent_creation_across_processes(
             assert statuses == [201, 201] + [429] * 7, [a.text for a in answers]
             counts = [(await http.get("/api/sessions")).json() for http in https]
             assert {len(count["running"]) for count in counts} == {2}
+            # Starting one that already runs (on whichever process) is no new run: no 429.
+            running = [a.json()["conversation_id"] for a in answers if a.status_code == 201]
+            for http in https:
+                again = await http.post(f"/api/conversations/{running[0]}/start")
+                assert again.status_code == 200, again.text
         finally:
             for http in https:
                 await http.aclose()
