@@ -177,6 +177,15 @@ async def test_messages_and_controls_reach_the_run_through_any_process(
         assert agent_state(end) == "stopped"
         assert end["extras"]["reason"].startswith("stopped by")
 
+        # Deleted through a process that does not run it: stopped there first, then gone.
+        doomed = await create(http_a, agent="shell", initial_user_msg="sleep 30")
+        await wait_for(b, doomed, -1, lambda e: agent_state(e) == "running")
+        deleted = await http_c.delete(f"/api/conversations/{doomed}")
+        assert deleted.status_code == 200, deleted.text
+        for http in (http_a, http_b, http_c):
+            assert (await http.get(f"/api/conversations/{doomed}")).status_code == 404
+            assert doomed not in (await http.get("/api/sessions")).json()["running"]
+
 
 async def test_a_killed_process_s_run_is_taken_over_and_streams_go_on(
     servers: list[RunningServer],
