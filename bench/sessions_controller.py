@@ -66,6 +66,7 @@ def measure(config: ControllerConfig, root: Path, profile_dir: Path | None) -> M
     ``profile_dir``, each K's run is recorded with py-spy into ``controller-<K>.txt``."""
     model = FakeModel(root / "model.log")
     data_dir = Path(tempfile.mkdtemp(prefix="controller-", dir=root))
+    data_dir.chmod(0o711)  # sandbox users must reach their workspaces below it
     server: ThreadlineServer | None = None
     found: Metrics = {}
     try:

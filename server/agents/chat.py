@@ -23,6 +23,8 @@ class ChatRequest:
     """One per message of the chat, in order."""
     first_new: int
     """Messages before this index were in the previous call of the same run."""
+    digest: str
+    """`events.digest` of ``body``."""
 
 
 class ChatModel(Protocol):
