@@ -91,12 +91,13 @@ class LLMAgent:
 
     async def _chat_so_far(self, context: AgentContext) -> ChatRebuild:
         """The chat the log implies: a kept one with what was logged since folded in (a
-        bounded read), or the whole log folded."""
+        bounded read, starting at the kept chat's last event, which must still be there
+        as it was), or the whole log folded."""
         kept = self._chats.take(context.conversation_id) if self._chats is not None else None
         fresh = self._fresh()
         if kept is not None and kept.key == fresh.key:
             tail = await context.history_from(kept.through)
-            if tail and tail[0].id == kept.through and tail[0].timestamp == kept.stamp:
+            if tail and tail[0] == kept.last:
                 kept.fold(tail[1:])
                 return kept
         fresh.fold(await context.history())

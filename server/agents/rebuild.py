@@ -37,9 +37,9 @@ class ChatRebuild:
         self.transcript.add({"role": "system", "content": system})
         self.through = -1
         """The id of the last event folded in."""
-        self.stamp: object = None
-        """That event's timestamp: a log deleted and written again under the same id
-        does not have the same event there."""
+        self.last: EventBase | None = None
+        """That event: a log deleted and written again under the same id does not have
+        the same event there."""
         self.model_calls = 0
         """``model_exchange`` events folded in: the number of the conversation's next call."""
         self._pending: list[dict[str, Any]] = []
@@ -52,7 +52,7 @@ class ChatRebuild:
         for event in events:
             self._fold(event)
             if event.id is not None and event.id > self.through:
-                self.through, self.stamp = event.id, event.timestamp
+                self.through, self.last = event.id, event
 
     def _fold(self, event: EventBase) -> None:
         metadata = event.tool_call_metadata

@@ -182,16 +182,23 @@ async def test_a_run_start_reads_only_what_was_logged_since_the_last_run(
             assert logged > 3 * steps
             model.script = [tool("finish", message="done again")]
             second = await run("once more")
+            # The second run read the events since the first one's end (the user's
+            # message and the state changes around it) and what it logged itself.
+            second_logged = await store.latest_event_id(cid) + 1 - logged
+            assert second <= 2 + second_logged, (second, second_logged)
+            assert first >= logged - 1  # the first run folded its own events at its end
+            # Its request carried the whole chat: every step of the first run.
+            last = model.requests[-1]["messages"]
+            assert last[0] == {"role": "system", "content": SYSTEM_PROMPT}
+            assert sum(m["role"] == "tool" for m in last) == steps + 1
+            assert last[-1] == {"role": "user", "content": "once more"}
+            # Deleted and created again under the same id: the kept chat is not its chat.
+            await store.delete_conversation(cid)
+            await store.create_conversation(NewConversation(id=cid))
+            await run("a new start")
+            assert model.requests[-1]["messages"][1:] == [
+                {"role": "user", "content": "a new start"}
+            ]
             await client.close()
-        # The second run read the events since the first one's end (the user's message
-        # and the state changes around it) and what it logged itself: not the history.
-        second_logged = await store.latest_event_id(cid) + 1 - logged
-        assert second <= 2 + second_logged, (second, second_logged)
-        assert first >= logged - 1  # the first run folded its own events at its end
-        # The second request carried the whole chat: every step of the first run.
-        last = model.requests[-1]["messages"]
-        assert last[0] == {"role": "system", "content": SYSTEM_PROMPT}
-        assert sum(m["role"] == "tool" for m in last) == steps + 1
-        assert last[-1] == {"role": "user", "content": "once more"}
     finally:
         await store.close()
