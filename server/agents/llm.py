@@ -115,7 +115,7 @@ class LLMAgent:
             for message in context.take_user_messages():  # said while the agent worked
                 messages.add({"role": "user", "content": message.args.content})
             request = ChatRequest(
-                messages.request_body(), number, messages.digests(), sent, messages.request_digest()
+                messages.request(), number, messages.digests(), sent, messages.request_digest()
             )
             answer_bytes = await self._chat.complete(request)
             reply = parse_reply(answer_bytes)

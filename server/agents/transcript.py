@@ -11,6 +11,8 @@ computed once, not on every call.
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -70,11 +72,12 @@ class Transcript:
 
     def request_body(self) -> bytes:
         """``{"model": ..., "tools": ..., "tool_choice": "auto", "messages": [...]}``."""
-        self._body += _CLOSE
-        try:
-            return bytes(self._body)
-        finally:
-            del self._body[-len(_CLOSE) :]
+        return bytes(self.request())
+
+    def request(self) -> RequestBody:
+        """`request_body` as it is now, read from the transcript when sent (valid until
+        the next message joins)."""
+        return RequestBody(self._body)
 
     def request_digest(self) -> str:
         """`events.digest` of `request_body`, without hashing the whole body again."""
@@ -106,3 +109,50 @@ class Transcript:
         if self._hash is not None:
             self._hash.update(piece)
         self._digests.append(hashlib.sha256(encoded).hexdigest()[:16])
+
+
+class RequestBody:
+    """A request's bytes, read from the transcript's buffer in pieces as they are sent:
+    copying the whole body into one new object on every call cost more than the rest of
+    a step after ~5,000 steps (py-spy: 17 % of the server's samples at 10,000).
+
+    An async iterable (sent with an explicit Content-Length); each iteration, as a retry
+    starts one, begins at the start. ``read``/``seek``/``tell`` make it a seekable file
+    to the openai client, which then replays it on a retry."""
+
+    PIECE = 256 * 1024
+
+    def __init__(self, buffer: bytearray) -> None:
+        self._buffer = buffer
+        self._length = len(buffer)
+        self._position = 0
+
+    def __len__(self) -> int:
+        return self._length + len(_CLOSE)
+
+    def __bytes__(self) -> bytes:
+        return bytes(self._buffer[: self._length]) + _CLOSE
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for start in range(0, self._length, self.PIECE):
+            with memoryview(self._buffer) as view:  # never held across a yield: the
+                piece = view[start : min(start + self.PIECE, self._length)].tobytes()
+            yield piece  # buffer must stay free to grow if the sender gives up
+        yield _CLOSE
+
+    def read(self, size: int = -1) -> bytes:
+        whole = bytes(self)
+        end = len(whole) if size < 0 else self._position + size
+        piece, self._position = whole[self._position : end], min(end, len(whole))
+        return piece
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: len(self)}[whence]
+        self._position = max(0, base + offset)
+        return self._position
