@@ -154,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     others = busy_processes(exclude={os.getpid()})
     root = Path(tempfile.mkdtemp(prefix="threadline-sessions-", dir="/tmp"))
+    root.chmod(0o711)  # sandbox users must reach their workspaces below it
     runs: list[Metrics] = []
     profiles: dict[str, Any] = {}
     try:

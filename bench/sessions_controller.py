@@ -66,6 +66,7 @@ def measure(config: ControllerConfig, root: Path, profile_dir: Path | None) -> M
     ``profile_dir``, each K's run is recorded with py-spy into ``controller-<K>.txt``."""
     model = FakeModel(root / "model.log")
     data_dir = Path(tempfile.mkdtemp(prefix="controller-", dir=root))
+    data_dir.chmod(0o711)  # sandbox users must reach their workspaces below it
     server: ThreadlineServer | None = None
     found: Metrics = {}
     try:
@@ -122,8 +123,9 @@ def _conversation(
         profiler.stop()
         used = Usage.of(server.pid) - before
         events = _events(client, conversation_id)
+        tally = model.stats().get(name, {})
+        restart_ms = _next_run_start_ms(client, conversation_id, config, len(events))
     _, rss_peak, _ = memory(server.pid)
-    tally = model.stats().get(name, {})
     p = f"controller.{steps}"
     found = {
         f"{p}.ended_in_error": float(status == "ERROR"),
@@ -139,14 +141,63 @@ def _conversation(
         f"{p}.request_kib_last": tally.get("last_bytes", 0) / 1024,
         f"{p}.request_mib_total": tally.get("total_bytes", 0) / 1024 / 1024,
         **_timeline(p, events),
+        f"{p}.next_run_start_ms": restart_ms,
+        **_ours(p, events, tally.get("wire_us", [])),
     }
     log(
         f"  K={steps}: {found[f'{p}.events']:.0f} events in {found[f'{p}.wall_s']:.1f} s = "
         f"{found[f'{p}.events_per_s']:,.0f} events/s (first 10% "
         f"{found[f'{p}.early_events_per_s']:,.0f}, last 10% "
-        f"{found[f'{p}.late_events_per_s']:,.0f}); status {status}"
+        f"{found[f'{p}.late_events_per_s']:,.0f}); ours, model wire time aside, "
+        f"{found[f'{p}.ours_events_per_s']:,.0f} (last 10% "
+        f"{found[f'{p}.ours_late_events_per_s']:,.0f}); next run's start "
+        f"{restart_ms:.1f} ms; status {status}"
     )
     return found
+
+
+def _ours(p: str, events: list[dict[str, Any]], wire_us: list[float]) -> Metrics:
+    """Events/s with the model's side of each call taken out: from a request's first
+    byte reaching the model to its answer written (the transcript's transfer and the
+    model's work), whole run and last 10 % of steps."""
+    stamps = [_seconds(event["timestamp"]) for event in events]
+    wall = stamps[-1] - stamps[0]
+    wire_s = sum(wire_us) / 1e6
+    starts = [stamps[i] for i, e in enumerate(events) if e.get("observation") == "model_exchange"]
+    step_ms = [(b - a) * 1000 for a, b in itertools.pairwise(starts)]
+    steps_wire = wire_us[1 : len(step_ms) + 1]  # step i ends with request i + 1 answered
+    tenth = max(1, len(step_ms) // 10)
+    late_ours_ms = statistics.fmean(step_ms[-tenth:]) - statistics.fmean(steps_wire[-tenth:]) / 1000
+    return {
+        f"{p}.model_wire_s": wire_s,
+        f"{p}.model_wire_us_last": statistics.fmean(steps_wire[-tenth:]),
+        f"{p}.ours_events_per_s": len(events) / (wall - wire_s),
+        f"{p}.ours_late_events_per_s": 3000 / late_ours_ms,
+    }
+
+
+def _next_run_start_ms(
+    client: httpx.Client, conversation_id: str, config: ControllerConfig, before: int
+) -> float:
+    """A message to the ended conversation starts its next run: ms from the message
+    logged to the run's first model call answered (its first request carries the whole
+    chat; the model answers ``finish`` at once)."""
+    client.post(
+        f"/api/conversations/{conversation_id}/message", json={"message": "one more thing"}
+    ).raise_for_status()
+    deadline = time.monotonic() + config.run_timeout
+    while time.monotonic() < deadline:
+        time.sleep(config.poll)
+        page = client.get(
+            f"/api/conversations/{conversation_id}/events",
+            params={"start_id": before, "limit": 100},
+        ).json()["events"]
+        said = [e for e in page if e.get("action") == "message" and e.get("source") == "user"]
+        called = [e for e in page if e.get("observation") == "model_exchange"]
+        if said and called:
+            _wait_until_ended(client, conversation_id, config)
+            return (_seconds(called[0]["timestamp"]) - _seconds(said[0]["timestamp"])) * 1000
+    raise TimeoutError("the next run made no model call")
 
 
 def _wait_until_ended(client: httpx.Client, conversation_id: str, config: ControllerConfig) -> str:

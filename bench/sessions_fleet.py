@@ -182,6 +182,7 @@ def measure(config: FleetConfig, case: Case, root: Path, profiler: Profiler) -> 
     server."""
     count = case.conversations
     data_dir = Path(tempfile.mkdtemp(prefix=f"fleet-{count}-", dir=root))
+    data_dir.chmod(0o711)  # sandbox users must reach their workspaces below it
     env = {
         "THREADLINE_MAX_RUNNING": str(max(2000, 2 * count)),
         "THREADLINE_DEMO_PACE": f"{case.pace:g}",

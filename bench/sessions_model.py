@@ -12,8 +12,10 @@ the system prompt, so finding it does not grow with the transcript): once that
 conversation has had K ``think`` answers, the next answer is a ``finish`` call.
 
 ``GET /stats`` answers, per conversation name: requests, request body bytes (first,
-last, largest, total) and the seconds this server spent answering (from a request's
-last byte to its answer written).
+last, largest, total), the seconds this server spent answering (from a request's
+last byte to its answer written), and per request the µs from its first byte arriving
+to its answer written ("wire": taking in the transcript and answering, what a long
+transcript costs on the model's side of the socket).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import orjson
@@ -83,6 +85,7 @@ class Tally:
     max_bytes: int = 0
     total_bytes: int = 0
     busy_s: float = 0.0
+    wire_us: list[float] = field(default_factory=list)
 
 
 class Model:
@@ -90,7 +93,7 @@ class Model:
         self.tallies: dict[str, Tally] = {}
         self._calls = 0
 
-    def answer(self, method: bytes, path: bytes, body: bytes) -> bytes:
+    def answer(self, method: bytes, path: bytes, body: bytes, arrived: float) -> bytes:
         if method == b"GET" and path == b"/stats":
             return _response(200, orjson.dumps({k: asdict(v) for k, v in self.tallies.items()}))
         if method != b"POST" or not path.endswith(b"/chat/completions"):
@@ -106,7 +109,9 @@ class Model:
         tally.max_bytes = max(tally.max_bytes, len(body))
         tally.total_bytes += len(body)
         response = _response(200, number.join(parts))
-        tally.busy_s += time.perf_counter() - started
+        done = time.perf_counter()
+        tally.busy_s += done - started
+        tally.wire_us.append((done - arrived) * 1e6)
         return response
 
 
@@ -136,12 +141,15 @@ class Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._head: tuple[bytes, bytes] | None = None
         self._length = 0
+        self._arrived = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if self._head is None and not self._buffer:
+            self._arrived = time.perf_counter()
         self._buffer += data
         while self._transport is not None:
             if self._head is None and not self._read_head():
@@ -153,7 +161,8 @@ class Connection(asyncio.Protocol):
             assert self._head is not None
             method, path = self._head
             self._head = None
-            self._transport.write(self._model.answer(method, path, body))
+            self._transport.write(self._model.answer(method, path, body, self._arrived))
+            self._arrived = time.perf_counter()
 
     def _read_head(self) -> bool:
         end = self._buffer.find(b"\r\n\r\n")

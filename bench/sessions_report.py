@@ -68,6 +68,19 @@ def verdicts(m: Metrics, fleet: FleetConfig, controller: ControllerConfig) -> li
                 f"{rate:,.0f} events/s",
             )
         )
+        for k in controller.steps:
+            ours = m.get(f"controller.{k}.ours_events_per_s")
+            if ours is None:
+                continue
+            late = m[f"controller.{k}.ours_late_events_per_s"]
+            found.append(
+                Verdict(
+                    ours >= TARGET_EVENTS_PER_S and late >= TARGET_EVENTS_PER_S,
+                    f"controller's own overhead >= {TARGET_EVENTS_PER_S:,.0f} events/s at "
+                    f"K = {k}, whole run and last 10 % (the model's side of each call aside)",
+                    f"{ours:,.0f} events/s, last 10 % {late:,.0f}",
+                )
+            )
         projected = m.get(f"controller.{biggest}.projected_{controller.project}_events_per_s")
         if projected is not None:
             found.append(
@@ -223,6 +236,18 @@ def controller_tables(m: Metrics, config: dict[str, Any]) -> list[str]:
                 count(m.get(f"{p}.projected_{project}_events_per_s")),
             ]
         )
+    ours = [
+        [
+            f"{k:,}",
+            count(m[f"controller.{k}.events_per_s"]),
+            count(m[f"controller.{k}.ours_events_per_s"]),
+            count(m[f"controller.{k}.ours_late_events_per_s"]),
+            ms(m[f"controller.{k}.model_wire_us_last"] / 1000),
+            ms(m[f"controller.{k}.next_run_start_ms"]),
+        ]
+        for k in config["steps"]
+        if f"controller.{k}.ours_events_per_s" in m
+    ]
     parts = [
         [
             f"{h:,}",
@@ -262,6 +287,16 @@ def controller_tables(m: Metrics, config: dict[str, Any]) -> list[str]:
             f"request (µs); projected K = {project:,}",
             [*GROWTH_HEADER, "growth", f"K={project} s", "growth", f"K={project} ev/s"],
             growth,
+        ),
+        "",
+        render(
+            "(b) ours: events/s with the model's side of each call taken out (from a request's "
+            "first byte reaching the model to its answer written: the transcript's transfer "
+            "and the model's work), whole run and last 10 % of steps; that model-side time "
+            "per call in the last 10 % (ms); the next run's start: a message to the ended "
+            "conversation -> its first model call answered (ms)",
+            ["K", "events/s", "ours", "ours last 10%", "model side ms", "next run start ms"],
+            ours,
         ),
         "",
         render(

@@ -141,6 +141,8 @@ class ConversationRun:
         self._inbox: list[MessageAction] = []
         self._message_arrived = asyncio.Event()
         self._history: list[EventBase] = []
+        self._seen = -1
+        """The newest event id the agent has read in the history."""
         self._plan: list[TaskItem] = []
         self._task: asyncio.Task[None] | None = None
         self._stop_reason = ""
@@ -313,12 +315,19 @@ class ConversationRun:
 
     async def history(self) -> list[EventBase]:
         after = self._history[-1].id if self._history and self._history[-1].id is not None else -1
-        while True:
-            page = await self.storage.search_events(self.conversation_id, start_id=after + 1)
-            self._history.extend(event.to_event() for event in page.events)
-            if page.next_cursor is None:
-                return list(self._history)
-            after = page.next_cursor - 1
+        self._history.extend(await self.history_from(after + 1))
+        return list(self._history)
+
+    async def history_from(self, start_id: int, *, unread: bool = False) -> list[EventBase]:
+        events: list[EventBase] = []
+        cursor: int | None = max(0, start_id)
+        while cursor is not None:
+            page = await self.storage.search_events(self.conversation_id, start_id=cursor)
+            events.extend(event.to_event() for event in page.events)
+            cursor = page.next_cursor
+        if events and events[-1].id is not None and not unread:
+            self._seen = max(self._seen, events[-1].id)
+        return events
 
     async def act(
         self, action: ActionBase, *, annotate: Annotate | None = None
@@ -441,9 +450,8 @@ class ConversationRun:
             return
 
     def _unread(self) -> list[MessageAction]:
-        """Delivered messages the agent has not already seen in `history()`."""
-        seen = self._history[-1].id if self._history else -1
-        return [m for m in self._inbox if m.id is None or seen is None or m.id > seen]
+        """Delivered messages the agent has not already seen in the history."""
+        return [m for m in self._inbox if m.id is None or m.id > self._seen]
 
     async def _run_for_user(self, action: ActionBase, stored: StoredEvent) -> None:
         observation = await self.runtime.run(action)

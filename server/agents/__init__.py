@@ -8,6 +8,7 @@ from server.agents.base import Agent, AgentContext
 from server.agents.chat import LiveModel
 from server.agents.demo import DemoAgent
 from server.agents.llm import LLMAgent
+from server.agents.rebuild import ChatCache
 from server.agents.rerun import RecordedModel
 from server.agents.shell import ShellAgent
 from server.settings import Settings
@@ -25,6 +26,8 @@ class Agents:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._client: AsyncOpenAI | None = None
+        self.chats = ChatCache()
+        """The LLM agent's chats of conversations whose runs ended here."""
 
     def check(self, name: str) -> None:
         """Raises `AgentUnavailable` saying why ``name`` cannot run here."""
@@ -50,6 +53,7 @@ class Agents:
                 input_cost=settings.llm_input_cost,
                 output_cost=settings.llm_output_cost,
                 instructions=instructions,
+                chats=self.chats,
             )
         if name == "shell":
             return ShellAgent()

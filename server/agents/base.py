@@ -32,6 +32,13 @@ class AgentContext(Protocol):
         """Every event of the conversation so far, oldest first."""
         ...
 
+    async def history_from(self, start_id: int, *, unread: bool = False) -> list[EventBase]:
+        """The conversation's events from id ``start_id`` on, oldest first (an agent
+        that kept what it folded of earlier ones reads only what is new). With
+        ``unread``, user messages among them still count as not looked at (a run that
+        ends leaves them for the next one)."""
+        ...
+
     async def act(
         self,
         action: ActionBase,

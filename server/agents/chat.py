@@ -13,16 +13,20 @@ from typing import Protocol
 import httpx2
 from openai import AsyncOpenAI
 
+from server.agents.transcript import RequestBody
+
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
-    body: bytes
+    body: RequestBody
     call: int
     """The conversation's model calls are numbered 0, 1, ... across its runs."""
     message_digests: list[str]
     """One per message of the chat, in order."""
     first_new: int
     """Messages before this index were in the previous call of the same run."""
+    digest: str
+    """`events.digest` of ``body``."""
 
 
 class ChatModel(Protocol):
@@ -39,10 +43,13 @@ class LiveModel:
         self._client = client
 
     async def complete(self, request: ChatRequest) -> bytes:
+        body = request.body
         raw = await self._client.post(
             "/chat/completions",
             cast_to=httpx2.Response,  # the client's own HTTP library: the raw reply
-            content=request.body,
-            options={"headers": {"Content-Type": "application/json"}},
+            content=body,  # an async iterable, with read/seek for the retries
+            options={
+                "headers": {"Content-Type": "application/json", "Content-Length": str(len(body))}
+            },
         )
         return raw.content

@@ -13,9 +13,8 @@ same requests from the log instead of the model (`server.agents.rerun`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
 from decimal import Decimal
-from typing import Any
 
 import orjson
 
@@ -24,7 +23,6 @@ from events import (
     AgentFinishAction,
     CmdOutputObservation,
     ErrorObservation,
-    EventBase,
     LLMMetrics,
     MessageAction,
     ModelExchangeObservation,
@@ -33,13 +31,15 @@ from events import (
 )
 from events.actions import MessageArgs
 from events.base import TokenUsage
-from events.exchanges import ModelExchangeExtras, digest
+from events.exchanges import ModelExchangeExtras
 from events.observations import ErrorExtras
 from server.agents.base import AgentContext, Usage
 from server.agents.chat import ChatModel, ChatRequest
 from server.agents.completion import Reply, parse_reply
-from server.agents.tools import TOOLS, ToolCallError, action_for
+from server.agents.rebuild import ChatCache, ChatRebuild
+from server.agents.tools import ToolCallError, action_for
 from server.agents.transcript import Transcript
+from storage import StorageError
 
 SYSTEM_PROMPT = (
     "You are a software agent working in a sandboxed workspace. Plan with task_tracker, "
@@ -59,8 +59,10 @@ class LLMAgent:
         input_cost: float = 0.0,
         output_cost: float = 0.0,
         instructions: str | None = None,
+        chats: ChatCache | None = None,
     ) -> None:
         self._chat = chat
+        self._chats = chats
         self._model = model
         # Decimal, per token: a sum of float prices drifts (0.009000000000000001).
         self._input_cost = Decimal(str(input_cost)) / 1_000_000
@@ -71,16 +73,50 @@ class LLMAgent:
         self._cost = Decimal(0)
 
     async def run(self, context: AgentContext) -> None:
-        history = await context.history()
+        chat = await self._chat_so_far(context)
         self._restore_usage(context.usage())
-        messages = self._transcript(history)
-        number = sum(isinstance(event, ModelExchangeObservation) for event in history)
+        messages = chat.transcript.copy()
+        number = chat.model_calls
         sent = 0
+        try:
+            await self._converse(context, messages, number, sent)
+        finally:
+            if self._chats is not None:
+                self._chats.put(context.conversation_id, chat)
+        # What this run logged joins the kept chat now, so the next run starts from a
+        # short tail (cancelled or failed, the next run folds this one's events). A store
+        # failing here fails the run's end write too: the run itself is done.
+        with contextlib.suppress(StorageError):
+            chat.fold(await context.history_from(chat.through + 1, unread=True))
+
+    async def _chat_so_far(self, context: AgentContext) -> ChatRebuild:
+        """The chat the log implies: a kept one with what was logged since folded in (a
+        bounded read, starting at the kept chat's last event, which must still be there
+        as it was), or the whole log folded."""
+        kept = self._chats.take(context.conversation_id) if self._chats is not None else None
+        fresh = self._fresh()
+        if kept is not None and kept.key == fresh.key:
+            tail = await context.history_from(kept.through)
+            if tail and tail[0] == kept.last:
+                kept.fold(tail[1:])
+                return kept
+        fresh.fold(await context.history())
+        return fresh
+
+    def _fresh(self) -> ChatRebuild:
+        system = SYSTEM_PROMPT + (f"\n\n{self._instructions}" if self._instructions else "")
+        return ChatRebuild(model=self._model, system=system)
+
+    async def _converse(
+        self, context: AgentContext, messages: Transcript, number: int, sent: int
+    ) -> None:
         while True:
             await context.checkpoint()
             for message in context.take_user_messages():  # said while the agent worked
                 messages.add({"role": "user", "content": message.args.content})
-            request = ChatRequest(messages.request_body(), number, messages.digests(), sent)
+            request = ChatRequest(
+                messages.request(), number, messages.digests(), sent, messages.request_digest()
+            )
             answer_bytes = await self._chat.complete(request)
             reply = parse_reply(answer_bytes)
             await context.log(_exchange(request, answer_bytes, self._model))
@@ -163,49 +199,12 @@ class LLMAgent:
         self._cost = Decimal(str(usage.cost))
         self._prompt_tokens, self._completion_tokens = usage.prompt_tokens, usage.completion_tokens
 
-    def _transcript(self, history: Sequence[EventBase]) -> Transcript:
-        """The chat so far, rebuilt from the log: user and agent messages, tool calls and
-        their answers."""
-        system = SYSTEM_PROMPT + (f"\n\n{self._instructions}" if self._instructions else "")
-        messages = Transcript(model=self._model, tools=TOOLS)
-        messages.add({"role": "system", "content": system})
-        answered: dict[str, str] = {}
-        for event in history:
-            metadata = event.tool_call_metadata
-            if isinstance(event, ObservationBase) and metadata is not None:
-                answered[metadata.tool_call_id] = event.content
-        pending: list[dict[str, Any]] = []
-        for event in history:
-            metadata = event.tool_call_metadata
-            if isinstance(event, MessageAction) and metadata is None:
-                role = "user" if event.source == "user" else "assistant"
-                messages.add({"role": role, "content": event.args.content})
-            elif isinstance(event, ActionBase) and metadata is not None:
-                call = {
-                    "id": metadata.tool_call_id,
-                    "type": "function",
-                    "function": {
-                        "name": metadata.function_name,
-                        "arguments": orjson.dumps(event.args.model_dump()).decode(),
-                    },
-                }
-                pending.append(call)
-                if len(pending) == metadata.total_calls_in_response:
-                    messages.add({"role": "assistant", "content": None, "tool_calls": pending})
-                    for done in pending:
-                        answer = answered.get(done["id"], "(no result was recorded)")
-                        messages.add(
-                            {"role": "tool", "tool_call_id": done["id"], "content": answer}
-                        )
-                    pending = []
-        return messages
-
 
 def _exchange(request: ChatRequest, reply: bytes, model: str) -> ModelExchangeObservation:
     """The hidden record of one model call."""
     extras = ModelExchangeExtras(
         call=request.call,
-        request_digest=digest(request.body),
+        request_digest=request.digest,
         new_messages=request.message_digests[request.first_new :],
         message_count=len(request.message_digests),
         model=model,

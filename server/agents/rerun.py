@@ -30,7 +30,6 @@ from events import (
     ModelExchangeObservation,
     ObservationBase,
     TaskItem,
-    digest,
 )
 from events.exchanges import ModelExchangeExtras
 from events.observations import EmptyExtras, ErrorExtras, ErrorObservation, SuccessObservation
@@ -80,7 +79,7 @@ class RecordedModel:
         return None
 
     async def complete(self, request: ChatRequest) -> bytes:
-        replies = self._replies.get(digest(request.body))
+        replies = self._replies.get(request.digest)
         if not replies:
             raise Divergence(request.call, self._why(request), self.next_source_id())
         self.answered += 1
@@ -273,6 +272,9 @@ class _RecordedUser:
 
     async def history(self) -> list[EventBase]:
         return await self._context.history()
+
+    async def history_from(self, start_id: int, *, unread: bool = False) -> list[EventBase]:
+        return await self._context.history_from(start_id, unread=unread)
 
     async def act(
         self, action: ActionBase, *, annotate: Annotate | None = None

@@ -51,6 +51,10 @@ class ScriptedModel:
     keeps in flight as long as it likes."""
     alternatives: dict[str, list[Step]] = field(default_factory=dict)
     """Another script for conversations whose first user message contains the key."""
+    failures: int = 0
+    """The next this many requests are answered 500 (the client retries)."""
+    received: list[tuple[str | None, str | None, bytes]] = field(default_factory=list)
+    """Each request as it came: its Content-Length, its Transfer-Encoding, its body."""
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     def reply(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -94,7 +98,15 @@ class ScriptedModel:
 
 def app_for(model: ScriptedModel) -> Starlette:
     async def completions(request: Request) -> Response:
-        body = orjson.loads(await request.body())
+        raw = await request.body()
+        headers = request.headers
+        model.received.append(
+            (headers.get("content-length"), headers.get("transfer-encoding"), raw)
+        )
+        if model.failures > 0:
+            model.failures -= 1
+            return Response(b'{"error":{"message":"busy"}}', status_code=500)
+        body = orjson.loads(raw)
         hold = model.holds.get(len(model.requests))
         reply = model.reply(body)
         if hold is not None:

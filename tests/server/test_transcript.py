@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from openai import AsyncOpenAI
 
+from server.agents.chat import ChatRequest, LiveModel
 from server.agents.completion import MalformedReply, parse_reply
 from server.agents.tools import TOOLS
 from server.agents.transcript import Transcript
+from tests.fakes.model_server import ScriptedModel, serving, tool
 
 
 def test_the_request_body_is_the_whole_chat() -> None:
@@ -62,3 +65,25 @@ def test_replies_are_read_from_their_json() -> None:
 def test_a_malformed_reply_says_so(body: bytes) -> None:
     with pytest.raises(MalformedReply, match="not a chat completion"):
         parse_reply(body)
+
+
+async def test_a_retried_model_call_sends_the_same_bytes() -> None:
+    """The body is streamed from the transcript in pieces with its length: a retry (the
+    model answered 500) sends it again whole, and the transcript grows on afterwards."""
+    model = ScriptedModel([tool("finish", message="done")], failures=1)
+    transcript = Transcript(model="m", tools=TOOLS)
+    transcript.add({"role": "user", "content": "x" * 600_000})  # several pieces
+    async with serving(model) as base_url:
+        client = AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=1)
+        request = ChatRequest(
+            transcript.request(), 0, transcript.digests(), 0, transcript.request_digest()
+        )
+        reply = parse_reply(await LiveModel(client).complete(request))
+        await client.close()
+    assert [call.name for call in reply.tool_calls] == ["finish"]
+    assert len(model.received) == 2
+    for length, encoding, body in model.received:
+        assert body == transcript.request_body()
+        assert (length, encoding) == (str(len(body)), None)
+    transcript.add({"role": "assistant", "content": "grows on"})
+    assert len(transcript) == 2
