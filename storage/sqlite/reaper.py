@@ -23,8 +23,8 @@ from storage.sqlite.writer import LogWriter
 
 logger = logging.getLogger(__name__)
 
-CHUNK = 1000
-"""Events removed per transaction: about 5 ms of the writer's time measured here."""
+CHUNK = 250
+"""Events removed per transaction: a few ms of the writer's time (bench/storage.py (f))."""
 
 PURGE_CHUNK = (
     "INSERT INTO search_purges (seq, text, conv) "
