@@ -136,7 +136,12 @@ def report(result: dict[str, Any]) -> str:
             "(f) deleting a conversation while another appends event by event (ms)",
             ["", "events", "call", "all gone", "appends", "p50", "p99", "max"],
             [
-                ["before the delete", "", "", "", "", *_percentiles(m, "delete.before"), ""],
+                [
+                    "before the delete",
+                    *([""] * 4),
+                    *_percentiles(m, "delete.before"),
+                    _ms(m, "delete.before.max"),
+                ],
                 [
                     "from the call until its events are gone",
                     count(m.get("delete.events")),

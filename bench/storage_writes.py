@@ -237,6 +237,7 @@ async def delete_benchmark(
         "delete.call_ms": (returned - began) * 1e3,
         "delete.gone_ms": (gone - began) * 1e3,
         "delete.pause.max": max(during) * 1e3,
+        "delete.before.max": max(before) * 1e3,
         "delete.appends": float(len(during)),
         **latency_ms("delete.before", before),
         **latency_ms("delete.during", during),
