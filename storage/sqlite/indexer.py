@@ -68,11 +68,15 @@ class SearchIndexer:
         writer: LogWriter,
         *,
         batch: int = 5000,
+        purge_batch: int = 500,
         interval: float = 0.02,
     ) -> None:
         self._connection = connection
         self._writer = writer
         self._batch = batch
+        # Each purge batch ends with a writer transaction deleting its rows (text and
+        # all) from `search_purges`: kept small, so no append waits long behind it.
+        self._purge_batch = purge_batch
         self._interval = interval
         self._wake = asyncio.Event()
         self._failing = False
@@ -179,7 +183,9 @@ class SearchIndexer:
         connection = self._connection
         await connection.execute("BEGIN")
         try:
-            rows = list(await connection.execute_fetchall(NEXT_PURGE_END, (start, self._batch)))
+            rows = list(
+                await connection.execute_fetchall(NEXT_PURGE_END, (start, self._purge_batch))
+            )
             end = rows[0][0]
             if end is None:
                 await connection.execute("ROLLBACK")
