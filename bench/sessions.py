@@ -7,6 +7,7 @@ Run by hand, never by the tests (from the repository root):
                                        [--conversations 100,500,1000] [--pace 1.0]
                                        [--hold-pace 10] [--no-shims]
                                        [--steps 100,500] [--project 2000] [--py-spy DIR]
+                                       [--creations 1000] [--appenders 100]
 
 (a) `bench.sessions_fleet`: for each N, a fresh ``threadline serve`` process, N demo
     conversations started at once, every one watched live over the plain WebSocket from
@@ -17,6 +18,9 @@ Run by hand, never by the tests (from the repository root):
     going when the last one is admitted. Beside it, what one demo command costs to spawn
     on this machine (with ``--no-shims`` the server runs without pyenv's shims on PATH:
     here ``python3`` is a shim, a bash script costing ~60 ms of CPU per call).
+(c) `bench.sessions_admission`: ``--creations`` conversations created with a first message
+    (admitted, their runs launched) while ``--appenders`` others append over REST:
+    creations/s, their latency, the appends' latency meanwhile.
 (b) `bench.sessions_controller`: one ``llm``-agent conversation against an instant fake
     model (its own process) that answers K ``think`` calls, then ``finish``: events/s,
     how a step's time splits and grows with the transcript, and the parts (the openai
@@ -51,7 +55,7 @@ from typing import Any
 sys.path.pop(0)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import sessions_controller, sessions_fleet, sessions_spawn
+from bench import sessions_admission, sessions_controller, sessions_fleet, sessions_spawn
 from bench.common import RESULTS, Metrics, environment, log, median, write_result
 from bench.machine import busy_processes
 from bench.processes import Profiler
@@ -88,6 +92,12 @@ def measure_run(
             path = args.py_spy / f"controller-{k}.txt" if args.py_spy else None
             if path is not None and path.exists():
                 profiles[f"controller.{k}"] = summarise(path, CONTROLLER_BUCKETS)
+    if "c" in args.parts:
+        log(f"(c) {args.creations} creations while {args.appenders} conversations append")
+        path = args.py_spy / "admission.txt" if args.py_spy else None
+        metrics |= sessions_admission.measure(args.creations, args.appenders, root, Profiler(path))
+        if path is not None and path.exists():
+            profiles["admission"] = summarise(path, FLEET_BUCKETS)
     metrics["loadavg_end"] = os.getloadavg()[0]
     return metrics, profiles
 
@@ -95,7 +105,11 @@ def measure_run(
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="N = 100, K = 100, fewer repeats")
-    parser.add_argument("--parts", default="a,b", help="a (fleet), b (controller) or both")
+    parser.add_argument(
+        "--parts", default="a,b,c", help="a (fleet), b (controller), c (admission), any of them"
+    )
+    parser.add_argument("--creations", type=int, default=1000, help="conversations (c) creates")
+    parser.add_argument("--appenders", type=int, default=100, help="appending during (c)")
     parser.add_argument("--conversations", default="100,500,1000", help="N of (a)")
     parser.add_argument("--pace", type=float, default=1.0, help="THREADLINE_DEMO_PACE of (a)")
     parser.add_argument(

@@ -57,6 +57,15 @@ def verdicts(m: Metrics, fleet: FleetConfig, controller: ControllerConfig) -> li
                 f"{bad:.0f} violations (gaps + duplicates + unfinished + count mismatches)",
             )
         )
+    if "admission.rate" in m:
+        found.append(
+            Verdict(
+                m["admission.rate"] >= 500,
+                f"admission >= 500 creations/s while {m['admission.appenders']:.0f} "
+                "conversations append (REST, end to end)",
+                f"{m['admission.rate']:,.0f}/s, creation p99 {m['admission.create_ms.p99']:.1f} ms",
+            )
+        )
     if f"controller.{controller.steps[0]}.events" in m:
         biggest = max(controller.steps)
         rate = m[f"controller.{biggest}.events_per_s"]
@@ -106,6 +115,8 @@ def report(result: dict[str, Any]) -> str:
         lines += ["", *fleet_tables(m, config["fleet"])]
     if any(key.startswith("controller.") for key in m):
         lines += ["", *controller_tables(m, config["controller"])]
+    if "admission.rate" in m:
+        lines += ["", *admission_table(m)]
     lines += profile_lines(result["profiles"])
     lines += ["", *target_lines(result["targets"])]
     return "\n".join(lines)
@@ -312,3 +323,23 @@ def controller_tables(m: Metrics, config: dict[str, Any]) -> list[str]:
 
 def _percent(value: float | None) -> str:
     return "-" if value is None or math.isnan(value) else f"{value * 100:.0f}%"
+
+
+def admission_table(m: Metrics) -> list[str]:
+    return render(
+        f"(c) {m['admission.creations']:,.0f} conversations created with a first message "
+        f"(admitted, launched) while {m['admission.appenders']:.0f} others append, over REST",
+        ["", "per s", "p50 ms", "p99 ms", "max ms"],
+        [
+            [
+                "creations",
+                count(m["admission.rate"]),
+                *(f"{m[f'admission.create_ms.{q}']:.1f}" for q in ("p50", "p99", "max")),
+            ],
+            [
+                "appends meanwhile",
+                count(m["admission.append_rate"]),
+                *(f"{m[f'admission.append_ms.{q}']:.1f}" for q in ("p50", "p99", "max")),
+            ],
+        ],
+    ).splitlines()

@@ -16,7 +16,9 @@ What one run measures, on the same machine:
 (c) `search_events` pages of 100 over a big dataset (``--events`` in ``--conversations``
     plus one ``--big-conversation``), each compared with the identical SQL through bare
     aiosqlite and plain sqlite3 on the same file;
-(d) `count_events`; (e) cross-conversation `search_all`.
+(d) `count_events`; (e) cross-conversation `search_all`; (f) deleting a conversation of
+    ``--append-events`` events while another appends event by event: how long its
+    appends wait while the delete runs.
 
 The big dataset is loaded once, through `append_many` from 100 concurrent tasks (itself a
 throughput figure), and reused by every run; the append measurements use fresh stores.
@@ -61,7 +63,13 @@ from bench.storage_baseline import Comparer, bare_aiosqlite, bare_sqlite3
 from bench.storage_dataset import Dataset, open_dataset, verify
 from bench.storage_reads import Reads, query_plans
 from bench.storage_report import report, verdicts
-from bench.storage_writes import WRITERS, Workload, append_benchmark, raw_limits
+from bench.storage_writes import (
+    WRITERS,
+    Workload,
+    append_benchmark,
+    delete_benchmark,
+    raw_limits,
+)
 
 PACKAGES = ("aiosqlite", "orjson", "pydantic")
 """The package versions of the environment stamp."""
@@ -76,6 +84,8 @@ async def measure_run(
         log(f"run {run + 1}: appends")
         metrics |= await append_benchmark("append.one", scratch / "one", [workload.sequential])
         metrics |= await append_benchmark("append.hundred", scratch / "hundred", workload.streams)
+        log(f"run {run + 1}: a big delete while appending")
+        metrics |= await delete_benchmark(scratch / "delete", workload.streams, workload.sequential)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     sections = {"pages": reads.pages, "counts": reads.counts, "searches": reads.searches}

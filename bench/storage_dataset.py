@@ -59,6 +59,7 @@ async def open_dataset(
         if saved["shape"] == shape:
             log(f"reusing the dataset in {directory}")
             store = await SqliteStorage.open(directory)
+            await store.wait_indexed()  # a search file of another version is rebuilt
             typical = [(cid, count) for cid, count in saved["typical"]]
             big_conversation = (saved["big"][0], saved["big"][1])
             facts = saved["facts"] | {"reused": True}

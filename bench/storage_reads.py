@@ -31,12 +31,15 @@ PAGE_FILTERS: dict[str, EventFilter | None] = {
     "run": EventFilter(include_types=("run",)),
     "CmdRunAction": EventFilter(include_types=("CmdRunAction",)),
     "text": EventFilter(query=COMMON_WORD),
+    "rare": EventFilter(query=RARE_WORDS[0]),
 }
 COUNT_FILTERS: dict[str, EventFilter | None] = {
     "none": None,
     "run": EventFilter(include_types=("run",)),
 }
-SEARCHES = ("common", "moderate", "rare", "moderate_one")
+SEARCHES = ("common", "moderate", "rare", "moderate_one", "moderate_few")
+FEW = 3
+"""Conversations a ``moderate_few`` search is narrowed to."""
 SCOPES = ("typical", "big")
 """A random typical conversation, or the one big conversation."""
 
@@ -118,7 +121,10 @@ class Reads:
             word = COMMON_WORD
         else:
             word = self._rng.choice(RARE_WORDS if name == "rare" else MODERATE_WORDS)
-        within = [self._conversation("typical")[0]] if name == "moderate_one" else None
+        within = None
+        if name in ("moderate_one", "moderate_few"):
+            count = 1 if name == "moderate_one" else FEW
+            within = [self._conversation("typical")[0] for _ in range(count)]
         sql, params = search_sql(word, within)
 
         async def ours() -> list[Any]:

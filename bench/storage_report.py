@@ -7,7 +7,8 @@ from typing import Any
 from bench.common import Metrics, Verdict, count, ms, ratio, render, target_lines
 from bench.storage_baseline import SEARCH_LIMIT, Comparer
 from bench.storage_dataset import LOAD_BATCH, LOAD_TASKS
-from bench.storage_events import COMMON_WORD
+from bench.storage_events import COMMON_WORD, RARE_WORDS
+from bench.storage_reads import FEW
 from bench.storage_writes import RAW_BATCH, WRITERS
 
 PAGE_LABELS = {
@@ -15,6 +16,7 @@ PAGE_LABELS = {
     "run": 'include_types=["run"]',
     "CmdRunAction": 'include_types=["CmdRunAction"]',
     "text": f'query="{COMMON_WORD}" (~10%)',
+    "rare": f'query="{RARE_WORDS[0]}" (~0.01%)',
 }
 COUNT_LABELS = {"none": "no filter (raw: count(*))", "run": 'include_types=["run"]'}
 SEARCH_LABELS = {
@@ -22,6 +24,7 @@ SEARCH_LABELS = {
     "moderate": "a word in ~1% of events",
     "rare": "a word in ~0.01% of events",
     "moderate_one": "a ~1% word, conversation_ids=[1]",
+    "moderate_few": f"a ~1% word, conversation_ids=[{FEW}]",
 }
 COMPARED = [f"{variant} {p}" for variant in ("ours", "aio", "sqlite3") for p in ("p50", "p99")]
 COMPARED.append("ours/aio p99")
@@ -51,6 +54,26 @@ def verdicts(m: Metrics, big_label: str) -> list[Verdict]:
                     f"{ours:.2f} ms = {ours / bare:.2f}x",
                 )
             )
+    for scope, scope_label in _scopes(big_label):
+        p99 = m[f"page.{scope}.rare.ours.p99"]
+        found.append(
+            Verdict(p99 <= 5, f"rare-word text query p99 <= 5 ms: {scope_label}", f"{p99:.2f} ms")
+        )
+    for name in ("moderate_one", "moderate_few"):
+        p99 = m[f"search.{name}.ours.p99"]
+        found.append(
+            Verdict(p99 <= 5, f"search_all p99 <= 5 ms: {SEARCH_LABELS[name]}", f"{p99:.2f} ms")
+        )
+    if "delete.pause.max" in m:
+        pause = m["delete.pause.max"]
+        found.append(
+            Verdict(
+                pause <= 10,
+                f"no append waits > 10 ms while a {m['delete.events']:,.0f}-event "
+                "conversation is deleted",
+                f"longest {pause:.2f} ms",
+            )
+        )
     for name, label in COUNT_LABELS.items():
         p99 = m[f"count.big.{name}.ours.p99"]
         found.append(Verdict(p99 < 2, f"count p99 < 2 ms: {big_label}, {label}", f"{p99:.2f} ms"))
@@ -107,6 +130,28 @@ def report(result: dict[str, Any]) -> str:
             f"(e) search_all, limit {SEARCH_LIMIT}, newest first (ms)",
             ["", *COMPARED],
             [_compared(m, label, f"search.{name}") for name, label in SEARCH_LABELS.items()],
+        ),
+        "",
+        render(
+            "(f) deleting a conversation while another appends event by event (ms)",
+            ["", "events", "call", "all gone", "appends", "p50", "p99", "max"],
+            [
+                [
+                    "before the delete",
+                    *([""] * 4),
+                    *_percentiles(m, "delete.before"),
+                    _ms(m, "delete.before.max"),
+                ],
+                [
+                    "from the call until its events are gone",
+                    count(m.get("delete.events")),
+                    _ms(m, "delete.call_ms"),
+                    _ms(m, "delete.gone_ms"),
+                    count(m.get("delete.appends")),
+                    *_percentiles(m, "delete.during"),
+                    _ms(m, "delete.pause.max"),
+                ],
+            ],
         ),
         "",
         *target_lines(result["targets"]),

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import gc
 import random
+import shutil
 import sqlite3
 import time
 from collections import Counter
@@ -178,4 +179,66 @@ async def append_benchmark(
         f"{prefix}.catch_up": (searchable - acknowledged) * 1e3,
         **latency_ms(prefix, latencies),
         **latency_ms(f"{prefix}.lag", lags),
+    }
+
+
+# -- (f) a big delete while appending --------------------------------------------------
+
+DELETE_SETTLE = 0.3
+"""Seconds of appending before the delete, and after the deleted events are gone."""
+
+
+async def delete_benchmark(
+    directory: Path, streams: Sequence[Sequence[EventBase]], sequential: Sequence[EventBase]
+) -> Metrics:
+    """One conversation holding every event of ``streams`` is deleted while another
+    appends ``sequential`` event by event (each awaited): how long its appends wait
+    before, during (from the delete's call until its events are gone from the log and the
+    index) and how long the delete's call and the whole removal take."""
+    store = await SqliteStorage.open(directory)
+    try:
+        doomed = (await store.create_conversation(NewConversation())).id
+        events = [event for stream in streams for event in stream]
+        for batch in chunks(events, 1000):
+            await store.append_many(doomed, batch)
+        writer = (await store.create_conversation(NewConversation())).id
+        await store.wait_indexed()
+        gc.collect()
+        samples: list[tuple[float, float]] = []
+        stop = asyncio.Event()
+
+        async def append_steadily() -> None:
+            index = 0
+            while not stop.is_set():
+                began = time.perf_counter()
+                await store.append(writer, sequential[index % len(sequential)])
+                samples.append((began, time.perf_counter() - began))
+                index += 1
+
+        appender = asyncio.create_task(append_steadily())
+        try:
+            await asyncio.sleep(DELETE_SETTLE)
+            began = time.perf_counter()
+            await store.delete_conversation(doomed)
+            returned = time.perf_counter()
+            await store.wait_indexed()
+            gone = time.perf_counter()
+            await asyncio.sleep(DELETE_SETTLE)
+        finally:
+            stop.set()
+            await appender
+    finally:
+        await store.close()
+        shutil.rmtree(directory, ignore_errors=True)
+    before = [latency for start, latency in samples if start < began]
+    during = [latency for start, latency in samples if began <= start <= gone]
+    return {
+        "delete.events": float(len(events)),
+        "delete.call_ms": (returned - began) * 1e3,
+        "delete.gone_ms": (gone - began) * 1e3,
+        "delete.pause.max": max(during) * 1e3,
+        "delete.before.max": max(before) * 1e3,
+        "delete.appends": float(len(during)),
+        **latency_ms("delete.before", before),
+        **latency_ms("delete.during", during),
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -44,12 +45,13 @@ class LocalProcess:
         (no supplementary groups) when given and different from the server's."""
         loop = asyncio.get_running_loop()
         read_fd, write_fd = os.pipe()
+        argv: list[str] = ["/bin/sh", "-c", command]
         identity: dict[str, Any] = {}
         if user is not None and user.switched:
-            identity = {"user": user.uid, "group": user.gid, "extra_groups": []}
+            argv, identity = as_user(argv, user)
         try:
             process = await asyncio.create_subprocess_exec(
-                "/bin/sh", "-c", command,
+                *argv,
                 cwd=cwd, env=env, umask=0o077, **identity,
                 stdin=asyncio.subprocess.PIPE, stdout=write_fd, stderr=write_fd,
                 start_new_session=True,
@@ -135,14 +137,28 @@ def command_environment(home: Path, cwd: Path) -> dict[str, str]:
     }
 
 
+SETPRIV = shutil.which("setpriv", path=SAFE_PATH)
+"""util-linux's setpriv: switches to the sandbox user in the child it is exec'd as."""
+
+
+def as_user(argv: list[str], user: SandboxUser) -> tuple[list[str], dict[str, Any]]:
+    """``argv`` and the subprocess keywords that run it as ``user``, with no
+    supplementary groups. Through setpriv when there is one: subprocess's ``user=`` makes
+    Python fork the whole server instead of vfork-ing (about 14 ms of the event loop for
+    a 300 MB server, against under 1 ms), and every run start and command pays it."""
+    if SETPRIV is not None:
+        switch = [SETPRIV, f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups"]
+        return [*switch, *argv], {}
+    return argv, {"user": user.uid, "group": user.gid, "extra_groups": []}
+
+
 async def kill_all_of(user: SandboxUser) -> None:
     """SIGKILL every process of ``user`` (a uid of its own: nothing else runs as it),
     including any that left their process group: ``kill -9 -1`` run as that user."""
+    argv, switch = as_user(["/bin/sh", "-c", "kill -9 -1"], user)
     process = await asyncio.create_subprocess_exec(
-        "/bin/sh", "-c", "kill -9 -1",
-        user=user.uid, group=user.gid, extra_groups=[], env={"PATH": SAFE_PATH}, cwd="/",
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+        *argv, env={"PATH": SAFE_PATH}, cwd="/", stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, **switch,
     )  # fmt: skip
     await process.wait()
 

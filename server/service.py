@@ -35,7 +35,7 @@ from server.run_inputs import CONTROLS, Control, control_request
 from server.runs import RunOwner
 from server.runtimes import check_new_conversation, destroy_sandbox
 from server.schemas import CreateConversation
-from server.sessions import SessionManager
+from server.sessions import Admission, SessionManager
 from server.settings import Settings
 from storage import ConversationRecord, NewConversation, Storage, StorageFull, StoredEvent
 from storage.models import new_conversation_id
@@ -120,12 +120,25 @@ class ConversationService:
             else:
                 record = await self.storage.create_conversation(new)
             return record
+        message = _user_message(request.initial_user_msg, request.image_urls)
+        # One write: a conversation never exists without the message it was made for.
+        events = [*replay, message]
         async with self.runs.admission(new.id) as admission:
             admission.check(user.name)  # a refusal writes nothing
-            message = _user_message(request.initial_user_msg, request.image_urls)
-            # One write: a conversation never exists without the message it was made for.
-            record, _ = await self.storage.create_conversation_with_events(new, [*replay, message])
-            await admission.admit(record.id, record.owner, record.priority)
+            reservation = (
+                admission.reserve(new.id, new.owner) if isinstance(admission, Admission) else None
+            )
+            if reservation is None:  # no free place: queue or evict, decided under the lock
+                record, _ = await self.storage.create_conversation_with_events(new, events)
+                await admission.admit(record.id, record.owner, record.priority)
+        if reservation is not None:
+            # Its place is taken: written and launched without holding the lock.
+            try:
+                record, _ = await self.storage.create_conversation_with_events(new, events)
+            except BaseException:
+                reservation.cancel()
+                raise
+            await reservation.launch()
         return await self.storage.get_conversation(record.id)
 
     async def _replay(self, request: CreateConversation, user: User) -> ConversationRecord:

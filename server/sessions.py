@@ -11,6 +11,9 @@ waiting for input, paused or held by a flag all count). At a cap the policy deci
   A full queue (``max_queued``) refuses more: 503 with ``Retry-After``, nothing written.
 
 Every decision is taken under one lock, so concurrent creations cannot both pass a check.
+A creation with room to run takes its place (a `Reservation`, counted by the caps) under
+the lock and writes and launches after releasing it: the lock is never held across a
+write, so admissions overlap their round trips to the log writer.
 Runs idle (waiting for a person) longer than the close delay are stopped. Once closed
 (shutdown) the manager starts nothing more: queued conversations stay queued.
 """
@@ -22,6 +25,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -68,6 +72,15 @@ class RunHandle(Protocol):
 Launch = Callable[[str], Awaitable[RunHandle]]
 Stop = Callable[[str, str], Awaitable[None]]
 QueueNotice = Callable[[str, int, int], Awaitable[None]]
+
+
+@dataclass(eq=False)
+class _Reserved:
+    """The place of a conversation being written and launched outside the lock."""
+
+    owner: str | None
+    last_activity: float = math.inf  # never the oldest: nothing to evict yet
+    idle: bool = False
 
 
 class SessionManager:
@@ -181,11 +194,18 @@ class SessionManager:
     async def _start(self, conversation_id: str) -> None:
         self._running[conversation_id] = await self._launch(conversation_id)
 
+    def _release(self, conversation_id: str, reserved: _Reserved) -> None:
+        """A reservation that will not run gives its place back (lock not needed)."""
+        if self._running.get(conversation_id) is reserved:
+            del self._running[conversation_id]
+            if not self._closed:
+                self._spawn(self._fill_from_queue())
+
     async def _evict_for(self, owner: str | None, blocked: str) -> None:
         candidates = [
             (handle.last_activity, conversation_id)
             for conversation_id, handle in self._running.items()
-            if blocked == "global" or handle.owner == owner
+            if (blocked == "global" or handle.owner == owner) and not isinstance(handle, _Reserved)
         ]
         _, victim = min(candidates)
         self._running.pop(victim)
@@ -287,6 +307,19 @@ class Admission:
         """Drop the conversation from the queue; True when it was queued."""
         return self._manager._forget(conversation_id)
 
+    def reserve(self, conversation_id: str, owner: str | None) -> Reservation | None:
+        """A place for the conversation to run, taken now (the caps count it) and
+        launched after the lock is released; None when there is no free place (or it
+        already runs or waits): then `admit` under the lock decides."""
+        manager = self._manager
+        if conversation_id in manager._running or manager._room_for(owner) != "ok":
+            return None
+        if manager.queue_position(conversation_id) is not None:
+            return None
+        reserved = _Reserved(owner)
+        manager._running[conversation_id] = reserved
+        return Reservation(manager, conversation_id, reserved)
+
     def row(self, conversation_id: str) -> LedgerRow | None:
         """A cluster's ledger row (`server.cluster`); one process has none."""
         return None
@@ -328,3 +361,28 @@ class Admission:
         )
         await manager._announce_positions()
         return manager.queue_position(conversation_id)
+
+
+class Reservation:
+    """A place taken under the admission lock, for a conversation to be written and
+    launched outside it: `launch` once it is written, `cancel` if it is not."""
+
+    def __init__(self, manager: SessionManager, conversation_id: str, reserved: _Reserved) -> None:
+        self._manager = manager
+        self._conversation_id = conversation_id
+        self._reserved = reserved
+
+    async def launch(self) -> None:
+        """Start the run in the reserved place; if the launch fails the place is given
+        back and the error propagates."""
+        manager, conversation_id = self._manager, self._conversation_id
+        try:
+            handle = await manager._launch(conversation_id)
+        except BaseException:
+            manager._release(conversation_id, self._reserved)
+            raise
+        if manager._running.get(conversation_id) is self._reserved:
+            manager._running[conversation_id] = handle
+
+    def cancel(self) -> None:
+        self._manager._release(self._conversation_id, self._reserved)

@@ -106,12 +106,10 @@ def delete(conversation_id: str) -> Work:
         if not rows:
             raise ConversationNotFound(conversation_id)
         (key,) = rows[0]
-        await connection.execute(
-            "INSERT INTO search_purges (seq, text) SELECT seq, text FROM events WHERE conv = ?",
-            (key,),
-        )
-        await connection.execute("DELETE FROM events WHERE conv = ?", (key,))
+        # Reads find events through the record, so the conversation is gone for them at
+        # once; its events leave in chunks (storage/sqlite/reaper.py).
         await connection.execute("DELETE FROM conversations WHERE key = ?", (key,))
+        await connection.execute("INSERT INTO doomed_conversations (key) VALUES (?)", (key,))
         # What belongs to the conversation goes with it (see storage.automation).
         for table, column in _BELONGING:
             await connection.execute(f"DELETE FROM {table} WHERE {column} = ?", (conversation_id,))

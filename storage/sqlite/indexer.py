@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 
 import aiosqlite
 
+from storage.sqlite.schema import conv_trigram
 from storage.sqlite.writer import LogWriter
 
 logger = logging.getLogger(__name__)
@@ -29,8 +30,12 @@ NEXT_BATCH_END = (
     "SELECT max(seq), count(*) FROM (SELECT seq FROM log.events WHERE seq > ? ORDER BY seq LIMIT ?)"
 )
 INDEX_BATCH = (
-    "INSERT INTO events_fts (rowid, text) "
-    "SELECT seq, text FROM log.events WHERE seq > ? AND seq <= ?"
+    "INSERT INTO events_fts (rowid, text, conv) "
+    "SELECT seq, text, 'c' || conv FROM log.events WHERE seq > ? AND seq <= ?"
+)
+INDEX_SUBSTRINGS_BATCH = (
+    "INSERT INTO events_substrings (rowid, text, conv) "
+    f"SELECT seq, text, {conv_trigram('conv')} FROM log.events WHERE seq > ? AND seq <= ?"
 )
 RECORD_BATCH = (
     "INSERT INTO indexed_events (seq) SELECT seq FROM log.events WHERE seq > ? AND seq <= ?"
@@ -41,8 +46,13 @@ NEXT_PURGE_END = (
 # A contentless FTS5 table must be told the exact text of an entry to remove it, and
 # removing an entry it never had corrupts it: only rows in `indexed_events` are removed.
 PURGE_BATCH = (
-    "INSERT INTO events_fts (events_fts, rowid, text) "
-    "SELECT 'delete', p.seq, p.text FROM log.search_purges AS p "
+    "INSERT INTO events_fts (events_fts, rowid, text, conv) "
+    "SELECT 'delete', p.seq, p.text, 'c' || p.conv FROM log.search_purges AS p "
+    "JOIN indexed_events AS i ON i.seq = p.seq WHERE p.id > ? AND p.id <= ?"
+)
+PURGE_SUBSTRINGS_BATCH = (
+    "INSERT INTO events_substrings (events_substrings, rowid, text, conv) "
+    f"SELECT 'delete', p.seq, p.text, {conv_trigram('p.conv')} FROM log.search_purges AS p "
     "JOIN indexed_events AS i ON i.seq = p.seq WHERE p.id > ? AND p.id <= ?"
 )
 FORGET_PURGED = (
@@ -58,11 +68,15 @@ class SearchIndexer:
         writer: LogWriter,
         *,
         batch: int = 5000,
+        purge_batch: int = 500,
         interval: float = 0.02,
     ) -> None:
         self._connection = connection
         self._writer = writer
         self._batch = batch
+        # Each purge batch ends with a writer transaction deleting its rows (text and
+        # all) from `search_purges`: kept small, so no append waits long behind it.
+        self._purge_batch = purge_batch
         self._interval = interval
         self._wake = asyncio.Event()
         self._failing = False
@@ -150,6 +164,7 @@ class SearchIndexer:
             end = batch_end if batch_size == self._batch else durable
             cursor = await connection.execute(INDEX_BATCH, (start, end))
             indexed = cursor.rowcount
+            await connection.execute(INDEX_SUBSTRINGS_BATCH, (start, end))
             await connection.execute(RECORD_BATCH, (start, end))
             await connection.execute("UPDATE search_state SET indexed_through = ?", (end,))
             await connection.execute("COMMIT")
@@ -168,12 +183,15 @@ class SearchIndexer:
         connection = self._connection
         await connection.execute("BEGIN")
         try:
-            rows = list(await connection.execute_fetchall(NEXT_PURGE_END, (start, self._batch)))
+            rows = list(
+                await connection.execute_fetchall(NEXT_PURGE_END, (start, self._purge_batch))
+            )
             end = rows[0][0]
             if end is None:
                 await connection.execute("ROLLBACK")
                 return False
             await connection.execute(PURGE_BATCH, (start, end))
+            await connection.execute(PURGE_SUBSTRINGS_BATCH, (start, end))
             await connection.execute(FORGET_PURGED, (start, end))
             await connection.execute("UPDATE search_state SET purged_through = ?", (end,))
             await connection.execute("COMMIT")

@@ -14,43 +14,51 @@ import orjson
 from events import EventFilter
 from storage.common import search_terms
 from storage.records import micros
+from storage.sqlite.schema import conv_trigram
 
 CONVERSATION_KEY = "(SELECT key FROM conversations WHERE id = ?)"
 
 
 def _where(
-    conversation_id: str, start_id: int, end_id: int | None, filter: EventFilter | None
+    conversation_id: str,
+    start_id: int,
+    end_id: int | None,
+    filter: EventFilter | None,
+    t: str = "",
+    unindexed: bool = False,
 ) -> tuple[str, list[Any]]:
-    clauses = [f"conv = {CONVERSATION_KEY}"]
+    """The page's WHERE clause over ``events``, columns prefixed with ``t``;
+    ``unindexed`` keeps SQLite from answering the conversation term from an index."""
+    clauses = [f"{'+' if unindexed else ''}{t}conv = {CONVERSATION_KEY}"]
     params: list[Any] = [conversation_id]
     if start_id > 0:
-        clauses.append("id >= ?")
+        clauses.append(f"{t}id >= ?")
         params.append(start_id)
     if end_id is not None:
-        clauses.append("id <= ?")
+        clauses.append(f"{t}id <= ?")
         params.append(end_id)
     if filter is not None:
         included = sorted(filter.included_kinds)
         if included:
-            clauses.append(f"kind IN ({', '.join('?' * len(included))})")
+            clauses.append(f"{t}kind IN ({', '.join('?' * len(included))})")
             params.extend(included)
         excluded = sorted(filter.excluded_kinds)
         if excluded:
-            clauses.append(f"kind NOT IN ({', '.join('?' * len(excluded))})")
+            clauses.append(f"{t}kind NOT IN ({', '.join('?' * len(excluded))})")
             params.extend(excluded)
         if filter.source is not None:
-            clauses.append("source = ?")
+            clauses.append(f"{t}source = ?")
             params.append(filter.source)
         if filter.start_date is not None:
-            clauses.append("ts_us >= ?")
+            clauses.append(f"{t}ts_us >= ?")
             params.append(micros(filter.start_date))
         if filter.end_date is not None:
-            clauses.append("ts_us <= ?")
+            clauses.append(f"{t}ts_us <= ?")
             params.append(micros(filter.end_date))
         if filter.exclude_hidden:
-            clauses.append("hidden = 0")
+            clauses.append(f"{t}hidden = 0")
         if filter.folded_query:
-            clauses.append("instr(text, ?) > 0")
+            clauses.append(f"instr({t}text, ?) > 0")
             params.append(filter.folded_query)
     return " AND ".join(clauses), params
 
@@ -68,6 +76,76 @@ def page_query(
     order = "DESC" if reverse else "ASC"
     params.append(limit)
     return f"SELECT id, data FROM events WHERE {where} ORDER BY id {order} LIMIT ?", params
+
+
+SUBSTRING_TRIGRAMS = 3
+"""At most this many of a text query's trigrams go into the index query: each one more
+costs a walk of its entries and narrows little (measured on bench/storage.py's data)."""
+
+
+def substring_page_query(
+    conversation_id: str,
+    start_id: int,
+    end_id: int | None,
+    reverse: bool,
+    filter: EventFilter,
+    limit: int,
+    indexed_through: int,
+) -> tuple[str, list[Any]]:
+    """`page_query` for a text filter of 3 characters or more, from the trigram index.
+
+    Events indexed so far (``seq <= indexed_through``) come from the index: the entries
+    holding the conversation's trigram and a few of the query's (`_trigram_match`), each
+    checked with the same ``instr`` as the scan, so the result is exactly the scan's.
+    The rest (the index trails the log by a batch) are scanned by ``seq``.
+    Within a conversation id order is ``seq`` order, so the two parts never interleave.
+    """
+    order = "DESC" if reverse else "ASC"
+    bounds = ["t.rowid <= ?"]
+    bound_params: list[Any] = [indexed_through]
+    if start_id > 0:
+        bounds.append(
+            f"t.rowid >= (SELECT seq FROM events WHERE conv = {CONVERSATION_KEY} "
+            "AND id >= ? ORDER BY id LIMIT 1)"
+        )
+        bound_params += [conversation_id, start_id]
+    if end_id is not None:
+        bounds.append(
+            f"t.rowid <= (SELECT seq FROM events WHERE conv = {CONVERSATION_KEY} "
+            "AND id <= ? ORDER BY id DESC LIMIT 1)"
+        )
+        bound_params += [conversation_id, end_id]
+    indexed_where, indexed_params = _where(conversation_id, start_id, end_id, filter, "e.", True)
+    tail_where, tail_params = _where(conversation_id, start_id, end_id, filter, "e.", True)
+    match = (
+        f"(SELECT '\"' || {conv_trigram('key')} || '\" AND ' || ? FROM conversations WHERE id = ?)"
+    )
+    sql = (
+        "SELECT id, data FROM (SELECT e.id AS id, e.data AS data "
+        "FROM search.events_substrings AS t CROSS JOIN events AS e ON e.seq = t.rowid "
+        f"WHERE t.events_substrings MATCH {match} AND {' AND '.join(bounds)} "
+        f"AND {indexed_where} ORDER BY t.rowid {order} LIMIT ?) "
+        "UNION ALL "
+        "SELECT id, data FROM (SELECT e.id AS id, e.data AS data FROM events AS e "
+        f"WHERE e.seq > ? AND {tail_where} ORDER BY e.seq {order} LIMIT ?) "
+        f"ORDER BY id {order} LIMIT ?"
+    )
+    params = [
+        _trigram_match(filter.folded_query or ""), conversation_id, *bound_params,
+        *indexed_params, limit, indexed_through, *tail_params, limit, limit,
+    ]  # fmt: skip
+    return sql, params
+
+
+def _trigram_match(text: str) -> str:
+    """Trigrams of ``text`` side by side (and its last), at most `SUBSTRING_TRIGRAMS`
+    spread over it, ANDed, each quoted: every event holding ``text`` holds them."""
+    starts = [*range(0, len(text) - 2, 3), len(text) - 3]
+    trigrams = list(dict.fromkeys(text[start : start + 3] for start in starts))
+    if len(trigrams) > SUBSTRING_TRIGRAMS:
+        step = (len(trigrams) - 1) / (SUBSTRING_TRIGRAMS - 1)
+        trigrams = [trigrams[round(i * step)] for i in range(SUBSTRING_TRIGRAMS)]
+    return " AND ".join('"' + trigram.replace('"', '""') + '"' for trigram in trigrams)
 
 
 def catch_up_query(
@@ -98,13 +176,29 @@ def count_query(
     return f"SELECT count(*) FROM events WHERE {where}", params
 
 
-def fts_match_expression(query: str) -> str:
-    """A user's query (`storage.common.search_terms`) as an FTS5 expression."""
+NARROW_MAX = 64
+"""Up to this many conversations, a search names them in the index query."""
+
+
+def fts_match_expression(query: str, conversation_keys: Sequence[int] = ()) -> str:
+    """A user's query (`storage.common.search_terms`) as an FTS5 expression over the
+    text column, narrowed to ``conversation_keys`` (the ``conv`` column) if any."""
     expressions = []
     for term in search_terms(query):
         quoted = '"' + " ".join(term.words) + '"'
         expressions.append(quoted + "*" if term.prefix else quoted)
-    return " AND ".join(expressions)
+    text = "{text} : (" + " AND ".join(expressions) + ")"
+    if not conversation_keys:
+        return text
+    conversations = " OR ".join(f'"c{key}"' for key in conversation_keys)
+    return "{conv} : (" + conversations + ") AND " + text
+
+
+def conversation_keys_query(conversation_ids: Sequence[str]) -> tuple[str, list[Any]]:
+    return (
+        "SELECT key FROM conversations WHERE id IN (SELECT value FROM json_each(?))",
+        [_json_list(conversation_ids)],
+    )
 
 
 def search_all_query(

@@ -162,11 +162,25 @@ LOG_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE conversations DROP COLUMN accumulated_cost;
     ALTER TABLE conversations DROP COLUMN max_budget;
     """,
+    # 7: a deleted conversation's events leave in chunks (storage/sqlite/reaper.py); the
+    # full-text index keys entries by conversation too, so its purges carry the key.
+    """
+    CREATE TABLE doomed_conversations (key INTEGER PRIMARY KEY);
+    ALTER TABLE search_purges ADD COLUMN conv INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
-SEARCH_VERSION = 1
+SEARCH_VERSION = 2
+# `conv` holds one token per entry, "c<conversation key>": a search narrowed to a few
+# conversations intersects their entries in the index instead of walking every hit.
 SEARCH_SCHEMA = """
-CREATE VIRTUAL TABLE events_fts USING fts5(text, content='', columnsize=0);
+CREATE VIRTUAL TABLE events_fts USING fts5(text, conv, content='', columnsize=0);
+-- Substrings (`EventFilter.query`): the text's trigrams, exactly as stored (it is
+-- casefolded already), and the conversation as one trigram of its own (`CONV_TRIGRAM`).
+-- Rowids only (detail='none'): candidates, which the page query checks with instr().
+CREATE VIRTUAL TABLE events_substrings USING fts5(
+    text, conv, content='', columnsize=0, detail='none', tokenize='trigram case_sensitive 1'
+);
 CREATE TABLE indexed_events (seq INTEGER PRIMARY KEY);
 CREATE TABLE search_state (
     singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
@@ -174,6 +188,15 @@ CREATE TABLE search_state (
     purged_through INTEGER NOT NULL
 );
 """
+
+
+def conv_trigram(column: str) -> str:
+    """SQL for the one trigram standing for a conversation key in ``events_substrings``:
+    three code points of the Supplementary Private Use Area-A, the key in base 65534."""
+    return (
+        f"char(983040 + ({column} / 4294705156) % 65534, "
+        f"983040 + ({column} / 65534) % 65534, 983040 + {column} % 65534)"
+    )
 
 
 def migrate_log(
@@ -217,6 +240,7 @@ def prepare_search(connection: sqlite3.Connection, purged_through: int, last_seq
     connection.execute("BEGIN IMMEDIATE")
     try:
         connection.execute("DROP TABLE IF EXISTS events_fts")
+        connection.execute("DROP TABLE IF EXISTS events_substrings")
         connection.execute("DROP TABLE IF EXISTS indexed_events")
         connection.execute("DROP TABLE IF EXISTS search_state")
         for statement in _statements(SEARCH_SCHEMA):

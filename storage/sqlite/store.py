@@ -50,6 +50,8 @@ from storage.sqlite import api_keys, conversations, queries
 from storage.sqlite.automation_store import AutomationStore
 from storage.sqlite.checkpointer import Checkpointer
 from storage.sqlite.indexer import SearchIndexer
+from storage.sqlite.reaper import CHUNK as DELETE_CHUNK
+from storage.sqlite.reaper import Reaper
 from storage.sqlite.schema import LOG_MIGRATIONS, migrate_log, prepare_search
 from storage.sqlite.writer import LogWriter
 from storage.subscription import (
@@ -60,6 +62,8 @@ from storage.subscription import (
 )
 
 LOG_FILE = "events.db"
+SUBSTRING_INDEX_MAX_LAG = 50_000
+"""Events not yet indexed, beyond which a text filter scans the conversation instead."""
 SEARCH_FILE = "search.db"
 Synchronous = Literal["OFF", "NORMAL", "FULL"]
 
@@ -89,6 +93,7 @@ class SqliteStorage(AutomationStore):
         self._lock: IO[bytes] | None = None
         self._owner = True
         self._checkpointer: Checkpointer | None = None
+        self._reaper: Reaper | None = None
 
     @classmethod
     async def open(
@@ -101,6 +106,7 @@ class SqliteStorage(AutomationStore):
         subscriber_buffer_bytes: int = DEFAULT_CAPACITY_BYTES,
         index_interval: float = 0.02,
         owner: bool = True,
+        delete_chunk: int = DELETE_CHUNK,
     ) -> SqliteStorage:
         """``owner=False`` opens a handle for administration beside a running server
         (API keys, inspection): it holds no directory lock, runs no search indexer, and
@@ -167,10 +173,12 @@ class SqliteStorage(AutomationStore):
         writer = LogWriter(writer_connection, hub, on_commit=committed)
         indexer = SearchIndexer(indexer_connection, writer, interval=index_interval)
         indexer_ref.append(indexer)
+        reaper = Reaper(writer, indexer.wake, chunk=delete_chunk)
         await writer.start()
         checkpointer.start()
         if owner:
             await indexer.start()
+            reaper.start()
         store = cls(
             directory, writer, reader_connections, indexer, indexer_connection,
             writer_connection, hub,
@@ -178,6 +186,7 @@ class SqliteStorage(AutomationStore):
         store._lock = lock
         store._owner = owner
         store._checkpointer = checkpointer
+        store._reaper = reaper
         store._all_connections.append(checkpoint_connection)
         return store
 
@@ -207,9 +216,16 @@ class SqliteStorage(AutomationStore):
         limit: int = MAX_PAGE,
     ) -> EventPage:
         check_range(start_id, end_id, limit)
-        sql, params = queries.page_query(
-            conversation_id, start_id, end_id, reverse, filter, limit + 1
-        )
+        if self._from_substring_index(filter):
+            assert filter is not None
+            sql, params = queries.substring_page_query(
+                conversation_id, start_id, end_id, reverse, filter, limit + 1,
+                self._indexer.indexed_through,
+            )  # fmt: skip
+        else:
+            sql, params = queries.page_query(
+                conversation_id, start_id, end_id, reverse, filter, limit + 1
+            )
         rows = await self._read(sql, params)
         if not rows:
             await self._require(conversation_id)
@@ -220,6 +236,16 @@ class SqliteStorage(AutomationStore):
         if more:
             next_cursor = events[-1].id - 1 if reverse else events[-1].id + 1
         return EventPage(events, next_cursor)
+
+    def _from_substring_index(self, filter: EventFilter | None) -> bool:
+        """A text filter is answered from the trigram index when it has a trigram and
+        the index is nearly current (a rebuilding index would leave a long tail to scan)."""
+        return (
+            filter is not None
+            and len(filter.folded_query or "") >= 3
+            and self._owner
+            and self.index_lag() <= SUBSTRING_INDEX_MAX_LAG
+        )
 
     async def count_events(
         self,
@@ -272,6 +298,16 @@ class SqliteStorage(AutomationStore):
         pending = max(0, self._writer.last_seq - self._indexer.indexed_through)
         if conversation_ids is not None and not conversation_ids:
             return SearchResults([], None, pending)
+        if conversation_ids is not None and len(conversation_ids) <= queries.NARROW_MAX:
+            # A few conversations: the index intersects their entries with the words'
+            # (instead of walking every hit of the words, newest first).
+            keys = [
+                key
+                for (key,) in await self._read(*queries.conversation_keys_query(conversation_ids))
+            ]
+            if not keys:
+                return SearchResults([], None, pending)
+            match = queries.fts_match_expression(query, keys)
         sql, params = queries.search_all_query(match, conversation_ids, owner, before, limit + 1)
         rows = await self._read(sql, params)
         hits = [
@@ -319,6 +355,8 @@ class SqliteStorage(AutomationStore):
     async def wait_indexed(self) -> None:
         if not self._owner:
             raise StorageError("only the owner of the data directory runs the search index")
+        if self._reaper is not None:
+            await self._reaper.wait_idle()  # deleted conversations' events queue purges
         rows = await self._read("SELECT coalesce(max(id), 0) FROM search_purges", [])
         await self._indexer.wait_for(self._writer.last_seq, purged_through=int(rows[0][0]))
 
@@ -382,7 +420,8 @@ class SqliteStorage(AutomationStore):
         def after_commit() -> None:
             self._writer.forget(conversation_id)
             self._hub.end_conversation(conversation_id)
-            self._indexer.wake()
+            if self._reaper is not None and self._owner:
+                self._reaper.wake()
 
         await self._writer.call(conversations.delete(conversation_id), after_commit)
 
@@ -420,6 +459,8 @@ class SqliteStorage(AutomationStore):
             return
         self._closed = True
         self._hub.close()
+        if self._reaper is not None:
+            await self._reaper.close()
         await self._indexer.close()
         await self._writer.close()
         if self._checkpointer is not None:

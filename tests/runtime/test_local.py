@@ -3,6 +3,7 @@ need: a scrubbed environment and, when the server is root, a user of their own."
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from pathlib import Path
@@ -124,3 +125,28 @@ def test_each_workspace_claims_a_distinct_stable_user(tmp_path: Path) -> None:
         users.claim(workspaces[4])
     workspaces[0].rmdir()  # a claim whose workspace is gone is free again
     assert users.claim(workspaces[4]).uid == claimed[0]
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="only a root server switches users")
+async def test_close_kills_a_process_that_left_its_session(tmp_path: Path) -> None:
+    """`kill -9 -1` as the sandbox user (through setpriv) reaches a daemonized process."""
+    runtime = LocalRuntime(reachable(tmp_path) / "workspace", LIMITS, users=pool())
+    await runtime.start()
+    marker = "sleep 1515"
+    result = output(
+        await runtime.run(run(f"setsid {marker} >/dev/null 2>&1 < /dev/null & echo ok"))
+    )
+    assert "ok" in result.content
+    probe = TestLocalRuntime()
+    for _ in range(100):
+        if probe.processes_of(marker):
+            break
+        await asyncio.sleep(0.02)
+    assert probe.processes_of(marker) != []
+    await runtime.close()
+    for _ in range(100):
+        if not probe.processes_of(marker):
+            break
+        await asyncio.sleep(0.02)
+    assert probe.processes_of(marker) == []
+    await runtime.destroy()

@@ -460,6 +460,40 @@ class StorageConformance(AutomationConformance):
         assert await ids(query="map", include_types=["run"]) == [1, 2]
         assert await ids(query="no such words") == []
 
+    async def test_text_filter_is_a_substring_match_indexed_or_not(
+        self, storage: Storage, conversation: str
+    ) -> None:
+        """`query` matches any casefolded substring (inside words, across punctuation),
+        the same for events already in a full-text index as for the newest ones."""
+        other = (await storage.create_conversation(NewConversation())).id
+        texts = [
+            "an xHeisenbugs inside a word",  # 0
+            "heisen bug, split apart",  # 1
+            'quoted "heisenbug" here',  # 2
+            "Die Straße-Karte",  # 3
+            "path a/b.c_d: failed",  # 4
+            "nothing to see",  # 5
+        ]
+        await storage.append(other, say("heisenbug of another conversation"))
+        await storage.append_many(conversation, [say(text) for text in texts])
+        await storage.wait_indexed()
+        await storage.append_many(conversation, [say(text) for text in texts])  # 6..11
+
+        async def ids(query: str, **page: Any) -> list[int]:
+            events = await walk(storage, conversation, filter=build_filter(query=query), **page)
+            return [event.id for event in events]
+
+        assert await ids("heisenbug") == [0, 2, 6, 8]
+        assert await ids("HEISENBUGS inside") == [0, 6]
+        assert await ids('"heisenbug"') == [2, 8]
+        assert await ids("n bug, s") == [1, 7]
+        assert await ids("strasse-k") == [3, 9]
+        assert await ids("b.c_d: f") == [4, 10]
+        assert await ids("bu") == [0, 1, 2, 6, 7, 8]  # shorter than a trigram
+        assert await ids("no such heisenbug") == []
+        assert await ids("heisenbug", start_id=2, end_id=6) == [2, 6]
+        assert await ids("heisenbug", reverse=True) == [8, 6, 2, 0]
+
     async def test_date_filters(self, storage: Storage, conversation: str) -> None:
         base = datetime(2025, 1, 1, tzinfo=UTC)
         days = [run(f"day {day}", timestamp=base + timedelta(days=day)) for day in range(5)]
@@ -598,6 +632,30 @@ class StorageConformance(AutomationConformance):
             if cursor is None:
                 break
         assert found == list(range(24, -1, -1))
+
+    async def test_search_all_narrowed_to_conversations(self, storage: Storage) -> None:
+        ids = [(await storage.create_conversation(NewConversation())).id for _ in range(4)]
+        for index, conversation_id in enumerate(ids):
+            await storage.append_many(
+                conversation_id, [say(f"quince {index} {n}") for n in range(3)]
+            )
+        await storage.wait_indexed()
+        chosen = [ids[2], ids[0], "no-such-conversation"]
+        results = await storage.search_all("quince", conversation_ids=chosen, limit=4)
+        first = [(hit.conversation_id, hit.event.id) for hit in results.hits]
+        assert first == [(ids[2], 2), (ids[2], 1), (ids[2], 0), (ids[0], 2)]
+        assert results.next_cursor is not None
+        rest = await storage.search_all(
+            "quince", conversation_ids=chosen, limit=4, cursor=results.next_cursor
+        )
+        assert [(hit.conversation_id, hit.event.id) for hit in rest.hits] == [
+            (ids[0], 1),
+            (ids[0], 0),
+        ]
+        assert rest.next_cursor is None
+        alone = await storage.search_all("quince 3", conversation_ids=[ids[3]])
+        assert [hit.event.id for hit in alone.hits] == [2, 1, 0]
+        assert (await storage.search_all("quince", conversation_ids=["nope"])).hits == []
 
     async def test_search_all_forgets_deleted_conversations(self, storage: Storage) -> None:
         kept = (await storage.create_conversation(NewConversation())).id
