@@ -19,14 +19,16 @@ Both use the same events (~530 B, the fan-out benchmark's probe) and the same du
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
 import asyncpg
 
-from bench.cluster_postgres import fresh_database
+from bench.cluster_postgres import fresh_database, postgres_cpu, postgres_cpu_since, postgres_pids
 from bench.common import Metrics, log
 from bench.fanout_server import probe_event
+from bench.machine import cpu_seconds
 from storage import NewConversation
 from storage.postgres import PostgresStorage
 from storage.postgres.writer import INSERT_EVENTS
@@ -37,9 +39,10 @@ BATCH_SIZES = "SELECT count(*) FROM events WHERE id > 0 GROUP BY ts_us ORDER BY 
 
 
 async def threadline_appends(
-    url: str, appenders: int, conversations: int, seconds: float, length: int
+    url: str, appenders: int, conversations: int, seconds: float, length: int, busy: Busy
 ) -> tuple[float, list[int]]:
-    """Appends/s through `PostgresStorage`, and the group commit's batch sizes."""
+    """Appends/s through `PostgresStorage`, and the group commit's batch sizes; ``busy``
+    measures the appending."""
     store = await PostgresStorage.open(url)
     try:
         ids = [
@@ -57,9 +60,8 @@ async def threadline_appends(
                 await store.append(conversation_id, probe_event(time.time(), length))
                 done += 1
 
-        started = time.perf_counter()
-        await asyncio.gather(*(appender(ids[n % conversations]) for n in range(appenders)))
-        elapsed = time.perf_counter() - started
+        with busy:
+            await asyncio.gather(*(appender(ids[n % conversations]) for n in range(appenders)))
     finally:
         await store.close()
     connection = await asyncpg.connect(url)
@@ -69,11 +71,14 @@ async def threadline_appends(
         await connection.close()
     if sum(sizes) != done:
         raise RuntimeError(f"{done} appends but {sum(sizes)} events in the log's batches")
-    return done / elapsed, sizes
+    return done / busy.wall, sizes
 
 
-async def raw_inserts(url: str, sizes: list[int], conversations: int, length: int) -> float:
-    """Events/s of ``sizes`` batches of bare multi-row inserts, back to back."""
+async def raw_inserts(
+    url: str, sizes: list[int], conversations: int, length: int, busy: Busy
+) -> float:
+    """Events/s of ``sizes`` batches of bare multi-row inserts, back to back; ``busy``
+    measures the inserting."""
     store = await PostgresStorage.open(url, notify=False)  # migrates: the same schema
     try:
         for n in range(conversations):
@@ -84,13 +89,12 @@ async def raw_inserts(url: str, sizes: list[int], conversations: int, length: in
     try:
         keys = [row[0] for row in await connection.fetch("SELECT key FROM conversations")]
         batches = _rows(sizes, keys, length)
-        started = time.perf_counter()
-        for columns in batches:
-            await connection.execute(INSERT_EVENTS, *columns)
-        elapsed = time.perf_counter() - started
+        with busy:
+            for columns in batches:
+                await connection.execute(INSERT_EVENTS, *columns)
     finally:
         await connection.close()
-    return sum(sizes) / elapsed
+    return sum(sizes) / busy.wall
 
 
 def _rows(sizes: list[int], keys: list[int], length: int) -> list[tuple[list[Any], ...]]:
@@ -117,16 +121,20 @@ def _rows(sizes: list[int], keys: list[int], length: int) -> list[tuple[list[Any
 
 
 def measure(appenders: int, conversations: int, seconds: float, length: int) -> Metrics:
-    """Both sides, each on a fresh database, and their ratio (``baseline.*``)."""
+    """Both sides, each on a fresh database, and their ratio (``baseline.*``); with the
+    cores this process and PostgreSQL kept busy during each."""
+    ours_busy, raw_busy = Busy(), Busy()
     with fresh_database() as url:
         ours, sizes = asyncio.run(
-            threadline_appends(url, appenders, conversations, seconds, length)
+            threadline_appends(url, appenders, conversations, seconds, length, ours_busy)
         )
     with fresh_database() as url:
-        raw = asyncio.run(raw_inserts(url, sizes, conversations, length))
+        raw = asyncio.run(raw_inserts(url, sizes, conversations, length, raw_busy))
     log(
         f"  threadline {ours:,.0f} appends/s ({appenders} appenders, {len(sizes)} commits of "
-        f"{sum(sizes) / len(sizes):.1f} on average); raw batched inserts {raw:,.0f} events/s"
+        f"{sum(sizes) / len(sizes):.1f} on average; CPUs: this process {ours_busy.own:.2f}, "
+        f"PostgreSQL {ours_busy.postgres:.2f}); raw batched inserts {raw:,.0f} events/s "
+        f"(CPUs {raw_busy.own:.2f}, {raw_busy.postgres:.2f})"
     )
     return {
         "baseline.threadline_per_s": ours,
@@ -135,4 +143,27 @@ def measure(appenders: int, conversations: int, seconds: float, length: int) -> 
         "baseline.commits": float(len(sizes)),
         "baseline.mean_batch": sum(sizes) / len(sizes),
         "baseline.max_batch": float(max(sizes)),
+        "baseline.threadline_cpus": ours_busy.own,
+        "baseline.threadline_postgres_cpus": ours_busy.postgres,
+        "baseline.raw_cpus": raw_busy.own,
+        "baseline.raw_postgres_cpus": raw_busy.postgres,
     }
+
+
+class Busy:
+    """The timed block: its wall seconds, and the cores this process and PostgreSQL kept
+    busy while it ran."""
+
+    def __init__(self) -> None:
+        self.wall = self.own = self.postgres = 0.0
+
+    def __enter__(self) -> Busy:
+        self._started = time.perf_counter()
+        self._own = cpu_seconds(os.getpid())
+        self._postgres = postgres_cpu(postgres_pids())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self._started
+        self.own = (cpu_seconds(os.getpid()) - self._own) / self.wall
+        self.postgres = postgres_cpu_since(self._postgres) / self.wall
