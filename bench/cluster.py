@@ -20,7 +20,10 @@ processes hear of them through NOTIFY and read them from the log. Figures: appen
 events/s (achieved against offered), delivered events/s (all subscribers), append ->
 receive latency p50/p99 (and p99 per process), every subscriber checked for every event
 exactly once in order, the CPU of each server process, of PostgreSQL and of the clients,
-and the 1-minute load average before and after every case.
+and the 1-minute load average before and after every case. The load average also
+counts this benchmark's own processes (the case before a case leaves it high for a
+minute or more); the ``others`` column, the CPU every other process took during the
+case, is what says whether foreign work disturbed it.
 
 (b) Append throughput (`bench.cluster_baseline`): ``--appenders`` tasks appending flat out
 through threadline's `PostgresStorage`, then the same batch sizes as its group commit
