@@ -7,23 +7,25 @@ Run by hand, never by the tests (from the repository root; PostgreSQL as
 `scripts/services` starts it, or ``THREADLINE_TEST_POSTGRES``):
 
     .venv/bin/python bench/cluster.py [--quick] [--runs N] [--subscribers 100,1000]
-                                      [--deployments sqlite,pg1,pg2,pg3] [--py-spy DIR]
+                                      [--deployments sqlite,pg1,pg2,pg3] [--transport ws|sio]
+                                      [--py-spy DIR]
 
 (a) For each deployment and subscriber count, fresh server processes
 (`bench.cluster_server`: what ``threadline serve [--database postgresql://...]`` runs,
 each on its own port) on a fresh database (``bench_<random>``, dropped after). Client
-worker processes (`bench.fanout_client`, sans-I/O WebSocket connections) spread the
-subscribers evenly over the processes. After a warm-up (one subscriber per process, a
-few events), process 1 appends ``--rate`` events/s for ``--seconds`` with
-``storage.append``, each event stamped with the wall-clock time of that call; the other
-processes hear of them through NOTIFY and read them from the log. Figures: appended
-events/s (achieved against offered), delivered events/s (all subscribers), append ->
-receive latency p50/p99 (and p99 per process), every subscriber checked for every event
-exactly once in order, the CPU of each server process, of PostgreSQL and of the clients,
-and the 1-minute load average before and after every case. The load average also
-counts this benchmark's own processes (the case before a case leaves it high for a
-minute or more); the ``others`` column, the CPU every other process took during the
-case, is what says whether foreign work disturbed it.
+worker processes (`bench.fanout_client`: sans-I/O connections speaking the plain
+WebSocket, or Socket.IO with ``--transport sio``) spread the subscribers evenly over the
+processes. After a warm-up (one subscriber per process, a few events), process 1
+appends ``--rate`` events/s for ``--seconds`` with ``storage.append``, each event
+stamped with the wall-clock time of that call; the other processes hear of them
+through NOTIFY and read them from the log. Figures: appended events/s (achieved against
+offered), delivered events/s (all subscribers), append -> receive latency p50/p99 (and
+p99 per process), every subscriber checked for every event exactly once in order, the
+CPU of each server process, of PostgreSQL and of the clients, and the 1-minute load
+average before and after every case. The load average also counts this benchmark's own
+processes (the case before a case leaves it high for a minute or more); the ``others``
+column, the CPU every other process took during the case, is what says whether foreign
+work disturbed it.
 
 (b) Append throughput (`bench.cluster_baseline`): ``--appenders`` tasks appending flat out
 through threadline's `PostgresStorage`, then the same batch sizes as its group commit
@@ -98,6 +100,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--per-worker", type=int, default=250, help="connections per client process"
     )
+    parser.add_argument(
+        "--transport", choices=("ws", "sio"), default="ws", help="what subscribers speak"
+    )
     parser.add_argument("--idle-timeout", type=float, default=15.0, help="give up after silence")
     parser.add_argument("--appenders", type=int, default=50, help="of (b); 0: skip (b)")
     parser.add_argument("--conversations", type=int, default=10, help="appended in (b)")
@@ -124,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         per_worker=args.per_worker,
         length=ours().probe_length(),
         idle_timeout=args.idle_timeout,
+        transport=args.transport,
     )
     root = Path(tempfile.mkdtemp(prefix="threadline-cluster-", dir="/tmp"))
     try:
@@ -141,6 +147,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "rate": config.rate,
             "seconds": config.seconds,
             "per_worker": config.per_worker,
+            "transport": config.transport,
             "appenders": args.appenders,
             "conversations": args.conversations,
             "append_seconds": args.append_seconds,

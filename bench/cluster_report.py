@@ -12,6 +12,7 @@ SUSTAINED = 0.95
 TARGET_P99_MS = 50.0
 TARGET_SUBSCRIBERS = 1000
 TARGET_RATIO = 0.5
+TRANSPORTS = {"ws": "plain WebSocket", "sio": "Socket.IO over WebSocket"}
 HEADER = (
     "", "events", "appended/s", "delivered/s", "p50", "p99", "max", "p99 by process",
     "exactly once", "append", "server CPUs", "pg CPUs", "client CPUs", "others",
@@ -104,7 +105,8 @@ def report(result: dict[str, Any]) -> str:
     lines = [
         f"threadline cluster benchmark: 1 conversation, ~{config['event_bytes']} B events "
         f"appended on process 1 at {config['rate']:g}/s for {config['seconds']:g} s; "
-        f"subscribers (plain WebSocket) spread evenly over the processes; "
+        f"subscribers ({TRANSPORTS[config.get('transport', 'ws')]}) spread evenly over the "
+        f"processes; "
         f"median of {len(result['runs'])} run(s)",
         f"{environment_line(env)}; asyncpg {env['asyncpg']}, PostgreSQL {env['postgresql']}",
         "deployments: " + "; ".join(f"{k} = {DEPLOYMENTS[k].title}" for k in config["deployments"]),

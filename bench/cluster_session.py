@@ -58,6 +58,8 @@ class Config:
     per_worker: int
     length: int
     idle_timeout: float
+    transport: str = "ws"
+    """What the subscribers speak: ``ws`` (plain WebSocket) or ``sio`` (Socket.IO)."""
 
 
 def split(total: int, parts: int) -> list[int]:
@@ -183,7 +185,7 @@ class Case:
             worker.send(
                 {
                     "op": "connect",
-                    "transport": "ws",
+                    "transport": self.config.transport,
                     "port": port,
                     "conversation_id": self.conversation_id,
                     "latest": latest,
