@@ -115,17 +115,17 @@ class Case:
         servers: list[tuple[Peer, int]] = []
         try:
             with database as url:
-                for index in range(self.deployment.processes):
-                    port = free_port()
-                    peer = Peer(
-                        cluster_server.main, port, url, str(data_dir / str(index)),
-                        self.config.length, index == 0,
-                    )  # fmt: skip
-                    servers.append((peer, port))
-                    answer = peer.receive(60)
-                    if index == 0:
-                        self.conversation_id = str(answer["conversation_id"])
                 try:
+                    for index in range(self.deployment.processes):
+                        port = free_port()
+                        peer = Peer(
+                            cluster_server.main, port, url, str(data_dir / str(index)),
+                            self.config.length, index == 0,
+                        )  # fmt: skip
+                        servers.append((peer, port))
+                        answer = peer.receive(60)
+                        if index == 0:
+                            self.conversation_id = str(answer["conversation_id"])
                     yield servers
                 finally:
                     for worker in self.workers:
