@@ -53,17 +53,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import fanout_client
 from bench.common import RESULTS, Metrics, environment, log, median, write_result
-from bench.fanout_probe import EVENT_BYTES, stamped_thought
 from bench.fanout_report import report, verdicts
 from bench.fanout_session import SERVERS, VIOLATIONS, Config, Session, ours
 from bench.processes import Peer
-
-
-def probe_length() -> int:
-    """The thought length that makes a stored probe event about `EVENT_BYTES` long (the
-    thought is in it twice: in ``args`` and in ``message``)."""
-    shortest = len(stamped_thought(0.0, 0))
-    return shortest + max(0, EVENT_BYTES - ours().probe_bytes(0)) // 2
 
 
 def measure_run(config: Config, root: Path, profile_dir: Path | None) -> Metrics:
@@ -119,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         flat_deliveries=args.flat_deliveries,
         flat_events=(args.flat_min, args.flat_max),
         per_worker=args.per_worker,
-        length=probe_length(),
+        length=ours().probe_length(),
         idle_timeout=args.idle_timeout,
     )
     root = Path(tempfile.mkdtemp(prefix="threadline-fanout-", dir="/tmp"))

@@ -21,13 +21,13 @@ from typing import Any
 import uvicorn
 
 from bench.fanout_bare import publish, serve_commands
-from bench.fanout_probe import stamped_thought
+from bench.fanout_probe import EVENT_BYTES, stamped_thought
 from events import AgentThinkAction
 from events.actions import ThinkArgs
 from server.app import create_app
 from server.cli import ThreadlineServer
 from server.settings import Settings
-from storage import NewConversation
+from storage import NewConversation, Storage
 from storage.records import now_micros, prepare, stamp
 from storage.sqlite import SqliteStorage
 
@@ -47,6 +47,13 @@ def probe_bytes(length: int) -> int:
     return len(stamp(prepare(probe_event(_MARK_TIME, length)), _MARK_ID, now_micros()))
 
 
+def probe_length() -> int:
+    """The thought length that makes a stored probe event about `EVENT_BYTES` long (the
+    thought is in it twice: in ``args`` and in ``message``)."""
+    shortest = len(stamped_thought(0.0, 0))
+    return shortest + max(0, EVENT_BYTES - probe_bytes(0)) // 2
+
+
 def probe_template(length: int) -> bytes:
     """A stored probe event's bytes, with ``%(id)d`` and ``%(sent)s`` where its id and
     send time go (bytes %-formatting), for the bare server."""
@@ -55,15 +62,17 @@ def probe_template(length: int) -> bytes:
     return data.replace(b"%.6f" % _MARK_TIME, b"%(sent)s")
 
 
-async def run_ours(port: int, data_dir: Path, length: int, conn: Connection) -> None:
-    storage = await SqliteStorage.open(data_dir / "log")
-    record = await storage.create_conversation(NewConversation(title="fanout benchmark"))
-    settings = Settings(host="127.0.0.1", port=port, data_dir=data_dir, log_level="warning")
+async def start_server(
+    settings: Settings, storage: Storage
+) -> tuple[Any, ThreadlineServer, asyncio.Task[None]]:
+    """threadline's app on ``storage`` under uvicorn, configured like ``threadline serve``
+    (see the module's docstring): the app, the server, and the task serving it, once it
+    accepts connections."""
     app = create_app(settings, storage=storage)
     config = uvicorn.Config(
         app,
         host=settings.host,
-        port=port,
+        port=settings.port,
         log_level=settings.log_level,
         ws_ping_interval=settings.heartbeat_interval,
         ws_ping_timeout=settings.heartbeat_interval * 2,
@@ -77,6 +86,20 @@ async def run_ours(port: int, data_dir: Path, length: int, conn: Connection) -> 
         if serving.done():
             serving.result()  # raises what stopped it
         await asyncio.sleep(0.01)
+    return app, server, serving
+
+
+async def stop_server(server: ThreadlineServer, serving: asyncio.Task[None]) -> None:
+    server.should_exit = True
+    with contextlib.suppress(asyncio.CancelledError):
+        await serving
+
+
+async def run_ours(port: int, data_dir: Path, length: int, conn: Connection) -> None:
+    storage = await SqliteStorage.open(data_dir / "log")
+    record = await storage.create_conversation(NewConversation(title="fanout benchmark"))
+    settings = Settings(host="127.0.0.1", port=port, data_dir=data_dir, log_level="warning")
+    app, server, serving = await start_server(settings, storage)
 
     async def emit(sent_at: float) -> None:
         await storage.append(record.id, probe_event(sent_at, length))
@@ -95,9 +118,7 @@ async def run_ours(port: int, data_dir: Path, length: int, conn: Connection) -> 
     try:
         await serve_commands(conn, handle)
     finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await serving
+        await stop_server(server, serving)
         await storage.close()
 
 
