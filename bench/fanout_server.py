@@ -25,7 +25,7 @@ from bench.fanout_probe import EVENT_BYTES, stamped_thought
 from events import AgentThinkAction
 from events.actions import ThinkArgs
 from server.app import create_app
-from server.cli import ThreadlineServer
+from server.serving import ThreadlineServer
 from server.settings import Settings
 from storage import NewConversation, Storage
 from storage.records import now_micros, prepare, stamp
