@@ -42,7 +42,7 @@ REDIS = os.environ.get("THREADLINE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 CHANNEL = "bench_notify"
 
 
-async def _listen(kind: str, seconds: float, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+async def _listen(kind: str, seconds: float, results: multiprocessing.Queue) -> None:
     delays: list[float] = []
 
     def heard(payload: str) -> None:
@@ -68,7 +68,7 @@ async def _listen(kind: str, seconds: float, results: multiprocessing.Queue) -> 
     results.put(delays)
 
 
-def listener(kind: str, seconds: float, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def listener(kind: str, seconds: float, results: multiprocessing.Queue) -> None:
     asyncio.run(_listen(kind, seconds, results))
 
 
@@ -127,7 +127,7 @@ async def _append_flat_out(url: str, seconds: float, notify: bool) -> int:
     return done
 
 
-def appender(url: str, seconds: float, notify: bool, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def appender(url: str, seconds: float, notify: bool, results: multiprocessing.Queue) -> None:
     results.put(asyncio.run(_append_flat_out(url, seconds, notify)))
 
 

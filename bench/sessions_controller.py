@@ -142,7 +142,7 @@ def _conversation(
         f"{p}.request_mib_total": tally.get("total_bytes", 0) / 1024 / 1024,
         **_timeline(p, events),
         f"{p}.next_run_start_ms": restart_ms,
-        **_ours(p, events, tally.get("wire_us", [])),
+        **_ours(p, events, _samples(tally.get("wire_us", []))),
     }
     log(
         f"  K={steps}: {found[f'{p}.events']:.0f} events in {found[f'{p}.wall_s']:.1f} s = "
@@ -288,3 +288,8 @@ def _growth_share(fixed_ms: float, growth_us: float, steps: int) -> float:
 
 def _seconds(timestamp: str) -> float:
     return datetime.fromisoformat(timestamp).timestamp()
+
+
+def _samples(value: float | list[float]) -> list[float]:
+    """A tally's list of samples (a tally holds counts and lists side by side)."""
+    return value if isinstance(value, list) else []
