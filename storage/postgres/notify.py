@@ -44,12 +44,15 @@ class Announcer:
         """Inside the writer's transaction: ``newest`` maps conversations to their last id."""
         if not newest or self.channel is None:
             return
-        payloads = [f"{self.token} {last} {conversation}" for conversation, last in newest.items()]
         await connection.execute(
             "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload",
             self.channel,
-            payloads,
+            self.payloads(newest),
         )
+
+    def payloads(self, newest: dict[str, int]) -> list[str]:
+        """One notification per conversation: "<process> <last id> <conversation>"."""
+        return [f"{self.token} {last} {conversation}" for conversation, last in newest.items()]
 
 
 class Listener:

@@ -54,6 +54,20 @@ COUNT_KINDS = (
     "SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[]) "
     "ON CONFLICT (conv, kind) DO UPDATE SET n = event_counts.n + EXCLUDED.n"
 )
+_APPEND_CTES = (
+    f"WITH inserted AS ({INSERT_EVENTS} RETURNING 1), "
+    "counted AS (INSERT INTO event_counts (conv, kind, n) "
+    "SELECT * FROM unnest($9::bigint[], $10::text[], $11::bigint[]) "
+    "ON CONFLICT (conv, kind) DO UPDATE SET n = event_counts.n + EXCLUDED.n RETURNING 1) "
+)
+APPEND_IN_ONE = (
+    _APPEND_CTES + "SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM counted)"
+)
+"""A batch without record patches: its events and their per-kind counts, one statement."""
+APPEND_AND_ANNOUNCE = (
+    _APPEND_CTES + "SELECT pg_notify($12, payload) FROM unnest($13::text[]) AS payload"
+)
+"""The same, announced to the other processes (NOTIFY is sent when it commits)."""
 LOAD_STREAM = (
     "SELECT c.key, e.id, e.ts_us FROM conversations AS c LEFT JOIN LATERAL "
     "(SELECT id, ts_us FROM events WHERE conv = c.key ORDER BY id DESC LIMIT 1) AS e ON true "
@@ -289,47 +303,51 @@ class PostgresWriter:
     async def _try_appends(
         self, connection: asyncpg.Connection, ops: list[_Append]
     ) -> list[tuple[_Append, list[StoredEvent]]]:
+        """Stamp the batch, then write it: without record patches as one statement (its
+        own transaction: the events, their counts and the announcement in one round
+        trip), else in a transaction of its steps."""
         columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [])
         counts: Counter[tuple[int, str]] = Counter()
         written: list[tuple[_Append, list[StoredEvent]]] = []
         saved: dict[str, tuple[_Stream, int, int]] = {}
         now = now_micros()
-        async with connection.transaction():
-            try:
-                for op in ops:
-                    try:
-                        stream = await self._stream(connection, op.conversation_id)
-                    except ThreadlineError as exc:
-                        _fail(op.future, exc)
-                        continue
-                    saved.setdefault(
-                        op.conversation_id, (stream, stream.next_id, stream.last_ts_us)
-                    )
-                    stored = []
-                    for prepared in op.events:
-                        timestamp = prepared.timestamp_us
-                        if timestamp is None:
-                            timestamp = max(now, stream.last_ts_us)
-                        data = stamp(prepared, stream.next_id, timestamp)
-                        for column, value in zip(
-                            columns,
-                            (
-                                stream.key, stream.next_id, prepared.kind, prepared.source,
-                                timestamp, prepared.hidden, prepared.text, data,
-                            ),
-                            strict=True,
-                        ):  # fmt: skip
-                            column.append(value)
-                        counts[stream.key, prepared.kind] += 1
-                        stored.append(StoredEvent(op.conversation_id, stream.next_id, data))
-                        stream.next_id += 1
-                        stream.last_ts_us = max(stream.last_ts_us, min(timestamp, now))
-                    written.append((op, stored))
-                if not written:
-                    return []
+        try:
+            for op in ops:
+                try:
+                    stream = await self._stream(connection, op.conversation_id)
+                except ThreadlineError as exc:
+                    _fail(op.future, exc)
+                    continue
+                saved.setdefault(op.conversation_id, (stream, stream.next_id, stream.last_ts_us))
+                stored = []
+                for prepared in op.events:
+                    timestamp = prepared.timestamp_us
+                    if timestamp is None:
+                        timestamp = max(now, stream.last_ts_us)
+                    data = stamp(prepared, stream.next_id, timestamp)
+                    for column, value in zip(
+                        columns,
+                        (
+                            stream.key, stream.next_id, prepared.kind, prepared.source,
+                            timestamp, prepared.hidden, prepared.text, data,
+                        ),
+                        strict=True,
+                    ):  # fmt: skip
+                        column.append(value)
+                    counts[stream.key, prepared.kind] += 1
+                    stored.append(StoredEvent(op.conversation_id, stream.next_id, data))
+                    stream.next_id += 1
+                    stream.last_ts_us = max(stream.last_ts_us, min(timestamp, now))
+                written.append((op, stored))
+            if not written:
+                return []
+            newest = {op.conversation_id: stored[-1].id for op, stored in written if stored}
+            if all(op.patch is None for op, _ in written):
+                await self._write_in_one(connection, columns, counts, newest)
+                return written
+            async with connection.transaction():
                 await connection.execute(INSERT_EVENTS, *columns)
                 await _count(connection, counts)
-                newest = {op.conversation_id: stored[-1].id for op, stored in written if stored}
                 await self._announcer.announce(connection, newest)
                 for op, _ in written:
                     if op.patch is not None:
@@ -338,11 +356,33 @@ class PostgresWriter:
                         await connection.execute(
                             f"{sql} WHERE key = ${len(params) + 1}", *params, key
                         )
-            except BaseException:
-                for stream, next_id, last_ts in saved.values():
-                    stream.next_id, stream.last_ts_us = next_id, last_ts
-                raise
+        except BaseException:
+            for stream, next_id, last_ts in saved.values():
+                stream.next_id, stream.last_ts_us = next_id, last_ts
+            raise
         return written
+
+    async def _write_in_one(
+        self,
+        connection: asyncpg.Connection,
+        columns: tuple[list[Any], ...],
+        counts: Counter[tuple[int, str]],
+        newest: dict[str, int],
+    ) -> None:
+        keys = list(counts)
+        count_columns = (
+            [key for key, _ in keys],
+            [kind for _, kind in keys],
+            list(counts.values()),
+        )
+        channel = self._announcer.channel
+        if channel is None:
+            await connection.execute(APPEND_IN_ONE, *columns, *count_columns)
+            return
+        await connection.execute(
+            APPEND_AND_ANNOUNCE, *columns, *count_columns, channel,
+            self._announcer.payloads(newest),
+        )  # fmt: skip
 
     async def _run_call(self, op: _Call) -> None:
         try:
