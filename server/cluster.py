@@ -28,18 +28,28 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Literal
 
-from server.errors import ServiceUnavailable, TooManyRequests
-from server.sessions import FULL_QUEUE_RETRY_SECONDS, RETRY_FILL_SECONDS, Caps, RunHandle
+from server.sessions import (
+    RETRY_FILL_SECONDS,
+    Blocked,
+    Caps,
+    Launch,
+    Load,
+    QueueNotice,
+    RunHandle,
+    Stop,
+    announce_positions,
+    blocked_by,
+    cap_message,
+    check_admission,
+    check_queue_room,
+    close_idle,
+)
 from storage import ConversationNotFound, StorageError
 from storage.cluster import ClusterLedger, LedgerRow, LedgerTransaction
 
 logger = logging.getLogger(__name__)
 
-Launch = Callable[[str], Awaitable[RunHandle]]
-Stop = Callable[[str, str], Awaitable[None]]
-QueueNotice = Callable[[str, int, int], Awaitable[None]]
 TakeOver = Callable[[str, str], Awaitable[None]]
 """``taken_over(conversation_id, reason)``: record the end of a dead process's run."""
 
@@ -165,26 +175,8 @@ class ClusterSessions:
 
     # -- internals (lock held unless noted) -----------------------------------------
 
-    def _room_for(
-        self, rows: list[LedgerRow], owner: str | None
-    ) -> Literal["ok", "global", "user"]:
-        running = [row for row in rows if row.state == "running"]
-        if len(running) >= self.caps.max_running:
-            return "global"
-        per_user = self.caps.max_running_per_user
-        if per_user is not None and sum(row.owner == owner for row in running) >= per_user:
-            return "user"
-        return "ok"
-
-    def _cap_message(self, rows: list[LedgerRow], blocked: str, owner: str | None) -> str:
-        running = [row for row in rows if row.state == "running"]
-        if blocked == "user":
-            count = sum(row.owner == owner for row in running)
-            return (
-                f"{owner or 'this user'} already runs {count} conversations, "
-                f"the per-user cap is {self.caps.max_running_per_user}"
-            )
-        return f"{len(running)} conversations run, the global cap is {self.caps.max_running}"
+    def _room_for(self, rows: list[LedgerRow], owner: str | None) -> Blocked:
+        return blocked_by(self.caps, _load(rows, owner))
 
     async def _start(
         self,
@@ -206,7 +198,7 @@ class ClusterSessions:
         self._local[conversation_id] = handle
 
     async def _evict_for(
-        self, transaction: LedgerTransaction, owner: str | None, blocked: str
+        self, transaction: LedgerTransaction, owner: str | None, blocked: Blocked
     ) -> None:
         now_us = time.time() * 1e6
         candidates = []
@@ -221,7 +213,8 @@ class ClusterSessions:
             )
             candidates.append((last, row.conversation_id, row.node))
         _, victim, node = min(candidates)
-        reason = f"evicted to make room: {self._cap_message(transaction.rows, blocked, owner)}"
+        message = cap_message(self.caps, blocked, owner, _load(transaction.rows, owner))
+        reason = f"evicted to make room: {message}"
         await transaction.remove(victim)
         if self._local.pop(victim, None) is not None:
             await self._stop(victim, reason)
@@ -265,12 +258,8 @@ class ClusterSessions:
             await self._announce(transaction.rows)
 
     async def _announce(self, rows: list[LedgerRow]) -> None:
-        ordered = _queue(rows)
-        for position, row in enumerate(ordered, start=1):
-            try:
-                await self._notify_queued(row.conversation_id, position, len(ordered))
-            except Exception as exc:  # a position not recorded is shown at the next change
-                logger.warning("could not record %s's queue position: %s", row.conversation_id, exc)
+        ordered = [row.conversation_id for row in _queue(rows)]
+        await announce_positions(self._notify_queued, ordered)
 
     async def _keep_lease(self, interval: float) -> None:
         while True:
@@ -324,20 +313,8 @@ class ClusterSessions:
             await self._fill(transaction)
 
     async def _close_idle(self) -> None:
-        delay = self.caps.idle_close_delay
-        if delay is None:
-            return
-        now = time.monotonic()
-        stale = [
-            conversation_id
-            for conversation_id, handle in self._local.items()
-            if handle.idle and now - handle.last_activity > delay
-        ]
-        for conversation_id in stale:
-            try:
-                await self._stop(conversation_id, f"closed after {delay:g} seconds idle")
-            except Exception as exc:
-                logger.warning("could not close idle %s: %s", conversation_id, exc)
+        if self.caps.idle_close_delay is not None:
+            await close_idle(self._local, self.caps.idle_close_delay, self._stop)
 
     def _spawn(self, work: Awaitable[None]) -> asyncio.Future[None]:
         task = asyncio.ensure_future(work)
@@ -361,32 +338,9 @@ class ClusterAdmission:
         return None
 
     def check(self, owner: str | None) -> None:
-        """Raise now if the policy would refuse: before anything is written."""
-        manager, rows = self._manager, self.transaction.rows
-        blocked = manager._room_for(rows, owner)
-        if blocked != "ok" and manager.caps.policy == "queue":
-            self._check_queue_room()
-        if blocked != "ok" and manager.caps.policy == "reject":
-            cap = (
-                manager.caps.max_running
-                if blocked == "global"
-                else manager.caps.max_running_per_user
-            )
-            raise TooManyRequests(
-                f"too many running conversations: {manager._cap_message(rows, blocked, owner)}",
-                cap=cap,
-                scope=blocked,
-            )
-
-    def _check_queue_room(self) -> None:
-        queued = len(_queue(self.transaction.rows))
-        if queued >= self._manager.caps.max_queued:
-            raise ServiceUnavailable(
-                f"the queue is full: {queued} conversations wait for a place "
-                f"(THREADLINE_MAX_QUEUED is {self._manager.caps.max_queued}); nothing was started",
-                code="queue_full",
-                retry_after=FULL_QUEUE_RETRY_SECONDS,
-            )
+        """Raise now if the policy would refuse (`check_admission`): before anything is
+        written."""
+        check_admission(self._manager.caps, owner, _load(self.transaction.rows, owner))
 
     async def admit(self, conversation_id: str, owner: str | None, priority: int) -> int | None:
         """Start the conversation here, evicting or queueing per the policy. Returns its
@@ -406,7 +360,7 @@ class ClusterAdmission:
                 await manager._evict_for(transaction, owner, blocked)
                 await manager._start(transaction, conversation_id, (owner, priority))
                 return None
-        self._check_queue_room()
+        check_queue_room(manager.caps, len(_queue(transaction.rows)))
         await transaction.add(conversation_id, owner, priority, None)
         await manager._announce(transaction.rows)
         return self._position(conversation_id)
@@ -424,6 +378,12 @@ class ClusterAdmission:
             if row.conversation_id == conversation_id:
                 return position
         return None
+
+
+def _load(rows: list[LedgerRow], owner: str | None) -> Load:
+    running = [row for row in rows if row.state == "running"]
+    of_owner = sum(row.owner == owner for row in running)
+    return Load(len(running), of_owner, len(rows) - len(running))
 
 
 def _queue(rows: list[LedgerRow]) -> list[LedgerRow]:

@@ -27,7 +27,7 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -49,6 +49,85 @@ class Caps:
     policy: Policy = "queue"
     idle_close_delay: float | None = 900.0
     max_queued: int = 1000
+
+
+Blocked = Literal["ok", "global", "user"]
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """What the caps are checked against, as one manager sees it."""
+
+    running: int
+    """Runs admitted, every user's."""
+    of_owner: int
+    """Runs admitted of the user asking."""
+    queued: int
+
+
+def blocked_by(caps: Caps, load: Load) -> Blocked:
+    """Which cap, if any, a new run of the user behind ``load`` meets."""
+    if load.running >= caps.max_running:
+        return "global"
+    if caps.max_running_per_user is not None and load.of_owner >= caps.max_running_per_user:
+        return "user"
+    return "ok"
+
+
+def cap_message(caps: Caps, blocked: Blocked, owner: str | None, load: Load) -> str:
+    if blocked == "user":
+        return (
+            f"{owner or 'this user'} already runs {load.of_owner} conversations, "
+            f"the per-user cap is {caps.max_running_per_user}"
+        )
+    return f"{load.running} conversations run, the global cap is {caps.max_running}"
+
+
+def check_admission(caps: Caps, owner: str | None, load: Load) -> None:
+    """Raise now what the policy would refuse (before anything is written): 429 at a cap
+    under ``reject``, 503 with Retry-After when the queue is full under ``queue``."""
+    blocked = blocked_by(caps, load)
+    if blocked == "ok":
+        return
+    if caps.policy == "queue":
+        check_queue_room(caps, load.queued)
+    elif caps.policy == "reject":
+        cap = caps.max_running if blocked == "global" else caps.max_running_per_user
+        raise TooManyRequests(
+            f"too many running conversations: {cap_message(caps, blocked, owner, load)}",
+            cap=cap,
+            scope=blocked,
+        )
+
+
+def check_queue_room(caps: Caps, queued: int) -> None:
+    if queued >= caps.max_queued:
+        raise ServiceUnavailable(
+            f"the queue is full: {queued} conversations wait for a place "
+            f"(THREADLINE_MAX_QUEUED is {caps.max_queued}); nothing was started",
+            code="queue_full",
+            retry_after=FULL_QUEUE_RETRY_SECONDS,
+        )
+
+
+async def announce_positions(notify: QueueNotice, ordered: Sequence[str]) -> None:
+    """Tell each queued conversation its place (``ordered``: first to start first)."""
+    for position, conversation_id in enumerate(ordered, start=1):
+        try:
+            await notify(conversation_id, position, len(ordered))
+        except Exception as exc:  # a position not recorded is shown at the next change
+            logger.warning("could not record %s's queue position: %s", conversation_id, exc)
+
+
+async def close_idle(runs: Mapping[str, RunHandle], delay: float, stop: Stop) -> None:
+    """Stop the runs that have waited for a person longer than ``delay`` seconds."""
+    now = time.monotonic()
+    stale = [cid for cid, run in runs.items() if run.idle and now - run.last_activity > delay]
+    for conversation_id in stale:
+        try:
+            await stop(conversation_id, f"closed after {delay:g} seconds idle")
+        except Exception as exc:
+            logger.warning("could not close idle %s: %s", conversation_id, exc)
 
 
 @dataclass(order=True)
@@ -172,24 +251,12 @@ class SessionManager:
 
     # -- internals (lock held unless noted) -----------------------------------------
 
-    def _room_for(self, owner: str | None) -> Literal["ok", "global", "user"]:
-        if len(self._running) >= self.caps.max_running:
-            return "global"
-        per_user = self.caps.max_running_per_user
-        if per_user is not None and self._count(owner) >= per_user:
-            return "user"
-        return "ok"
+    def _load(self, owner: str | None) -> Load:
+        of_owner = sum(1 for handle in self._running.values() if handle.owner == owner)
+        return Load(len(self._running), of_owner, len(self._queue))
 
-    def _count(self, owner: str | None) -> int:
-        return sum(1 for handle in self._running.values() if handle.owner == owner)
-
-    def _cap_message(self, blocked: str, owner: str | None) -> str:
-        if blocked == "user":
-            return (
-                f"{owner or 'this user'} already runs {self._count(owner)} conversations, "
-                f"the per-user cap is {self.caps.max_running_per_user}"
-            )
-        return f"{len(self._running)} conversations run, the global cap is {self.caps.max_running}"
+    def _room_for(self, owner: str | None) -> Blocked:
+        return blocked_by(self.caps, self._load(owner))
 
     async def _start(self, conversation_id: str) -> None:
         self._running[conversation_id] = await self._launch(conversation_id)
@@ -201,7 +268,7 @@ class SessionManager:
             if not self._closed:
                 self._spawn(self._fill_from_queue())
 
-    async def _evict_for(self, owner: str | None, blocked: str) -> None:
+    async def _evict_for(self, owner: str | None, blocked: Blocked) -> None:
         candidates = [
             (handle.last_activity, conversation_id)
             for conversation_id, handle in self._running.items()
@@ -209,7 +276,8 @@ class SessionManager:
         ]
         _, victim = min(candidates)
         self._running.pop(victim)
-        reason = f"evicted to make room: {self._cap_message(blocked, owner)}"
+        message = cap_message(self.caps, blocked, owner, self._load(owner))
+        reason = f"evicted to make room: {message}"
         await self._stop(victim, reason)
 
     async def _fill_from_queue(self) -> None:
@@ -246,31 +314,15 @@ class SessionManager:
             await self._fill_from_queue()
 
     async def _announce_positions(self) -> None:
-        ordered = sorted(self._queue)
-        for position, entry in enumerate(ordered, start=1):
-            try:
-                await self._notify_queued(entry.conversation_id, position, len(ordered))
-            except Exception as exc:  # a position not recorded is shown at the next change
-                logger.warning(
-                    "could not record %s's queue position: %s", entry.conversation_id, exc
-                )
+        ordered = [entry.conversation_id for entry in sorted(self._queue)]
+        await announce_positions(self._notify_queued, ordered)
 
     async def _watch_idle(self, interval: float) -> None:
         delay = self.caps.idle_close_delay
         assert delay is not None
         while True:
             await asyncio.sleep(interval)
-            now = time.monotonic()
-            stale = [
-                conversation_id
-                for conversation_id, handle in self._running.items()
-                if handle.idle and now - handle.last_activity > delay
-            ]
-            for conversation_id in stale:
-                try:
-                    await self._stop(conversation_id, f"closed after {delay:g} seconds idle")
-                except Exception as exc:
-                    logger.warning("could not close idle %s: %s", conversation_id, exc)
+            await close_idle(self._running, delay, self._stop)
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -285,23 +337,10 @@ class Admission:
         self._manager = manager
 
     def check(self, owner: str | None) -> None:
-        """Raise `TooManyRequests` now if the policy would refuse: before anything is
+        """Raise now if the policy would refuse (`check_admission`): before anything is
         written."""
         manager = self._manager
-        blocked = manager._room_for(owner)
-        if blocked != "ok" and manager.caps.policy == "queue":
-            self._check_queue_room()
-        if blocked != "ok" and manager.caps.policy == "reject":
-            cap = (
-                manager.caps.max_running
-                if blocked == "global"
-                else manager.caps.max_running_per_user
-            )
-            raise TooManyRequests(
-                f"too many running conversations: {manager._cap_message(blocked, owner)}",
-                cap=cap,
-                scope=blocked,
-            )
+        check_admission(manager.caps, owner, manager._load(owner))
 
     async def forget(self, conversation_id: str) -> bool:
         """Drop the conversation from the queue; True when it was queued."""
@@ -324,16 +363,6 @@ class Admission:
         """A cluster's ledger row (`server.cluster`); one process has none."""
         return None
 
-    def _check_queue_room(self) -> None:
-        manager = self._manager
-        if len(manager._queue) >= manager.caps.max_queued:
-            raise ServiceUnavailable(
-                f"the queue is full: {len(manager._queue)} conversations wait for a place "
-                f"(THREADLINE_MAX_QUEUED is {manager.caps.max_queued}); nothing was started",
-                code="queue_full",
-                retry_after=FULL_QUEUE_RETRY_SECONDS,
-            )
-
     async def admit(self, conversation_id: str, owner: str | None, priority: int) -> int | None:
         """Start the conversation, evicting or queueing per the policy. Returns its queue
         position when it was queued, None when it runs."""
@@ -354,7 +383,7 @@ class Admission:
                 await manager._evict_for(owner, blocked)
                 await manager._start(conversation_id)
                 return None
-        self._check_queue_room()
+        check_queue_room(manager.caps, len(manager._queue))
         heapq.heappush(
             manager._queue,
             _Queued((-priority, next(manager._order)), conversation_id, owner, priority),
