@@ -39,6 +39,7 @@ CREATE INDEX cluster_runs_by_node ON cluster_runs (node);
 
 _ROWS = "SELECT conv, owner, priority, state, node, ord, last_active_us FROM cluster_runs"
 T = TypeVar("T")
+Read = Callable[[Callable[[asyncpg.Connection], Awaitable[T]]], Awaitable[T]]
 _FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
@@ -104,11 +105,12 @@ class PostgresLedger:
     def __init__(
         self,
         connect: Callable[[], Awaitable[asyncpg.Connection]],
-        pool: asyncpg.Pool,
+        read: Read,
         schema: str | None,
     ) -> None:
         self._connect = connect
-        self._pool = pool
+        self._read = read
+        """The store's pooled reads (its errors: `StorageClosed`, `StorageError`)."""
         self._key = lock_key(schema)
         self._connection: asyncpg.Connection | None = None
         self._turn = asyncio.Lock()
@@ -159,13 +161,13 @@ class PostgresLedger:
                     )  # fmt: skip
                 return bool(status != "UPDATE 0")
 
-        return await self._with_pool(work)
+        return await self._read(work)
 
     async def snapshot(self) -> list[LedgerRow]:
         async def work(connection: asyncpg.Connection) -> list[LedgerRow]:
             return [_row(record) for record in await connection.fetch(_ROWS + " ORDER BY ord")]
 
-        return await self._with_pool(work)
+        return await self._read(work)
 
     async def leave(self, node: str) -> None:
         await self._execute("DELETE FROM cluster_nodes WHERE node = $1", node)
@@ -178,16 +180,7 @@ class PostgresLedger:
         async def work(connection: asyncpg.Connection) -> None:
             await connection.execute(sql, *params)
 
-        await self._with_pool(work)
-
-    async def _with_pool(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        if self._closed:
-            raise StorageClosed()
-        try:
-            async with self._pool.acquire() as connection:
-                return await work(connection)
-        except _FAILURES as exc:
-            raise self._error(exc) from exc
+        await self._read(work)
 
     async def _decision_connection(self) -> asyncpg.Connection:
         if self._closed:

@@ -133,7 +133,7 @@ class PostgresStorage(PostgresAutomation):
         indexer = PostgresIndexer(connect, interval=index_interval)
         writer = PostgresWriter(connect, hub, announcer, on_commit=indexer.appended)
         store = cls(pool, writer, indexer, hub)
-        store._ledger = PostgresLedger(connect, pool, schema)
+        store._ledger = PostgresLedger(connect, store._read, schema)
         listener = Listener(
             connect, announcer, RemoteFeed(hub, store._page_after), store.latest_event_id
         )
