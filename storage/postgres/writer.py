@@ -303,9 +303,9 @@ class PostgresWriter:
     async def _try_appends(
         self, connection: asyncpg.Connection, ops: list[_Append]
     ) -> list[tuple[_Append, list[StoredEvent]]]:
-        """Stamp the batch, then write it: without record patches as one statement (its
-        own transaction: the events, their counts and the announcement in one round
-        trip), else in a transaction of its steps."""
+        """Stamp the batch, then write it: the events, their counts and the announcement
+        as one statement (its own transaction: one round trip), and record patches, if
+        any, in a transaction with it."""
         columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [])
         counts: Counter[tuple[int, str]] = Counter()
         written: list[tuple[_Append, list[StoredEvent]]] = []
@@ -346,9 +346,7 @@ class PostgresWriter:
                 await self._write_in_one(connection, columns, counts, newest)
                 return written
             async with connection.transaction():
-                await connection.execute(INSERT_EVENTS, *columns)
-                await _count(connection, counts)
-                await self._announcer.announce(connection, newest)
+                await self._write_in_one(connection, columns, counts, newest)
                 for op, _ in written:
                     if op.patch is not None:
                         sql, params = patch_statement(op.patch, now)
