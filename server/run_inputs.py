@@ -30,6 +30,7 @@ Control = Literal["pause", "resume", "stop"]
 CONTROLS: dict[str, Control] = {"paused": "pause", "running": "resume", "stopped": "stop"}
 _WANTED: dict[Control, AgentState] = {"pause": "paused", "resume": "running", "stop": "stopped"}
 _INPUT = frozenset({"message", "change_agent_state"})
+_USER = b'"source":"user"'
 
 
 def control_request(command: Control, who: str, via: str) -> ChangeAgentStateAction:
@@ -87,7 +88,9 @@ class InputFollower:
             async with self._storage.subscribe(conversation_id, self._after) as events:
                 async for stored in events:
                     self._seen = stored.id
-                    if _is_user_input(stored.to_dict()):
+                    # Most events are the agent's: skip parsing those (orjson writes the
+                    # field exactly so; a match inside a text is then checked in full).
+                    if _USER in stored.data and _is_user_input(stored.to_dict()):
                         await self._act(stored)
                     if self._until is not None and stored.id >= self._until:
                         self._caught_up.set()
