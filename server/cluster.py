@@ -293,9 +293,10 @@ class ClusterSessions:
 
     async def _take_over_and_fill(self) -> None:
         rows = self._rows
-        dead = {row.node for row in rows if row.state == "running" and row.node != self.node}
+        # Only another process's runs can need taking over (the lock decides which).
+        others = any(row.state == "running" and row.node != self.node for row in rows)
         room = self._room_for(rows, None) == "ok" and any(row.state == "queued" for row in rows)
-        if not dead and not room:
+        if not others and not room:
             return
         async with self.admission() as admission:
             transaction = admission.transaction
