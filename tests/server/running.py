@@ -45,7 +45,9 @@ class RunningServer:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> RunningServer:
+    def start(self, timeout: float = 60.0) -> RunningServer:
+        # Generous: a server that is up answers at once, and a machine shared with
+        # other work has taken over 20 s to start one.
         reachable(self.data_dir)  # sandboxed commands walk down to their workspaces
         environment = {
             **os.environ,
