@@ -130,6 +130,31 @@ class _AppendWith:
 Op = _Append | _Call | _Create | _AppendWith
 
 
+@dataclass(slots=True)
+class _Stamped:
+    """A batch of appends given ids: the insert's columns, the per-kind counts, and each
+    stream as it was before (to put back if the batch is not written)."""
+
+    now: int
+    columns: tuple[list[Any], ...] = field(default_factory=lambda: ([], [], [], [], [], [], [], []))
+    counts: Counter[tuple[int, str]] = field(default_factory=Counter)
+    written: list[tuple[_Append, list[StoredEvent]]] = field(default_factory=list)
+    saved: dict[str, tuple[_Stream, int, int]] = field(default_factory=dict)
+
+    def restore(self) -> None:
+        for stream, next_id, last_ts in self.saved.values():
+            stream.next_id, stream.last_ts_us = next_id, last_ts
+
+
+@dataclass(slots=True)
+class _Written:
+    """A committed batch of appends whose callers are still to be told, in order."""
+
+    written: list[tuple[_Append, list[StoredEvent]]]
+    committed_at: float
+    told: int = 0
+
+
 class PostgresWriter:
     def __init__(
         self,
@@ -214,22 +239,92 @@ class PostgresWriter:
         self._queue.put_nowait(op)
 
     async def _run(self) -> None:
+        """Write batches as they come, one statement in flight at a time. While a batch of
+        appends is in flight, the batch before it is settled (its callers told, its
+        events published) and its callers' next appends queue up: the event loop's
+        Python and the database work side by side, never on the same batch."""
+        unsettled: _Written | None = None
         stopping = False
         while not stopping:
-            first = await self._queue.get()
-            if first is None:
-                break
-            batch: list[Op] = [first]
-            queued = len(first.events) if isinstance(first, _Append) else 1
-            await asyncio.sleep(0)  # writers woken by the last commit join this batch
-            while queued < self._max_batch and not self._queue.empty():
-                op = self._queue.get_nowait()
-                if op is None:
-                    stopping = True
+            if unsettled is not None and self._queue.empty():
+                # Nothing queued while the last batch was in flight: its callers are all
+                # waiting (appenders in lockstep). Tell the first half, so that what they
+                # append next is written while the second half is told.
+                self._settle(unsettled, half=True)
+                await asyncio.sleep(0)
+            if unsettled is not None and self._queue.empty():
+                self._settle(unsettled)
+                unsettled = None
+            if unsettled is None:
+                first = await self._queue.get()
+                if first is None:
                     break
-                batch.append(op)
-                queued += len(op.events) if isinstance(op, _Append) else 1
+                batch: list[Op] = [first]
+                await asyncio.sleep(0)  # writers woken by the last commit join this batch
+            else:
+                batch = []
+            stopping = self._drain(batch)
+            if batch and all(isinstance(op, _Append) for op in batch):
+                appends = [op for op in batch if isinstance(op, _Append)]
+                unsettled = await self._write_pipelined(appends, unsettled)
+                continue
+            if unsettled is not None:
+                self._settle(unsettled)
+                unsettled = None
             await self._process(batch)
+        if unsettled is not None:
+            self._settle(unsettled)
+
+    def _drain(self, batch: list[Op]) -> bool:
+        """Add what is queued to ``batch`` (up to the batch size); whether the writer was
+        asked to stop."""
+        queued = sum(len(op.events) if isinstance(op, _Append) else 1 for op in batch)
+        while queued < self._max_batch and not self._queue.empty():
+            op = self._queue.get_nowait()
+            if op is None:
+                return True
+            batch.append(op)
+            queued += len(op.events) if isinstance(op, _Append) else 1
+        return False
+
+    async def _write_pipelined(
+        self, ops: list[_Append], unsettled: _Written | None
+    ) -> _Written | None:
+        """Send ``ops`` as one batch, settle ``unsettled`` while it is in flight, and
+        return the batch committed but not yet settled. A batch that fails is settled
+        here: retried after a lost race with another process, failed otherwise."""
+        try:
+            connection = await self._ready()
+            stamped = await self._stamp(connection, ops)
+        except Exception:
+            stamped = None
+        if stamped is None or not stamped.written:
+            if unsettled is not None:
+                self._settle(unsettled)
+            if stamped is None:  # the connection failed: the serial path says how
+                await self._write_appends(ops)
+            return None
+        flight = asyncio.create_task(self._commit(connection, stamped))
+        if unsettled is not None:
+            await asyncio.sleep(0)  # the statement is sent before the settling starts
+            self._settle(unsettled)
+        try:
+            await flight
+        except asyncpg.UniqueViolationError:
+            # Another process wrote one of these conversations: the serial path reloads
+            # their next ids and writes the batch again.
+            retry = [op for op, _ in stamped.written]
+            for op in retry:
+                self._streams.pop(op.conversation_id, None)
+            await self._write_appends(retry)
+            return None
+        except Exception as exc:
+            for op, _ in stamped.written:
+                self._streams.pop(op.conversation_id, None)
+                _fail(op.future, self._failure(exc, "append"))
+            return None
+        self._succeeded()
+        return _Written(stamped.written, time.monotonic())
 
     async def _process(self, batch: list[Op]) -> None:
         appends: list[_Append] = []
@@ -248,6 +343,22 @@ class PostgresWriter:
                 await self._run_call(op)
         if appends:
             await self._write_appends(appends)
+
+    def _settle(self, batch: _Written, *, half: bool = False) -> None:
+        """Tell a committed batch's callers and publish its events, in order (the first
+        half of those not told yet, with ``half``)."""
+        end = len(batch.written) if not half else (batch.told + len(batch.written) + 1) // 2
+        appended = 0
+        for op, stored in batch.written[batch.told : end]:
+            if not op.future.done():
+                op.future.set_result(stored)
+            self._hub.observer.appended(len(stored), batch.committed_at - op.asked_at)
+            self._hub.publish(op.conversation_id, stored)
+            appended += len(stored)
+        batch.told = max(batch.told, end)
+        if appended:
+            self._on_commit(appended)
+        _trim(self._streams, MAX_CACHED_STREAMS)
 
     async def _ready(self) -> asyncpg.Connection:
         """The writer's connection, opened again if it was lost."""
@@ -270,10 +381,12 @@ class PostgresWriter:
         return stream
 
     async def _write_appends(self, ops: list[_Append]) -> None:
+        """Write ``ops`` as one batch and settle it, retrying after a lost race."""
         for _ in range(CONFLICT_RETRIES):
             try:
                 connection = await self._ready()
-                written = await self._try_appends(connection, ops)
+                stamped = await self._stamp(connection, ops)
+                await self._commit(connection, stamped)
             except asyncpg.UniqueViolationError:
                 # Another process wrote one of these conversations: reload and retry.
                 for op in ops:
@@ -283,82 +396,75 @@ class PostgresWriter:
                 for op in ops:
                     self._streams.pop(op.conversation_id, None)
                     _fail(op.future, self._failure(exc, "append"))
-                if not isinstance(exc, Exception):
-                    raise
                 return
             self._succeeded()
-            committed_at = time.monotonic()
-            for op, stored in written:
-                if not op.future.done():
-                    op.future.set_result(stored)
-                self._hub.observer.appended(len(stored), committed_at - op.asked_at)
-                self._hub.publish(op.conversation_id, stored)
-            _trim(self._streams, MAX_CACHED_STREAMS)
-            self._on_commit(sum(len(stored) for _, stored in written))
+            self._settle(_Written(stamped.written, time.monotonic()))
             return
         error = StorageError("another process keeps writing these conversations; giving up")
         for op in ops:
             _fail(op.future, error)
 
-    async def _try_appends(
-        self, connection: asyncpg.Connection, ops: list[_Append]
-    ) -> list[tuple[_Append, list[StoredEvent]]]:
-        """Stamp the batch, then write it: the events, their counts and the announcement
-        as one statement (its own transaction: one round trip), and record patches, if
-        any, in a transaction with it."""
-        columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [])
-        counts: Counter[tuple[int, str]] = Counter()
-        written: list[tuple[_Append, list[StoredEvent]]] = []
-        saved: dict[str, tuple[_Stream, int, int]] = {}
-        now = now_micros()
+    async def _stamp(self, connection: asyncpg.Connection, ops: list[_Append]) -> _Stamped:
+        """Give the batch's events their ids and timestamps, as the columns of one insert.
+        The streams advance; `_commit` puts them back if the batch is not written."""
+        stamped = _Stamped(now_micros())
+        columns, counts, now = stamped.columns, stamped.counts, stamped.now
+        for op in ops:
+            try:
+                stream = await self._stream(connection, op.conversation_id)
+            except ThreadlineError as exc:
+                _fail(op.future, exc)
+                continue
+            except BaseException:
+                stamped.restore()
+                raise
+            stamped.saved.setdefault(
+                op.conversation_id, (stream, stream.next_id, stream.last_ts_us)
+            )
+            stored = []
+            for prepared in op.events:
+                timestamp = prepared.timestamp_us
+                if timestamp is None:
+                    timestamp = max(now, stream.last_ts_us)
+                data = stamp(prepared, stream.next_id, timestamp)
+                for column, value in zip(
+                    columns,
+                    (
+                        stream.key, stream.next_id, prepared.kind, prepared.source,
+                        timestamp, prepared.hidden, prepared.text, data,
+                    ),
+                    strict=True,
+                ):  # fmt: skip
+                    column.append(value)
+                counts[stream.key, prepared.kind] += 1
+                stored.append(StoredEvent(op.conversation_id, stream.next_id, data))
+                stream.next_id += 1
+                stream.last_ts_us = max(stream.last_ts_us, min(timestamp, now))
+            stamped.written.append((op, stored))
+        return stamped
+
+    async def _commit(self, connection: asyncpg.Connection, stamped: _Stamped) -> None:
+        """Write a stamped batch: the events, their counts and the announcement as one
+        statement (its own transaction: one round trip), and record patches, if any, in a
+        transaction with it. On failure the streams are put back."""
+        written = stamped.written
+        newest = {op.conversation_id: stored[-1].id for op, stored in written if stored}
         try:
-            for op in ops:
-                try:
-                    stream = await self._stream(connection, op.conversation_id)
-                except ThreadlineError as exc:
-                    _fail(op.future, exc)
-                    continue
-                saved.setdefault(op.conversation_id, (stream, stream.next_id, stream.last_ts_us))
-                stored = []
-                for prepared in op.events:
-                    timestamp = prepared.timestamp_us
-                    if timestamp is None:
-                        timestamp = max(now, stream.last_ts_us)
-                    data = stamp(prepared, stream.next_id, timestamp)
-                    for column, value in zip(
-                        columns,
-                        (
-                            stream.key, stream.next_id, prepared.kind, prepared.source,
-                            timestamp, prepared.hidden, prepared.text, data,
-                        ),
-                        strict=True,
-                    ):  # fmt: skip
-                        column.append(value)
-                    counts[stream.key, prepared.kind] += 1
-                    stored.append(StoredEvent(op.conversation_id, stream.next_id, data))
-                    stream.next_id += 1
-                    stream.last_ts_us = max(stream.last_ts_us, min(timestamp, now))
-                written.append((op, stored))
-            if not written:
-                return []
-            newest = {op.conversation_id: stored[-1].id for op, stored in written if stored}
             if all(op.patch is None for op, _ in written):
-                await self._write_in_one(connection, columns, counts, newest)
-                return written
+                await self._write_in_one(connection, stamped.columns, stamped.counts, newest)
+                return
             async with connection.transaction():
-                await self._write_in_one(connection, columns, counts, newest)
+                await self._write_in_one(connection, stamped.columns, stamped.counts, newest)
                 for op, _ in written:
                     if op.patch is not None:
-                        sql, params = patch_statement(op.patch, now)
-                        key = saved[op.conversation_id][0].key
+                        sql, params = patch_statement(op.patch, stamped.now)
+                        key = stamped.saved[op.conversation_id][0].key
                         await connection.execute(
                             f"{sql} WHERE key = ${len(params) + 1}", *params, key
                         )
         except BaseException:
-            for stream, next_id, last_ts in saved.values():
-                stream.next_id, stream.last_ts_us = next_id, last_ts
+            stamped.restore()
             raise
-        return written
 
     async def _write_in_one(
         self,
