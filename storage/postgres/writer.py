@@ -1,8 +1,9 @@
 """This process's single writer to PostgreSQL: group commit, gapless ids.
 
-As with SQLite, one task writes: appends queued while a transaction is in flight are
-written together in the next one (one ``INSERT ... SELECT FROM unnest(...)``), the
-per-kind counts and any record patches in the same transaction. The writer assigns ids
+As with SQLite, one task writes (the loop is `storage.group_commit`): appends queued
+while a transaction is in flight are written together in the next one (one ``INSERT ...
+SELECT FROM unnest(...)``), the per-kind counts and any record patches in the same
+transaction. The writer assigns ids
 from each conversation's next id, kept in memory. Other processes may write the same
 conversation: the ``(conv, id)`` primary key makes a taken id a unique violation, never
 a fork; the writer then reloads those conversations' next ids and writes the batch again
@@ -28,6 +29,7 @@ from storage.errors import (
     StorageError,
     StorageFull,
 )
+from storage.group_commit import Accepted, Append, GroupCommitWriter, Written
 from storage.models import ConversationPatch, StoredEvent
 from storage.postgres.notify import Announcer
 from storage.postgres.records import patch_statement
@@ -83,15 +85,6 @@ class _Stream:
 
 
 @dataclass(slots=True)
-class _Append:
-    conversation_id: str
-    events: list[PreparedEvent]
-    future: asyncio.Future[list[StoredEvent]]
-    patch: ConversationPatch | None = None
-    asked_at: float = field(default_factory=time.monotonic)
-
-
-@dataclass(slots=True)
 class _Call:
     work: Work[Any]
     after_commit: Callable[[], None] | None
@@ -127,7 +120,7 @@ class _AppendWith:
     asked_at: float = field(default_factory=time.monotonic)
 
 
-Op = _Append | _Call | _Create | _AppendWith
+Op = Append | _Call | _Create | _AppendWith
 
 
 @dataclass(slots=True)
@@ -135,10 +128,11 @@ class _Stamped:
     """A batch of appends given ids: the insert's columns, the per-kind counts, and each
     stream as it was before (to put back if the batch is not written)."""
 
+    connection: asyncpg.Connection
     now: int
     columns: tuple[list[Any], ...] = field(default_factory=lambda: ([], [], [], [], [], [], [], []))
     counts: Counter[tuple[int, str]] = field(default_factory=Counter)
-    written: list[tuple[_Append, list[StoredEvent]]] = field(default_factory=list)
+    written: Accepted = field(default_factory=list)
     saved: dict[str, tuple[_Stream, int, int]] = field(default_factory=dict)
 
     def restore(self) -> None:
@@ -146,16 +140,7 @@ class _Stamped:
             stream.next_id, stream.last_ts_us = next_id, last_ts
 
 
-@dataclass(slots=True)
-class _Written:
-    """A committed batch of appends whose callers are still to be told, in order."""
-
-    written: list[tuple[_Append, list[StoredEvent]]]
-    committed_at: float
-    told: int = 0
-
-
-class PostgresWriter:
+class PostgresWriter(GroupCommitWriter[_Stamped]):
     def __init__(
         self,
         connect: Connect,
@@ -193,7 +178,7 @@ class PostgresWriter:
         patch: ConversationPatch | None = None,
     ) -> list[StoredEvent]:
         future: asyncio.Future[list[StoredEvent]] = asyncio.get_running_loop().create_future()
-        self._put(_Append(conversation_id, events, future, patch))
+        self._put(Append(conversation_id, events, future, patch))
         return await future
 
     async def call(self, work: Work[T], after_commit: Callable[[], None] | None = None) -> T:
@@ -238,126 +223,16 @@ class PostgresWriter:
             raise StorageClosed()
         self._queue.put_nowait(op)
 
-    async def _run(self) -> None:
-        """Write batches as they come, one statement in flight at a time. While a batch of
-        appends is in flight, the batch before it is settled (its callers told, its
-        events published) and its callers' next appends queue up: the event loop's
-        Python and the database work side by side, never on the same batch."""
-        unsettled: _Written | None = None
-        stopping = False
-        while not stopping:
-            if unsettled is not None and self._queue.empty():
-                # Nothing queued while the last batch was in flight: its callers are all
-                # waiting (appenders in lockstep). Tell the first half, so that what they
-                # append next is written while the second half is told.
-                self._settle(unsettled, half=True)
-                await asyncio.sleep(0)
-            if unsettled is not None and self._queue.empty():
-                self._settle(unsettled)
-                unsettled = None
-            if unsettled is None:
-                first = await self._queue.get()
-                if first is None:
-                    break
-                batch: list[Op] = [first]
-                await asyncio.sleep(0)  # writers woken by the last commit join this batch
-            else:
-                batch = []
-            stopping = self._drain(batch)
-            if batch and all(isinstance(op, _Append) for op in batch):
-                appends = [op for op in batch if isinstance(op, _Append)]
-                unsettled = await self._write_pipelined(appends, unsettled)
-                continue
-            if unsettled is not None:
-                self._settle(unsettled)
-                unsettled = None
-            await self._process(batch)
-        if unsettled is not None:
-            self._settle(unsettled)
+    async def _run_other(self, op: Op) -> None:
+        if isinstance(op, _Create):
+            await self._run_create(op)
+        elif isinstance(op, _AppendWith):
+            await self._run_append_with(op)
+        elif isinstance(op, _Call):
+            await self._run_call(op)
 
-    def _drain(self, batch: list[Op]) -> bool:
-        """Add what is queued to ``batch`` (up to the batch size); whether the writer was
-        asked to stop."""
-        queued = sum(len(op.events) if isinstance(op, _Append) else 1 for op in batch)
-        while queued < self._max_batch and not self._queue.empty():
-            op = self._queue.get_nowait()
-            if op is None:
-                return True
-            batch.append(op)
-            queued += len(op.events) if isinstance(op, _Append) else 1
-        return False
-
-    async def _write_pipelined(
-        self, ops: list[_Append], unsettled: _Written | None
-    ) -> _Written | None:
-        """Send ``ops`` as one batch, settle ``unsettled`` while it is in flight, and
-        return the batch committed but not yet settled. A batch that fails is settled
-        here: retried after a lost race with another process, failed otherwise."""
-        try:
-            connection = await self._ready()
-            stamped = await self._stamp(connection, ops)
-        except Exception:
-            stamped = None
-        if stamped is None or not stamped.written:
-            if unsettled is not None:
-                self._settle(unsettled)
-            if stamped is None:  # the connection failed: the serial path says how
-                await self._write_appends(ops)
-            return None
-        flight = asyncio.create_task(self._commit(connection, stamped))
-        if unsettled is not None:
-            await asyncio.sleep(0)  # the statement is sent before the settling starts
-            self._settle(unsettled)
-        try:
-            await flight
-        except asyncpg.UniqueViolationError:
-            # Another process wrote one of these conversations: the serial path reloads
-            # their next ids and writes the batch again.
-            retry = [op for op, _ in stamped.written]
-            for op in retry:
-                self._streams.pop(op.conversation_id, None)
-            await self._write_appends(retry)
-            return None
-        except Exception as exc:
-            for op, _ in stamped.written:
-                self._streams.pop(op.conversation_id, None)
-                _fail(op.future, self._failure(exc, "append"))
-            return None
-        self._succeeded()
-        return _Written(stamped.written, time.monotonic())
-
-    async def _process(self, batch: list[Op]) -> None:
-        appends: list[_Append] = []
-        for op in batch:
-            if isinstance(op, _Append):
-                appends.append(op)
-                continue
-            if appends:
-                await self._write_appends(appends)
-                appends = []
-            if isinstance(op, _Create):
-                await self._run_create(op)
-            elif isinstance(op, _AppendWith):
-                await self._run_append_with(op)
-            else:
-                await self._run_call(op)
-        if appends:
-            await self._write_appends(appends)
-
-    def _settle(self, batch: _Written, *, half: bool = False) -> None:
-        """Tell a committed batch's callers and publish its events, in order (the first
-        half of those not told yet, with ``half``)."""
-        end = len(batch.written) if not half else (batch.told + len(batch.written) + 1) // 2
-        appended = 0
-        for op, stored in batch.written[batch.told : end]:
-            if not op.future.done():
-                op.future.set_result(stored)
-            self._hub.observer.appended(len(stored), batch.committed_at - op.asked_at)
-            self._hub.publish(op.conversation_id, stored)
-            appended += len(stored)
-        batch.told = max(batch.told, end)
-        if appended:
-            self._on_commit(appended)
+    def _told(self, appended: int) -> None:
+        self._on_commit(appended)
         _trim(self._streams, MAX_CACHED_STREAMS)
 
     async def _ready(self) -> asyncpg.Connection:
@@ -380,34 +255,50 @@ class PostgresWriter:
         self._streams[conversation_id] = stream  # most recently used last
         return stream
 
-    async def _write_appends(self, ops: list[_Append]) -> None:
-        """Write ``ops`` as one batch and settle it, retrying after a lost race."""
+    async def _write_appends(self, ops: list[Append]) -> None:
         for _ in range(CONFLICT_RETRIES):
             try:
-                connection = await self._ready()
-                stamped = await self._stamp(connection, ops)
-                await self._commit(connection, stamped)
+                stamped = await self._stamp(ops)
+                await self._commit(stamped)
             except asyncpg.UniqueViolationError:
                 # Another process wrote one of these conversations: reload and retry.
-                for op in ops:
-                    self._streams.pop(op.conversation_id, None)
+                self._forget_streams(ops)
                 continue
             except Exception as exc:
+                self._forget_streams(ops)
                 for op in ops:
-                    self._streams.pop(op.conversation_id, None)
                     _fail(op.future, self._failure(exc, "append"))
                 return
-            self._succeeded()
-            self._settle(_Written(stamped.written, time.monotonic()))
+            self._committed(stamped)
+            self._settle(Written(stamped.written))
             return
         error = StorageError("another process keeps writing these conversations; giving up")
         for op in ops:
             _fail(op.future, error)
 
-    async def _stamp(self, connection: asyncpg.Connection, ops: list[_Append]) -> _Stamped:
+    async def _failed(self, stamped: _Stamped, exc: Exception) -> None:
+        ops = [op for op, _ in stamped.written]
+        self._forget_streams(ops)
+        if isinstance(exc, asyncpg.UniqueViolationError):
+            # Another process wrote one of these conversations: write them again with
+            # their next ids reloaded.
+            await self._write_appends(ops)
+            return
+        for op in ops:
+            _fail(op.future, self._failure(exc, "append"))
+
+    def _committed(self, stamped: _Stamped) -> None:
+        self._succeeded()
+
+    def _forget_streams(self, ops: list[Append]) -> None:
+        for op in ops:
+            self._streams.pop(op.conversation_id, None)
+
+    async def _stamp(self, ops: list[Append]) -> _Stamped:
         """Give the batch's events their ids and timestamps, as the columns of one insert.
         The streams advance; `_commit` puts them back if the batch is not written."""
-        stamped = _Stamped(now_micros())
+        connection = await self._ready()
+        stamped = _Stamped(connection, now_micros())
         columns, counts, now = stamped.columns, stamped.counts, stamped.now
         for op in ops:
             try:
@@ -443,11 +334,11 @@ class PostgresWriter:
             stamped.written.append((op, stored))
         return stamped
 
-    async def _commit(self, connection: asyncpg.Connection, stamped: _Stamped) -> None:
+    async def _commit(self, stamped: _Stamped) -> None:
         """Write a stamped batch: the events, their counts and the announcement as one
         statement (its own transaction: one round trip), and record patches, if any, in a
         transaction with it. On failure the streams are put back."""
-        written = stamped.written
+        connection, written = stamped.connection, stamped.written
         newest = {op.conversation_id: stored[-1].id for op, stored in written if stored}
         try:
             if all(op.patch is None for op, _ in written):

@@ -1,9 +1,10 @@
 """The single writer of ``events.db``: group commit.
 
-Every write to the log file goes through one task. Appends queued while a transaction
-is in flight are written together in the next one, so a hundred conversations appending
-at once cost one commit, not a hundred. Other writes (conversation create / update /
-delete) run in order with the appends, each in its own transaction.
+Every write to the log file goes through one task (the loop is `storage.group_commit`).
+Appends queued while a transaction is in flight are written together in the next one, so
+a hundred conversations appending at once cost one commit, not a hundred. Other writes
+(conversation create / update / delete) run in order with the appends, each in its own
+transaction.
 
 The writer assigns ids: it keeps each active conversation's next id in memory (loaded
 from the log on first use), so ids are gapless even when appends race, and restores them
@@ -26,6 +27,7 @@ import aiosqlite
 
 from events import ThreadlineError
 from storage.errors import ConversationNotFound, StorageClosed, StorageError, StorageFull
+from storage.group_commit import Accepted, Append, GroupCommitWriter, Written
 from storage.models import ConversationPatch, StoredEvent
 from storage.records import PreparedEvent, now_micros, stamp
 from storage.sqlite import conversations
@@ -59,15 +61,6 @@ class _Stream:
 
 
 @dataclass(slots=True)
-class _Append:
-    conversation_id: str
-    events: list[PreparedEvent]
-    future: asyncio.Future[list[StoredEvent]]
-    patch: ConversationPatch | None = None
-    asked_at: float = field(default_factory=time.monotonic)
-
-
-@dataclass(slots=True)
 class _Create:
     """A conversation and its first events, in one transaction."""
 
@@ -97,7 +90,22 @@ class _Call:
     )
 
 
-class LogWriter:
+Op = Append | _Call | _Create | _AppendWith
+
+
+@dataclass(slots=True)
+class _Stamped:
+    """A batch of appends given ids: its rows, and the writer's sequence and each stream
+    as they were before (to put back if the batch is not written)."""
+
+    now: int
+    first_seq: int
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    written: Accepted = field(default_factory=list)
+    saved: dict[str, tuple[_Stream, int, int]] = field(default_factory=dict)
+
+
+class LogWriter(GroupCommitWriter[_Stamped]):
     """Owns the write connection; see the module docstring."""
 
     def __init__(
@@ -112,7 +120,7 @@ class LogWriter:
         self._hub = hub
         self._on_commit = on_commit
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[_Append | _Call | _Create | _AppendWith | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[Op | None] = asyncio.Queue()
         self._streams: dict[str, _Stream] = {}
         self._kind_counts: dict[str, Counter[str]] = {}
         self._next_seq = 1
@@ -152,7 +160,7 @@ class LogWriter:
         if self._closing:
             raise StorageClosed()
         future: asyncio.Future[list[StoredEvent]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Append(conversation_id, events, future, patch))
+        self._queue.put_nowait(Append(conversation_id, events, future, patch))
         return await future
 
     async def call(
@@ -227,44 +235,16 @@ class LogWriter:
         if self._task is not None:
             await self._task
 
-    async def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            batch: list[_Append | _Call | _Create | _AppendWith] = []
-            first = await self._queue.get()
-            if first is None:
-                break
-            batch.append(first)
-            queued = len(first.events) if isinstance(first, _Append) else 1
-            # One turn of the loop lets writers woken by the last commit queue again, so
-            # they join this batch instead of waiting out the next transaction.
-            await asyncio.sleep(0)
-            while queued < self._max_batch and not self._queue.empty():
-                op = self._queue.get_nowait()
-                if op is None:
-                    stopping = True
-                    break
-                batch.append(op)
-                queued += len(op.events) if isinstance(op, _Append) else 1
-            await self._process(batch)
+    async def _run_other(self, op: Op) -> None:
+        if isinstance(op, _Create):
+            await self._run_create(op)
+        elif isinstance(op, _AppendWith):
+            await self._run_append_with(op)
+        elif isinstance(op, _Call):
+            await self._run_call(op)
 
-    async def _process(self, batch: list[_Append | _Call | _Create | _AppendWith]) -> None:
-        appends: list[_Append] = []
-        for op in batch:
-            if isinstance(op, _Append):
-                appends.append(op)
-                continue
-            if appends:
-                await self._write_appends(appends)
-                appends = []
-            if isinstance(op, _Create):
-                await self._run_create(op)
-            elif isinstance(op, _AppendWith):
-                await self._run_append_with(op)
-            else:
-                await self._run_call(op)
-        if appends:
-            await self._write_appends(appends)
+    def _told(self, appended: int) -> None:
+        self._on_commit()
 
     async def _stream(self, conversation_id: str) -> _Stream:
         stream = self._streams.pop(conversation_id, None)
@@ -281,12 +261,23 @@ class LogWriter:
             self._streams[conversation_id] = stream
         return stream
 
-    async def _write_appends(self, ops: list[_Append]) -> None:
-        rows: list[tuple[Any, ...]] = []
-        accepted: list[tuple[_Append, list[StoredEvent]]] = []
-        saved: dict[str, tuple[_Stream, int, int]] = {}
-        first_seq = self._next_seq
-        now = now_micros()
+    async def _write_appends(self, ops: list[Append]) -> None:
+        stamped = await self._stamp(ops)
+        if not stamped.written:
+            return
+        try:
+            await self._commit(stamped)
+        except BaseException as exc:
+            await self._failed(stamped, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self._committed(stamped)
+        self._settle(Written(stamped.written))
+
+    async def _stamp(self, ops: list[Append]) -> _Stamped:
+        stamped = _Stamped(now_micros(), self._next_seq)
+        rows, now = stamped.rows, stamped.now
         for op in ops:
             try:
                 stream = await self._stream(op.conversation_id)
@@ -296,7 +287,9 @@ class LogWriter:
             except sqlite3.Error as exc:
                 _fail(op.future, StorageError(f"could not load conversation: {exc}"))
                 continue
-            saved.setdefault(op.conversation_id, (stream, stream.next_id, stream.last_ts_us))
+            stamped.saved.setdefault(
+                op.conversation_id, (stream, stream.next_id, stream.last_ts_us)
+            )
             stored: list[StoredEvent] = []
             for prepared in op.events:
                 event_id = stream.next_id
@@ -306,59 +299,49 @@ class LogWriter:
                 data = stamp(prepared, event_id, timestamp)
                 rows.append(
                     (
-                        self._next_seq,
-                        stream.key,
-                        event_id,
-                        prepared.kind,
-                        prepared.source,
-                        timestamp,
-                        prepared.hidden,
-                        prepared.text,
-                        data,
+                        self._next_seq, stream.key, event_id, prepared.kind, prepared.source,
+                        timestamp, prepared.hidden, prepared.text, data,
                     )
-                )
+                )  # fmt: skip
                 stored.append(StoredEvent(op.conversation_id, event_id, data))
                 stream.next_id += 1
                 stream.last_ts_us = max(stream.last_ts_us, min(timestamp, now))
                 self._next_seq += 1
-            accepted.append((op, stored))
-        if not rows:
-            return
+            stamped.written.append((op, stored))
+        return stamped
+
+    async def _commit(self, stamped: _Stamped) -> None:
         try:
             try:
                 # The connection opens the transaction itself at the first INSERT.
-                await self._connection.executemany(INSERT_EVENT, rows)
-                for op, _ in accepted:
+                await self._connection.executemany(INSERT_EVENT, stamped.rows)
+                for op, _ in stamped.written:
                     if op.patch is not None:
-                        await self._patch(saved[op.conversation_id][0].key, op.patch, now)
+                        key = stamped.saved[op.conversation_id][0].key
+                        await self._patch(key, op.patch, stamped.now)
                 await self._connection.commit()
             except BaseException:
                 await self._rollback()
                 raise
-        except BaseException as exc:
-            self._next_seq = first_seq
-            for stream, next_id, last_ts in saved.values():
+        except BaseException:
+            self._next_seq = stamped.first_seq
+            for stream, next_id, last_ts in stamped.saved.values():
                 stream.next_id, stream.last_ts_us = next_id, last_ts
-            error = self._failure(exc, "append")
-            for op, _ in accepted:
-                _fail(op.future, error)
-            if not isinstance(exc, Exception):
-                raise
-            return
+            raise
+
+    async def _failed(self, stamped: _Stamped, exc: BaseException) -> None:
+        error = self._failure(exc, "append")
+        for op, _ in stamped.written:
+            _fail(op.future, error)
+
+    def _committed(self, stamped: _Stamped) -> None:
         self._durable_seq = self._next_seq - 1
         self._succeeded()
         _trim(self._streams, MAX_CACHED_STREAMS)
         _trim(self._kind_counts, MAX_CACHED_STREAMS)
-        for op, _ in accepted:
+        for op, _ in stamped.written:
             if (counts := self._kind_counts.get(op.conversation_id)) is not None:
                 counts.update(prepared.kind for prepared in op.events)
-        committed_at = time.monotonic()
-        for op, stored in accepted:
-            if not op.future.done():
-                op.future.set_result(stored)
-            self._hub.observer.appended(len(stored), committed_at - op.asked_at)
-            self._hub.publish(op.conversation_id, stored)
-        self._on_commit()
 
     async def _patch(self, key: int, patch: ConversationPatch, now_us: int) -> None:
         sql, params = conversations.patch_statement(patch, now_us)

@@ -21,13 +21,23 @@ from tests.chaos.outcome import Outcome
 
 
 async def quiesce(api: Api, within: float) -> list[str]:
-    """Wait until nothing runs or waits in the queue; after ``within`` s stop what still
-    does (and give it 3 s). Returns what had to be stopped, as it was then."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
+    """Wait until nothing runs or waits in the queue; stop what still does once it has
+    made no progress (no new event in a running conversation's log) for ``within`` s, or
+    after 3 x ``within`` s in all (and give it 3 s). A run that started late and is still
+    working (a message sent as space returned starts one) is not wedged. Returns what
+    had to be stopped, as it was then."""
+    began = time.monotonic()
+    progress = began
+    newest: dict[str, int] = {}
+    while time.monotonic() - progress < within and time.monotonic() - began < 3 * within:
         sessions = await api.sessions()
         if not sessions["running_count"] and not sessions["queued_count"]:
             return []
+        for conversation_id in sessions["running"]:
+            latest = await api.latest_event_id(conversation_id)
+            if latest != newest.get(conversation_id):
+                newest[conversation_id] = latest
+                progress = time.monotonic()
         await asyncio.sleep(0.2)
     sessions = await api.sessions()
     stuck = [*sessions["running"], *(q["conversation_id"] for q in sessions["queued"])]
