@@ -62,23 +62,22 @@ def _log_x(axes: Axes, ticks: Sequence[int], label: str) -> None:
 
 def _log_y(axes: Axes) -> None:
     """A log y axis (set after plotting) labelled in plain numbers: 1, 10, 100, and
-    between them 2 and 5, or every minor tick when the data spans little more than a
-    decade."""
+    between them 2 and 5 (and 3 when the data spans little more than a decade)."""
     from matplotlib.ticker import FuncFormatter
 
     axes.set_yscale("log")
     low, high = axes.get_ylim()
-    digits = "23456789" if high / low < 30 else "25"
+    digits = "235" if high / low < 30 else "25"
     axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     axes.yaxis.set_minor_formatter(
-        FuncFormatter(lambda value, _: f"{value:g}" if f"{value:g}"[0] in digits else "")
+        FuncFormatter(lambda value, _: f"{value:g}" if f"{value:.0e}"[0] in digits else "")
     )
 
 
 def _short(value: float) -> str:
     if value >= 1_000_000:
         return f"{value / 1_000_000:g}M"
-    return f"{value / 1000:g}k" if value >= 10_000 else f"{value:,.0f}"
+    return f"{value / 1000:g}k" if value >= 1000 else f"{value:g}"
 
 
 def fanout(result: dict[str, Any], note: str) -> Figure:
@@ -98,7 +97,11 @@ def fanout(result: dict[str, Any], note: str) -> Figure:
         for x, y, ok in zip(xs, p99, held, strict=True):
             latency.plot(x, y, "o", color=colour, markerfacecolor=colour if ok else "white")
         for mode, style in (("rate", "-"), ("flat", ":")):
-            values = [m.get(f"{label}.{n}.{mode}.server_us_per_delivery", math.nan) for n in xs]
+            # 0 is below what /proc's 10 ms clock ticks can tell: no point rather than -inf.
+            values = [
+                m.get(f"{label}.{n}.{mode}.server_us_per_delivery", math.nan) or math.nan
+                for n in xs
+            ]
             cpu.plot(xs, values, style, marker="o", color=colour, markersize=4)
         bad = sum(
             m.get(f"{label}.{n}.{mode}.violations", 0) for n in xs for mode in ("rate", "flat")
