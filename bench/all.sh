@@ -2,9 +2,11 @@
 # Every benchmark in one go, sized to finish in under 30 minutes on a quiet 2-CPU machine,
 # then the plots: JSON in bench/results/, PNG beside it and in docs/plots/.
 #
-#   bench/all.sh            the full set (about 20 minutes; the step times are printed)
-#   bench/all.sh --quick    every step small (about 5 minutes): checks the harness, not
-#                           the figures; the plots' titles say it was a quick run
+#   bench/all.sh            the full set: about 16 minutes on a quiet machine (estimated
+#                           from each step timed alone at load 3-9, where it summed to
+#                           ~24 minutes); the step times are printed
+#   bench/all.sh --quick    every step small (4 minutes at load 4-6): checks the harness,
+#                           not the figures; the plots' titles say it was a quick run
 #   bench/all.sh --force    run even though the machine is busy (the figures suffer)
 #
 # Refuses to start when the 1-minute load average is above 1.5 (others' work would be in
@@ -25,7 +27,7 @@ for argument in "$@"; do
     case "$argument" in
         --quick) quick=1 ;;
         --force) force=1 ;;
-        -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "all.sh: unknown argument $argument (--quick, --force)" >&2; exit 2 ;;
     esac
 done
@@ -65,7 +67,7 @@ else
     storage=(--runs 1 --samples 300)
     fanout=(--subscribers 1,10,100,1000,2000,5000 --seconds 5 --flat-deliveries 100000
             --flat-min 20 --flat-max 2000)
-    sessions=(--conversations 100,1000 --steps 100,500,1000,2000)
+    sessions=(--conversations 100,1000 --steps 100,500,1000,2000,5000)
     http=(--runs 3)
     export_=(--events 300000)
     cluster=(--subscribers 100,1000 --seconds 5)

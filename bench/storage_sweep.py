@@ -4,7 +4,7 @@ Run by hand, never by the tests (from the repository root):
 
     .venv/bin/python bench/storage_sweep.py [--sizes 10000,100000,1000000]
                                             [--per-conversation 1000] [--appends 10000]
-                                            [--samples 300] [--repeats 1]
+                                            [--samples 500] [--repeats 1]
 
 One store is grown in steps (`append_many` from 100 concurrent tasks into conversations
 of ``--per-conversation`` events, the generator of bench/storage_events.py), so the
@@ -191,7 +191,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sizes", default="10000,100000,1000000", help="log sizes, ascending")
     parser.add_argument("--per-conversation", type=int, default=1_000, help="events each")
     parser.add_argument("--appends", type=int, default=10_000, help="appended at each size")
-    parser.add_argument("--samples", type=int, default=300, help="per read figure")
+    parser.add_argument("--samples", type=int, default=500, help="per read figure")
     parser.add_argument("--repeats", type=int, default=1, help="measurements per size")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS / "storage_sweep.json")
