@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 STARTED = time.perf_counter()
+LOAD_AT_START = os.getloadavg()
+"""The 1-, 5- and 15-minute load averages when the benchmark started (this import)."""
 MIB = 1024 * 1024
 Metrics = dict[str, float]
 
@@ -126,7 +129,8 @@ def ratio(ours: float | None, bare: float | None) -> str:
 
 
 def environment(packages: Iterable[str] = SERVER_PACKAGES) -> dict[str, Any]:
-    """The machine, Python, SQLite and ``packages`` versions, and the git commit."""
+    """The machine, Python, SQLite and ``packages`` versions, the git commit, when the
+    run finished (UTC) and the load averages at its start and now (its end)."""
     commit = subprocess.run(
         ["git", "describe", "--always", "--dirty"],
         cwd=ROOT,
@@ -147,7 +151,24 @@ def environment(packages: Iterable[str] = SERVER_PACKAGES) -> dict[str, Any]:
         "sqlite": sqlite3.sqlite_version,
         **versions,
         "commit": commit or "unknown",
+        "host": platform.node(),
+        "cpu_model": _cpu_model(),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_start": list(LOAD_AT_START),
+        "load_end": list(os.getloadavg()),
     }
+
+
+def _cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux; ``-`` elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "-"
+    for line in text.splitlines():
+        if line.startswith("model name"):
+            return line.partition(":")[2].strip()
+    return "-"
 
 
 def environment_line(env: dict[str, Any]) -> str:

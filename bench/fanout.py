@@ -51,7 +51,7 @@ from pathlib import Path
 sys.path.pop(0)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import fanout_client
+from bench import fanout_client, plots
 from bench.common import RESULTS, Metrics, environment, log, median, write_result
 from bench.fanout_report import report, verdicts
 from bench.fanout_session import SERVERS, VIOLATIONS, Config, Session, ours
@@ -141,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "runs": runs,
     }
     write_result(args.out, result, report)
+    plots.draw_beside(args.out, result)
 
 
 if __name__ == "__main__":

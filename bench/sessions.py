@@ -55,7 +55,7 @@ from typing import Any
 sys.path.pop(0)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import sessions_admission, sessions_controller, sessions_fleet, sessions_spawn
+from bench import plots, sessions_admission, sessions_controller, sessions_fleet, sessions_spawn
 from bench.common import RESULTS, Metrics, environment, log, median, write_result
 from bench.machine import busy_processes
 from bench.processes import Profiler
@@ -207,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "runs": runs,
     }
     write_result(args.out, result, report)
+    plots.draw_beside(args.out, result)
 
 
 if __name__ == "__main__":

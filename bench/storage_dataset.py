@@ -88,10 +88,12 @@ async def open_dataset(
 
 
 async def load(
-    store: SqliteStorage, plan: Sequence[int], seed: int, markers: Counter[str]
+    store: SqliteStorage, plan: Sequence[int], seed: int, markers: Counter[str], first: int = 0
 ) -> tuple[list[str], dict[str, Any]]:
     """Create a conversation per entry of ``plan`` and append its events with
-    `append_many` in batches of `LOAD_BATCH`, from `LOAD_TASKS` concurrent tasks."""
+    `append_many` in batches of `LOAD_BATCH`, from `LOAD_TASKS` concurrent tasks; the
+    events of entry ``i`` are those of script ``first + i`` (a store grown in steps gets
+    new conversations, not copies)."""
     ids = [(await store.create_conversation(NewConversation())).id for _ in plan]
     work = list(reversed(list(enumerate(zip(ids, plan, strict=True)))))
     appended = 0
@@ -100,7 +102,7 @@ async def load(
         nonlocal appended
         while work:
             index, (conversation_id, count) = work.pop()
-            for batch in chunks(script(seed, index, markers).events(count), LOAD_BATCH):
+            for batch in chunks(script(seed, first + index, markers).events(count), LOAD_BATCH):
                 await store.append_many(conversation_id, batch)
                 appended += len(batch)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -64,21 +64,26 @@ class Reads:
     def _conversation(self, scope: str) -> tuple[str, int]:
         return self._dataset.big if scope == "big" else self._rng.choice(self._dataset.typical)
 
-    async def pages(self) -> Metrics:
-        return await self._scoped("page", PAGE_FILTERS, self._page)
+    async def pages(
+        self,
+        filters: dict[str, EventFilter | None] = PAGE_FILTERS,
+        scopes: Sequence[str] = SCOPES,
+    ) -> Metrics:
+        return await self._scoped("page", filters, self._page, scopes)
 
     async def counts(self) -> Metrics:
-        return await self._scoped("count", COUNT_FILTERS, self._count)
+        return await self._scoped("count", COUNT_FILTERS, self._count, SCOPES)
 
     async def _scoped(
         self,
         kind: str,
         filters: dict[str, EventFilter | None],
         make_probe: Callable[[str, EventFilter | None], Probe],
+        scopes: Sequence[str],
     ) -> Metrics:
-        """Each filter in each of `SCOPES`, as ``{kind}.{scope}.{filter name}``."""
+        """Each filter in each of ``scopes``, as ``{kind}.{scope}.{filter name}``."""
         metrics: Metrics = {}
-        for scope in SCOPES:
+        for scope in scopes:
             for name, event_filter in filters.items():
                 probe = partial(make_probe, scope, event_filter)
                 metrics |= await self._comparer.measure(
@@ -86,9 +91,9 @@ class Reads:
                 )
         return metrics
 
-    async def searches(self) -> Metrics:
+    async def searches(self, names: Sequence[str] = SEARCHES) -> Metrics:
         metrics: Metrics = {}
-        for name in SEARCHES:
+        for name in names:
             metrics |= await self._comparer.measure(
                 f"search.{name}", self._samples, partial(self._search, name)
             )

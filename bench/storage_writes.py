@@ -136,14 +136,26 @@ async def raw_limits(
 async def append_benchmark(
     prefix: str, directory: Path, streams: Sequence[Sequence[EventBase]]
 ) -> Metrics:
-    """Each stream appended event by event by its own task, into a fresh store.
+    """Each stream appended event by event by its own task, into a fresh store
+    (`measure_appends`)."""
+    store = await SqliteStorage.open(directory)
+    try:
+        return await measure_appends(store, prefix, streams)
+    finally:
+        await store.close()
+
+
+async def measure_appends(
+    store: SqliteStorage, prefix: str, streams: Sequence[Sequence[EventBase]]
+) -> Metrics:
+    """Each stream appended event by event by its own task, into a new conversation of
+    ``store``.
 
     Reports the acknowledged rate, the rate until everything is also searchable, per-append
     latency, and the index lag: how long ``wait_indexed`` takes, sampled while appending.
     """
     latencies: list[float] = []
     lags: list[float] = []
-    store = await SqliteStorage.open(directory)
 
     async def append_all(conversation_id: str, events: Sequence[EventBase]) -> None:
         for event in events:
@@ -158,20 +170,17 @@ async def append_benchmark(
             lags.append(time.perf_counter() - began)
             await asyncio.sleep(LAG_SAMPLE_INTERVAL)
 
+    ids = [(await store.create_conversation(NewConversation())).id for _ in streams]
+    gc.collect()
+    sampler = asyncio.create_task(sample_lag())
     try:
-        ids = [(await store.create_conversation(NewConversation())).id for _ in streams]
-        gc.collect()
-        sampler = asyncio.create_task(sample_lag())
-        try:
-            start = time.perf_counter()
-            await asyncio.gather(*map(append_all, ids, streams))
-            acknowledged = time.perf_counter()
-            await store.wait_indexed()
-            searchable = time.perf_counter()
-        finally:
-            sampler.cancel()
+        start = time.perf_counter()
+        await asyncio.gather(*map(append_all, ids, streams))
+        acknowledged = time.perf_counter()
+        await store.wait_indexed()
+        searchable = time.perf_counter()
     finally:
-        await store.close()
+        sampler.cancel()
     total = len(latencies)
     return {
         f"{prefix}.rate": total / (acknowledged - start),
