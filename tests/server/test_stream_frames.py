@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import socketio
 import uvicorn
 import websockets
 from uvicorn.server import ServerState
@@ -185,3 +186,31 @@ async def test_a_stalled_reader_resumes_exactly_and_holds_up_nobody(
     assert exact(fast.ids, last_id)
     await fast.socket.close()
     await stalled.socket.close()
+
+
+async def test_a_socketio_client_upgrading_from_long_polling_gets_every_event(
+    client: httpx.AsyncClient, server: RunningServer
+) -> None:
+    """python-socketio's default: long-polling first, then the WebSocket upgrade, after
+    which frames may go to the upgraded connection (`FrameGuard.upgrades`)."""
+    conversation_id = await create(client, title="upgrade")
+    ids: list[int] = []
+    arrived = asyncio.Event()
+
+    def on_event(event: dict[str, Any]) -> None:
+        ids.append(event["id"])
+        arrived.set()
+
+    sio = socketio.AsyncClient(reconnection=False)
+    sio.on("oh_event", on_event)
+    last_id = await append(client, conversation_id, "before")
+    await sio.connect(f"{server.url}?conversation_id={conversation_id}", wait_timeout=10)
+    for index in range(30):
+        last_id = await append(client, conversation_id, f"during {index}")
+    async with asyncio.timeout(20):
+        while not ids or ids[-1] < last_id:
+            arrived.clear()
+            await arrived.wait()
+    assert sio.transport() == "websocket"
+    await sio.disconnect()
+    assert exact(ids, last_id), ids
