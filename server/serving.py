@@ -28,6 +28,7 @@ import uvicorn
 from server import logs
 from server.protocol import http_protocol
 from server.settings import Settings
+from server.streaming.frames import DirectFramesProtocol
 
 logger = logging.getLogger("threadline")
 RESTART_DELAY_SECONDS = 1.0
@@ -36,9 +37,13 @@ STOP_WAIT_SECONDS = 20.0
 
 class ThreadlineServer(uvicorn.Server):
     """uvicorn, but on SIGTERM/SIGINT the conversations are stopped and the live streams
-    ended *before* uvicorn waits for connections to close."""
+    ended *before* uvicorn waits for connections to close. Its WebSocket connections
+    take pre-encoded frames (`server.streaming.frames`) unless ``config.ws`` names a
+    protocol."""
 
     def __init__(self, config: uvicorn.Config, app: Any) -> None:
+        if config.ws == "auto":
+            config.ws = DirectFramesProtocol
         super().__init__(config)
         self._app = app
 

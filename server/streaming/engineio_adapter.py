@@ -26,6 +26,7 @@ import asyncio
 import logging
 import time
 from typing import Any
+from urllib.parse import parse_qs
 
 import engineio
 import engineio.packet
@@ -33,12 +34,16 @@ import orjson
 import socketio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server.streaming.frames import FrameCache, FrameWriter, frame_writer, socketio_event_frame
+
 ENGINEIO_PACKET_TYPES = frozenset("0123456")
 CLIENT_POLLING_TYPES = frozenset("13456")
 """What a client may POST: close, pong, message, upgrade, noop (Engine.IO 4: no ping)."""
 RECORD_SEPARATOR = "\x1e"
 SOCKETIO_CLIENT_TYPES = frozenset("0123")
 """Socket.IO packets a client may send: connect, disconnect, event, ack."""
+EVENT_FRAMES = FrameCache(socketio_event_frame)
+"""The ``oh_event`` frames of the events being published, shared by every client."""
 
 
 def _size(item: object) -> int:
@@ -55,9 +60,23 @@ class ByteQueue(asyncio.Queue[Any]):
         self.bytes = 0
         self._room = asyncio.Event()
         self._room.set()
+        self._readers_waiting = 0
 
     def has_room(self) -> bool:
         return self.bytes < self.bound
+
+    @property
+    def drained(self) -> bool:
+        """Empty, and a reader (Engine.IO's writer) waits for the next packet: whatever
+        it took before is sent, so a frame written past the queue overtakes nothing."""
+        return self._readers_waiting > 0 and self.empty()
+
+    async def get(self) -> Any:
+        self._readers_waiting += 1
+        try:
+            return await super().get()
+        finally:
+            self._readers_waiting -= 1
 
     async def room(self) -> None:
         """Return once the queue holds less than its bound."""
@@ -104,15 +123,25 @@ class BoundedSocketIO(socketio.AsyncServer):
 
 
 class Outbox:
-    """One client's way out: Socket.IO packets onto its Engine.IO queue, within bounds."""
+    """One client's way out: Socket.IO packets onto its Engine.IO queue, within bounds;
+    or, once it is on a WebSocket and Engine.IO has nothing pending for it, an event's
+    ready-made frame straight to the connection (`server.streaming.frames`)."""
 
-    def __init__(self, sio: socketio.AsyncServer, sid: str) -> None:
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        sid: str,
+        writer: FrameWriter | None = None,
+        upgrades: dict[str, FrameWriter] | None = None,
+    ) -> None:
         self._sio = sio
         self._eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
         socket = sio.eio.sockets.get(self._eio_sid)
         self._socket = socket
         queue = getattr(socket, "queue", None)
         self._queue = queue if isinstance(queue, ByteQueue) else None
+        self._writer = writer
+        self._upgrades = upgrades if upgrades is not None else {}
 
     async def send(self, text: str) -> None:
         """Queue one packet once there is room (python-engineio's own ``send``)."""
@@ -131,14 +160,36 @@ class Outbox:
         queue.put_nowait(engineio.packet.Packet(engineio.packet.MESSAGE, text))
         return True
 
+    def offer_event(self, data: bytes) -> bool:
+        """`offer` of the ``oh_event`` packet of a stored event's bytes: written as a
+        shared frame when the connection allows it (see the class), else queued."""
+        socket, queue = self._socket, self._queue
+        if socket is None or queue is None or socket.closing or socket.closed:
+            return False
+        writer = self._writer or self._upgrades.get(self._eio_sid)
+        if writer is None or not (socket.upgraded and queue.drained):
+            return self.offer('2["oh_event",' + data.decode() + "]")
+        if writer.write(EVENT_FRAMES.frame(data)):
+            return True
+        return self.offer('2["oh_event",' + data.decode() + "]")
+
 
 class FrameGuard:
     """Refuses what Engine.IO cannot take gracefully, before it sees it (see above)."""
 
-    def __init__(self, app: ASGIApp, path: str, max_message_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        path: str,
+        max_message_bytes: int,
+        upgrades: dict[str, FrameWriter] | None = None,
+    ) -> None:
         self.app = app
         self.path = path
         self.max_message_bytes = max_message_bytes
+        self.upgrades: dict[str, FrameWriter] = upgrades if upgrades is not None else {}
+        """The frame writers of WebSockets that upgrade a long-polling session, by its
+        Engine.IO id (a session opened on a WebSocket finds its own in the scope)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or not scope["path"].startswith(self.path):
@@ -170,7 +221,15 @@ class FrameGuard:
             await send({"type": "websocket.close", "code": code, "reason": reason})
             return {"type": "websocket.disconnect", "code": code}
 
-        await self.app(scope, guarded_receive, guarded_send)
+        writer = frame_writer(scope)
+        upgraded = parse_qs(scope.get("query_string", b"").decode()).get("sid", [""])[0]
+        if writer is not None and upgraded:
+            self.upgrades[upgraded] = writer
+        try:
+            await self.app(scope, guarded_receive, guarded_send)
+        finally:
+            if upgraded and self.upgrades.get(upgraded) is writer:
+                del self.upgrades[upgraded]
 
     async def _polling_post(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = bytearray()

@@ -29,9 +29,10 @@ from starlette.datastructures import State
 from server.errors import ApiError, as_api_error
 from server.settings import Settings
 from server.streaming.engineio_adapter import BoundedSocketIO, FrameGuard, Outbox, quiet_logger
+from server.streaming.frames import FrameWriter, frame_writer
 from server.streaming.pacing import ReplayNotice
 from server.streaming.session import CLIENT_LEFT, StreamSession
-from storage import StoredEvent
+from storage import StoredEvent, Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,10 @@ class SocketIOStreams:
             engineio_logger=quiet_logger("threadline.engineio"),
         )
         self._max_message_bytes = settings.max_message_bytes
+        self._writers: dict[str, FrameWriter] = {}
+        """Frame writers of clients that connected on a WebSocket, by sid."""
+        self._upgrades: dict[str, FrameWriter] = {}
+        """Frame writers of WebSockets upgrading long-polling sessions (`FrameGuard`)."""
         self._pumps: dict[str, asyncio.Task[None]] = {}
         self._sessions: dict[str, StreamSession] = {}
         self.sio.on("connect", self._connect)
@@ -73,7 +78,7 @@ class SocketIOStreams:
 
     def asgi(self, other: Callable[..., Any]) -> Callable[..., Any]:
         app = socketio.ASGIApp(self.sio, other_asgi_app=other, socketio_path="socket.io")
-        return FrameGuard(app, "/socket.io", self._max_message_bytes)
+        return FrameGuard(app, "/socket.io", self._max_message_bytes, self._upgrades)
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         query = {
@@ -100,10 +105,14 @@ class SocketIOStreams:
                 exc.message, {"error": exc.code}
             ) from None
         self._sessions[sid] = session
+        writer = frame_writer(environ.get("asgi.scope") or {})
+        if writer is not None:
+            self._writers[sid] = writer
         self._pumps[sid] = asyncio.create_task(self._pump(sid, session), name=f"socketio-{sid}")
 
     async def _disconnect(self, sid: str, *_: Any) -> None:
         session = self._sessions.pop(sid, None)
+        self._writers.pop(sid, None)
         if session is not None:
             session.close(CLIENT_LEFT)
         pump = self._pumps.pop(sid, None)
@@ -115,10 +124,14 @@ class SocketIOStreams:
         # EVENT packet (the stored bytes spliced in): `sio.emit(to=sid)` would spawn a
         # task per recipient and re-encode the payload for each one. Once the client is
         # caught up, the subscription hands new events straight to the outbox from the
-        # writer's publish (no task of ours wakes per event) while the queue has room.
-        outbox = Outbox(self.sio, sid)
-        if session.end_after is None:  # with until=end, each event is looked at
-            session.subscription.direct = _direct(outbox)
+        # writer's publish (no task of ours wakes per event): on a WebSocket with
+        # nothing pending, as one frame shared by all clients, written to the
+        # connection (`server.streaming.frames`); else onto the queue while it has room.
+        outbox = Outbox(self.sio, sid, self._writers.get(sid), self._upgrades)
+        subscription = session.subscription
+        # With until=end, each event is looked at.
+        if session.end_after is None and isinstance(subscription, Subscription):
+            subscription.direct = _direct(outbox)
         async for event in session:
             if isinstance(event, ReplayNotice):
                 await outbox.send('2["oh_replay",' + event.data.decode() + "]")
@@ -164,7 +177,7 @@ class SocketIOStreams:
 
 def _direct(outbox: Outbox) -> Callable[[StoredEvent], bool]:
     def offer(event: StoredEvent) -> bool:
-        return outbox.offer(_event_packet(event.data))
+        return outbox.offer_event(event.data)
 
     return offer
 

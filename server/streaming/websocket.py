@@ -21,18 +21,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server.auth import key_from_headers
 from server.errors import ApiError, PayloadTooLarge, as_api_error
+from server.streaming.frames import FrameCache, FrameWriter, frame_writer, text_frame
 from server.streaming.session import CLIENT_LEFT, RUN_ENDED, SHUTTING_DOWN, StreamSession
+from storage import StoredEvent, Subscription
 
 logger = logging.getLogger(__name__)
 
 TOO_BIG = 1009
 GOODBYE_SECONDS = 5.0
+FRAMES = FrameCache(text_frame)
+"""The frames of the events being published, shared by every plain WebSocket."""
 
 
 async def events_socket(websocket: WebSocket) -> None:
@@ -53,6 +58,13 @@ async def events_socket(websocket: WebSocket) -> None:
         return
     try:
         await websocket.accept()
+        writer = frame_writer(websocket.scope)
+        subscription = session.subscription
+        # Caught up, the client's next events are written from the log writer's publish
+        # as shared, ready-made frames (`server.streaming.frames`); with until=end each
+        # event is looked at, so they all take the task.
+        if session.end_after is None and isinstance(subscription, Subscription):
+            subscription.direct = None if writer is None else _direct(writer)
         sender = asyncio.create_task(_send_events(websocket, session))
         try:
             await _receive_actions(websocket, session)
@@ -75,6 +87,13 @@ async def _send_events(websocket: WebSocket, session: StreamSession) -> None:
     except (WebSocketDisconnect, RuntimeError):
         return
     await _say_goodbye(websocket, session)
+
+
+def _direct(writer: FrameWriter) -> Callable[[StoredEvent], bool]:
+    def offer(event: StoredEvent) -> bool:
+        return writer.write(FRAMES.frame(event.data))
+
+    return offer
 
 
 async def _say_goodbye(websocket: WebSocket, session: StreamSession) -> None:

@@ -39,6 +39,31 @@ async def test_the_queue_counts_bytes_and_signals_room() -> None:
     assert queue.has_room()
 
 
+async def test_the_queue_is_drained_only_while_engineio_waits_on_it_empty_handed() -> None:
+    """A frame may bypass the queue (`Outbox.offer_event`) only when Engine.IO's writer
+    holds nothing unsent: it waits in ``poll()`` on an empty queue."""
+    sio = BoundedSocketIO(send_buffer_bytes=1000, async_mode="asgi")
+    socket = AsyncSocket(sio.eio, "a-session")
+    queue = socket.queue
+    assert isinstance(queue, ByteQueue)
+    assert not queue.drained  # nobody reads: whatever comes must wait in the queue
+    polling = asyncio.create_task(socket.poll())
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert queue.drained
+    queue.put_nowait(packet(10))
+    assert not queue.drained  # the writer is woken, but the packet is not sent yet
+    sent = await asyncio.wait_for(polling, 1)
+    assert [item.data for item in sent] == ["x" * 10]
+    assert not queue.drained  # in the writer's hands until it polls again
+    polling = asyncio.create_task(socket.poll())
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert queue.drained
+    queue.put_nowait(None)  # Engine.IO's "stop writing"
+    assert await asyncio.wait_for(polling, 1) == []
+
+
 def test_bursts_of_one_error_log_one_line_without_a_traceback() -> None:
     burst = BurstFilter(window=60)
     records = []
