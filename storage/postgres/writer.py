@@ -312,25 +312,7 @@ class PostgresWriter(GroupCommitWriter[_Stamped]):
             stamped.saved.setdefault(
                 op.conversation_id, (stream, stream.next_id, stream.last_ts_us)
             )
-            stored = []
-            for prepared in op.events:
-                timestamp = prepared.timestamp_us
-                if timestamp is None:
-                    timestamp = max(now, stream.last_ts_us)
-                data = stamp(prepared, stream.next_id, timestamp)
-                for column, value in zip(
-                    columns,
-                    (
-                        stream.key, stream.next_id, prepared.kind, prepared.source,
-                        timestamp, prepared.hidden, prepared.text, data,
-                    ),
-                    strict=True,
-                ):  # fmt: skip
-                    column.append(value)
-                counts[stream.key, prepared.kind] += 1
-                stored.append(StoredEvent(op.conversation_id, stream.next_id, data))
-                stream.next_id += 1
-                stream.last_ts_us = max(stream.last_ts_us, min(timestamp, now))
+            stored = _stamp_into(columns, counts, op.conversation_id, stream, op.events, now)
             stamped.written.append((op, stored))
         return stamped
 
@@ -464,25 +446,7 @@ class PostgresWriter(GroupCommitWriter[_Stamped]):
         with their kinds counted and the announcement to other processes."""
         columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [])
         counts: Counter[tuple[int, str]] = Counter()
-        stored: list[StoredEvent] = []
-        for prepared in events:
-            timestamp = prepared.timestamp_us
-            if timestamp is None:
-                timestamp = max(now, stream.last_ts_us)
-            data = stamp(prepared, stream.next_id, timestamp)
-            for column, value in zip(
-                columns,
-                (
-                    stream.key, stream.next_id, prepared.kind, prepared.source, timestamp,
-                    prepared.hidden, prepared.text, data,
-                ),
-                strict=True,
-            ):  # fmt: skip
-                column.append(value)
-            counts[stream.key, prepared.kind] += 1
-            stored.append(StoredEvent(conversation_id, stream.next_id, data))
-            stream.next_id += 1
-            stream.last_ts_us = max(stream.last_ts_us, min(timestamp, now))
+        stored = _stamp_into(columns, counts, conversation_id, stream, events, now)
         if stored:
             await connection.execute(INSERT_EVENTS, *columns)
             await _count(connection, counts)
@@ -505,6 +469,38 @@ class PostgresWriter(GroupCommitWriter[_Stamped]):
         if self._disk_full:
             self._disk_full = False
             logger.warning("space returned: writes succeed again")
+
+
+def _stamp_into(
+    columns: tuple[list[Any], ...],
+    counts: Counter[tuple[int, str]],
+    conversation_id: str,
+    stream: _Stream,
+    events: list[PreparedEvent],
+    now: int,
+) -> list[StoredEvent]:
+    """Give ``events`` the stream's next ids and their timestamps, adding them to the
+    insert's ``columns`` and the per-kind ``counts``; the stream advances."""
+    stored = []
+    for prepared in events:
+        timestamp = prepared.timestamp_us
+        if timestamp is None:
+            timestamp = max(now, stream.last_ts_us)
+        data = stamp(prepared, stream.next_id, timestamp)
+        for column, value in zip(
+            columns,
+            (
+                stream.key, stream.next_id, prepared.kind, prepared.source, timestamp,
+                prepared.hidden, prepared.text, data,
+            ),
+            strict=True,
+        ):  # fmt: skip
+            column.append(value)
+        counts[stream.key, prepared.kind] += 1
+        stored.append(StoredEvent(conversation_id, stream.next_id, data))
+        stream.next_id += 1
+        stream.last_ts_us = max(stream.last_ts_us, min(timestamp, now))
+    return stored
 
 
 async def _count(connection: asyncpg.Connection, counts: Counter[tuple[int, str]]) -> None:
