@@ -1,6 +1,7 @@
-"""A crowd opening streams on one conversation costs the store one read a second, and
-a deleted conversation is not found the moment this process deletes it (through a real
-SQLite store, its reads counted)."""
+"""A crowd of clients costs the store one read, not one each: opening streams on one
+conversation (one read a second; a deleted conversation is not found the moment this
+process deletes it) and asking whether keys are required (through a real SQLite store,
+its reads counted)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from server.auth import ANONYMOUS, User
+from server.auth import ANONYMOUS, Authenticator, User
 from server.errors import NotFound
 from server.streaming.lookups import LOOKUP_SECONDS, ConversationLookups
 from storage import ConversationRecord, NewConversation
@@ -65,3 +66,22 @@ async def test_deleted_missing_and_others_conversations_are_not_found(tmp_path: 
         assert store.reads == reads + 1  # a missing conversation is never remembered
         again = await store.create_conversation(NewConversation(id="alice/x", owner="alice"))
         assert (await lookups.visible(alice, "x")).created_at == again.created_at
+
+
+class CountedKeys(SqliteStorage):
+    counts = 0
+
+    async def count_api_keys(self, *, include_revoked: bool = False) -> int:
+        self.counts += 1
+        return await super().count_api_keys(include_revoked=include_revoked)
+
+
+async def test_a_crowd_asking_whether_keys_are_required_shares_one_read(tmp_path: Path) -> None:
+    # Each stale caller used to read for itself: under a storm the reads queued behind
+    # one another on the reader connections, so the answer stayed stale and every new
+    # request (REST, stream opens, /api/health) added another read, for seconds.
+    async with await CountedKeys.open(tmp_path) as store:
+        authenticator = Authenticator(store)
+        answers = await asyncio.gather(*(authenticator.keys_required() for _ in range(100)))
+        assert answers == [False] * 100
+        assert store.counts == 1
