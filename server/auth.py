@@ -17,6 +17,7 @@ buys nothing for tokens of that entropy.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import secrets
@@ -90,6 +91,7 @@ class Authenticator:
         self._storage = storage
         self._keys_exist = False
         self._checked_at = float("-inf")
+        self._mode_check: asyncio.Future[None] | None = None
         self._seen_valid: OrderedDict[bytes, None] = OrderedDict()
         """Digests of keys recently found valid (for rate limits only, never to admit)."""
 
@@ -100,11 +102,23 @@ class Authenticator:
 
     async def keys_required(self) -> bool:
         # Keys may be created by `threadline keys create` beside the running server.
-        now = time.monotonic()
-        if not self._keys_exist and now - self._checked_at > MODE_CACHE_SECONDS:
-            self._keys_exist = await self._storage.count_api_keys(include_revoked=True) > 0
-            self._checked_at = now
+        # One read for every caller that finds the answer stale: each used to read for
+        # itself, and under a reconnect storm those reads queued on the reader
+        # connections until the answer stayed stale and every request added a read.
+        if not self._keys_exist and time.monotonic() - self._checked_at > MODE_CACHE_SECONDS:
+            if self._mode_check is None:
+                self._mode_check = asyncio.ensure_future(self._check_mode())
+                self._mode_check.add_done_callback(_retrieve)
+            await asyncio.shield(self._mode_check)
         return self._keys_exist
+
+    async def _check_mode(self) -> None:
+        started = time.monotonic()
+        try:
+            self._keys_exist = await self._storage.count_api_keys(include_revoked=True) > 0
+            self._checked_at = started
+        finally:
+            self._mode_check = None
 
     async def user_for(self, key: str | None) -> User:
         """The caller a key belongs to. Raises `Unauthorized` when keys are required and
@@ -123,6 +137,12 @@ class Authenticator:
         while len(self._seen_valid) > SEEN_VALID_KEYS:
             self._seen_valid.popitem(last=False)
         return User(record.user, record.id)
+
+
+def _retrieve(check: asyncio.Future[None]) -> None:
+    """A failed check every caller gave up waiting for is no news (the next one reads)."""
+    if not check.cancelled():
+        check.exception()
 
 
 def can_see(user: User, conversation: ConversationRecord) -> bool:

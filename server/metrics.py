@@ -46,6 +46,15 @@ class Metrics:
         )
         self.registry.register(self.append_latency)
         self.registry.register(self.delivery_latency)
+        self.catch_up_pages = Counter(
+            "threadline_catch_up_pages",
+            "Pages of catch-up subscribers took, by source: memory (the recent events every "
+            "subscriber shares) or log (a database read)",
+            labelnames=["source"],
+            registry=self.registry,
+        )
+        self._from_memory = self.catch_up_pages.labels(source="memory")
+        self._from_log = self.catch_up_pages.labels(source="log")
         self.webhook_failures = Counter(
             "threadline_webhook_failures",
             "Webhook deliveries given up: failed after every attempt, or refused at the boundary",
@@ -67,6 +76,9 @@ class Metrics:
 
     def delivered(self, seconds: float) -> None:
         self.delivery_latency.observe(seconds)
+
+    def caught_up(self, *, from_log: bool) -> None:
+        (self._from_log if from_log else self._from_memory).inc()
 
     # -- a scrape --------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ close for refused bodies.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any
 
 import h11
@@ -99,16 +100,26 @@ class ThreadlineHTTPProtocol(H11Protocol):
 
 class _LingeringTransport:
     """The connection's transport as uvicorn sees it: ``close()`` lingers while the
-    client is still sending a request body; everything else is the real transport."""
+    client is still sending a request body; everything else is the real transport.
+
+    It knows its protocol by a weak reference: the protocol holds it, and a cycle would
+    keep every ended connection (its parser, buffers, request cycle) in memory until the
+    collector's next full pass."""
 
     def __init__(self, transport: asyncio.Transport, protocol: ThreadlineHTTPProtocol) -> None:
         self.real = transport
-        self._protocol = protocol
+        self._protocol = weakref.ref(protocol)
 
     def close(self) -> None:
-        body_unread = self._protocol.conn.their_state is h11.SEND_BODY
-        if body_unread and not self.real.is_closing() and self.real.can_write_eof():
-            self._protocol.linger(self.real)
+        protocol = self._protocol()
+        body_unread = protocol is not None and protocol.conn.their_state is h11.SEND_BODY
+        if (
+            protocol is not None
+            and body_unread
+            and not self.real.is_closing()
+            and self.real.can_write_eof()
+        ):
+            protocol.linger(self.real)
         else:
             self.real.close()
 

@@ -129,6 +129,7 @@ class Subscription:
                 recent = self._hub.recent.after(
                     self.conversation_id, self._cursor, CATCH_UP_PAGE, self._capacity_bytes
                 )
+                self._hub.observer.caught_up(from_log=recent is None)
                 if recent is None:
                     recent = await self._read_after(
                         self._cursor, CATCH_UP_PAGE, self._capacity_bytes
@@ -220,12 +221,19 @@ class LogObserver(Protocol):
     def delivered(self, seconds: float) -> None:
         """A live event reached a subscriber ``seconds`` after it became durable."""
 
+    def caught_up(self, *, from_log: bool) -> None:
+        """A subscriber took a page of catch-up: from the recent events in memory, or
+        (``from_log``) read from the log."""
+
 
 class _Unobserved:
     def appended(self, events: int, seconds: float) -> None:
         pass
 
     def delivered(self, seconds: float) -> None:
+        pass
+
+    def caught_up(self, *, from_log: bool) -> None:
         pass
 
 

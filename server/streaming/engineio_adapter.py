@@ -13,6 +13,16 @@
   that never comes. `FrameGuard` refuses such input first: WebSocket frames with a
   proper close (1002 malformed, 1003 binary), POSTs with 400 (a packet a client may not
   send) or 413 (over the message bound), and the session lives on.
+- **No garbage cycle per connection.** Engine.IO's WebSocket wrapper raises ``OSError``
+  when the client disconnects; its handler catches it while holding the task that
+  raised it, so the exception, its traceback and the handler's frame form a cycle that
+  keeps the whole connection (protocol, buffers, queue) alive until a full collection.
+  `ClosingWebSocket` answers a disconnect once the socket runs its main loop the way
+  Engine.IO's handler reads as "closed by the client" (``None``). And every request's
+  ``receive`` is kept by a class Engine.IO defines per request (a class is always in a
+  cycle), so Engine.IO gets a `ReleasedReceive` that lets go of the connection when the
+  request is over. Ended connections are then freed when they end, not by the
+  collector's next full pass (a reconnect storm left thousands for it).
 - **Quiet logs.** Errors a client can provoke are logged once per burst, on one line,
   never with a traceback per packet (`BurstFilter`).
 
@@ -29,6 +39,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import engineio
+import engineio.async_drivers.asgi
 import engineio.packet
 import orjson
 import socketio
@@ -96,10 +107,31 @@ class ByteQueue(asyncio.Queue[Any]):
         return item
 
 
+class ClosingWebSocket(engineio.async_drivers.asgi.WebSocket):
+    """Engine.IO's ASGI WebSocket, but a disconnect in the socket's main loop reads as
+    ``None`` (closed by the client) instead of an ``OSError`` (see the module doc). While
+    a long-polling socket upgrades, a disconnect still raises, as the upgrade expects."""
+
+    def __init__(self, handler: Any, server: Any) -> None:
+        super().__init__(handler, server)
+        self._socket = getattr(handler, "__self__", None)
+
+    async def wait(self) -> Any:
+        try:
+            return await super().wait()
+        except OSError:
+            if self._socket is not None and self._socket.upgraded:
+                return None
+            raise
+
+
 class _BoundedEngineIO(engineio.AsyncServer):
     def __init__(self, *args: Any, send_buffer_bytes: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.send_buffer_bytes = send_buffer_bytes
+        # The drivers' table is shared by every server of the process: replace, not edit.
+        drivers: dict[str, Any] = self._async  # type: ignore[has-type]
+        self._async = {**drivers, "websocket": ClosingWebSocket}
 
     def create_queue(self, *args: Any, **kwargs: Any) -> asyncio.Queue[Any]:
         return ByteQueue(self.send_buffer_bytes)
@@ -199,7 +231,14 @@ class FrameGuard:
         elif scope["type"] == "http" and scope["method"] == "POST":
             await self._polling_post(scope, receive, send)
         else:
-            await self.app(scope, receive, send)
+            await self._engineio(scope, receive, send)
+
+    async def _engineio(self, scope: Scope, receive: Receive, send: Send) -> None:
+        released = ReleasedReceive(receive, scope["type"])
+        try:
+            await self.app(scope, released, send)
+        finally:
+            released.release()
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         closed = False
@@ -226,7 +265,7 @@ class FrameGuard:
         if writer is not None and upgraded:
             self.upgrades[upgraded] = writer
         try:
-            await self.app(scope, guarded_receive, guarded_send)
+            await self._engineio(scope, guarded_receive, guarded_send)
         finally:
             if upgraded and self.upgrades.get(upgraded) is writer:
                 del self.upgrades[upgraded]
@@ -256,7 +295,30 @@ class FrameGuard:
             delivered = True
             return {"type": "http.request", "body": bytes(body), "more_body": False}
 
-        await self.app(scope, replay, send)
+        await self._engineio(scope, replay, send)
+
+
+class ReleasedReceive:
+    """An ASGI ``receive`` that stops referring to the connection once `release`d (then
+    it only says the client disconnected). See the module doc: Engine.IO keeps the
+    ``receive`` it is given in a reference cycle."""
+
+    __slots__ = ("_disconnect", "_receive")
+
+    def __init__(self, receive: Receive, scope_type: str) -> None:
+        self._receive: Receive | None = receive
+        self._disconnect = (
+            "websocket.disconnect" if scope_type == "websocket" else "http.disconnect"
+        )
+
+    async def __call__(self) -> Message:
+        receive = self._receive
+        if receive is None:
+            return {"type": self._disconnect}
+        return await receive()
+
+    def release(self) -> None:
+        self._receive = None
 
 
 def _polling_problem(body: bytes) -> str | None:

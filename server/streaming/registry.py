@@ -19,10 +19,11 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from server.auth import Authenticator, User, visible_conversation
+from server.auth import Authenticator, User
 from server.errors import BadRequest, NotFound, TooManyRequests
 from server.logs import CONVERSATION
 from server.settings import Settings
+from server.streaming.lookups import ConversationLookups
 from server.streaming.pacing import (
     Clock,
     LoopClock,
@@ -75,6 +76,7 @@ class StreamSessions:
         self._authenticator = authenticator
         self._service = service
         self._settings = settings
+        self._lookups = ConversationLookups(storage)
         self._open: set[StreamSession] = set()
         self._per_user: Counter[str] = Counter()
         self._watcher: asyncio.Task[None] | None = None
@@ -103,7 +105,7 @@ class StreamSessions:
         if until not in (None, "", "end"):
             raise BadRequest("until may only be end", field="until")
         user = await self._authenticator.user_for(key)
-        record = await visible_conversation(self._storage, user, conversation_id)
+        record = await self._lookups.visible(user, conversation_id)
         CONVERSATION.set(record.id)
         self._check_caps(user.name)
         feed: Subscription | PacedReplay
@@ -158,6 +160,7 @@ class StreamSessions:
         return Counter(session.transport for session in self._open)
 
     def end_conversation(self, conversation_id: str, ending: Ending = DELETED) -> None:
+        self._lookups.forget(conversation_id)
         for session in tuple(self._open):
             if session.conversation_id == conversation_id:
                 session.close(ending)
