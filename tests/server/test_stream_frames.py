@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -29,7 +30,19 @@ from server.streaming.frames import (
     text_frame,
 )
 from tests.server.clients import create
+from tests.server.conftest import FAST
 from tests.server.running import RunningServer
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The module's server, without REST's rate limit: its tests append hundreds of events
+    between them, past the 50 a second one caller may make."""
+    env = {**FAST, "THREADLINE_RATE_LIMIT": "none"}
+    running = RunningServer(tmp_path_factory.mktemp("server"), env=env).start()
+    yield running
+    running.stop()
+
 
 BIG_EVENTS = 40
 BIG_THOUGHT = "z" * 100_000
