@@ -50,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 SETTLE_WAIT_SECONDS = 5.0
 SHUTDOWN_SETTLE_SECONDS = 5.0
+FORGET_ENDED_SECONDS = 5.0
+"""How long an ended run stays known after its end is written (see `_after`)."""
 RETRY_AFTER_SECONDS = 5.0
 TERMINAL_STATUSES = frozenset({"STOPPED", "ERROR", "ARCHIVED"})
 _STATE_EVENTS = build_filter(include_types=["observation:agent_state_changed"])
@@ -358,8 +360,10 @@ class RunOwner:
 
     async def _after(self, run: ConversationRun, leftover: bool) -> None:
         await run.settled.wait()
-        if self._runs.get(run.conversation_id) is run:
-            del self._runs[run.conversation_id]  # a long-lived server keeps no dead runs
+        # A long-lived server keeps no dead runs, but not at once: a request that read
+        # the record just before the end was written still finds the ended run (and so
+        # the final status) for a few seconds.
+        asyncio.get_running_loop().call_later(FORGET_ENDED_SECONDS, self._forget, run)
         spent = run.budget.current - run.limits.cost
         outcome = RunOutcome(run.state, run.final_reason, spent, leftover and not self.closing)
         await self.listeners.settled(run.conversation_id, outcome)
@@ -373,6 +377,10 @@ class RunOwner:
                 run.conversation_id,
                 exc,
             )
+
+    def _forget(self, run: ConversationRun) -> None:
+        if self._runs.get(run.conversation_id) is run:
+            del self._runs[run.conversation_id]
 
     async def _unfollow(self, follower: InputFollower, released: Awaitable[None]) -> None:
         await follower.finish(released)
