@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from server.errors import NotFound, Unauthorized
+from server.shared_reads import shared_read
 from storage import ApiKeyRecord, ConversationNotFound, ConversationRecord, Storage
 
 KEY_PREFIX = "tl_"
@@ -107,8 +108,7 @@ class Authenticator:
         # connections until the answer stayed stale and every request added a read.
         if not self._keys_exist and time.monotonic() - self._checked_at > MODE_CACHE_SECONDS:
             if self._mode_check is None:
-                self._mode_check = asyncio.ensure_future(self._check_mode())
-                self._mode_check.add_done_callback(_retrieve)
+                self._mode_check = shared_read(self._check_mode())
             await asyncio.shield(self._mode_check)
         return self._keys_exist
 
@@ -137,12 +137,6 @@ class Authenticator:
         while len(self._seen_valid) > SEEN_VALID_KEYS:
             self._seen_valid.popitem(last=False)
         return User(record.user, record.id)
-
-
-def _retrieve(check: asyncio.Future[None]) -> None:
-    """A failed check every caller gave up waiting for is no news (the next one reads)."""
-    if not check.cancelled():
-        check.exception()
 
 
 def can_see(user: User, conversation: ConversationRecord) -> bool:

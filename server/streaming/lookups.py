@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from server.auth import User, can_see, scoped_id
 from server.errors import NotFound
+from server.shared_reads import shared_read
 from storage import ConversationNotFound, ConversationRecord, Storage
 
 LOOKUP_SECONDS = 1.0
@@ -57,9 +58,7 @@ class ConversationLookups:
         store_id = scoped_id(user, conversation_id)
         lookup = self._lookups.get(store_id)
         if lookup is None or self._clock() - lookup.started > self._seconds:
-            read = asyncio.ensure_future(self._storage.get_conversation(store_id))
-            read.add_done_callback(_retrieve)  # a failure nobody waits for any more is no news
-            lookup = _Lookup(self._clock(), read)
+            lookup = _Lookup(self._clock(), shared_read(self._storage.get_conversation(store_id)))
             self._lookups[store_id] = lookup
             self._lookups.move_to_end(store_id)
             while len(self._lookups) > MAX_REMEMBERED:
@@ -84,8 +83,3 @@ class ConversationLookups:
     def _drop(self, store_id: str, lookup: _Lookup) -> None:
         if self._lookups.get(store_id) is lookup:
             del self._lookups[store_id]
-
-
-def _retrieve(read: asyncio.Future[ConversationRecord]) -> None:
-    if not read.cancelled():
-        read.exception()

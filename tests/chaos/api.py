@@ -106,18 +106,6 @@ class Api:
             raise RuntimeError(f"GET sessions answered {answer.status}: {answer.body}")
         return dict(answer.body)
 
-    async def latest_event_id(self, conversation_id: str) -> int:
-        """The newest event id of a conversation (-1 when its log is empty)."""
-        answer = await self.request(
-            "GET",
-            f"/api/conversations/{conversation_id}/events",
-            params={"reverse": "true", "limit": 1},
-        )
-        if answer.status != 200:
-            raise RuntimeError(f"GET events answered {answer.status}: {answer.body}")
-        page = answer.body["events"]
-        return int(page[0]["id"]) if page else -1
-
     async def events(self, conversation_id: str, start_id: int = 0) -> list[Event]:
         """The whole log of a conversation from ``start_id``, page by page."""
         found: list[Event] = []

@@ -34,7 +34,7 @@ async def quiesce(api: Api, within: float) -> list[str]:
         if not sessions["running_count"] and not sessions["queued_count"]:
             return []
         for conversation_id in sessions["running"]:
-            latest = await api.latest_event_id(conversation_id)
+            latest = await api.last_id(conversation_id)
             if latest != newest.get(conversation_id):
                 newest[conversation_id] = latest
                 progress = time.monotonic()
