@@ -22,9 +22,31 @@ def wire_text(wire: Mapping[str, Any]) -> str:
     if content and content != message:
         parts.append(content)
     _collect(wire.get("args") or wire.get("extras") or {}, parts)
-    # A message often repeats an argument verbatim (a chat message is its content): keep
-    # each string once, so neither the text column nor the index stores it twice.
-    return "\n".join(dict.fromkeys(parts)).casefold()
+    # A message often quotes an argument whole (a chat message is its content; a think
+    # action's message is "I am thinking...: " and its thought): keep each string once,
+    # and none the message already quotes, so neither the text column nor the index
+    # stores it twice.
+    unique = dict.fromkeys(parts)
+    if message:
+        unique = dict.fromkeys(
+            part for part in unique if part is message or not _quotes(message, part)
+        )
+    return "\n".join(unique).casefold()
+
+
+def _quotes(message: str, part: str) -> bool:
+    """Whether ``part`` stands in ``message`` between whitespace (or its ends): then every
+    substring and every word of ``part`` is still found in ``message``, whatever the
+    tokenizer of a full-text index."""
+    start = message.find(part)
+    while start >= 0:
+        end = start + len(part)
+        if (start == 0 or message[start - 1].isspace()) and (
+            end == len(message) or message[end].isspace()
+        ):
+            return True
+        start = message.find(part, start + 1)
+    return False
 
 
 def _collect(value: Any, parts: list[str]) -> None:

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from events import (
     AgentStateChangedObservation,
+    AgentThinkAction,
     CmdOutputObservation,
     CmdRunAction,
     MessageAction,
@@ -18,7 +19,7 @@ from events import (
     parse_event,
     searchable_text,
 )
-from events.actions import MessageArgs, RunArgs, TaskTrackingArgs
+from events.actions import MessageArgs, RunArgs, TaskTrackingArgs, ThinkArgs
 from events.observations import AgentStateChangedExtras, CmdOutputExtras, CmdOutputMetadata
 
 
@@ -97,6 +98,19 @@ def test_searchable_text_covers_message_args_and_content_casefolded() -> None:
         content="Found IT", extras=CmdOutputExtras(command="grep", hidden=False)
     )
     assert "found it" in searchable_text(observation)
+
+
+def test_searchable_text_keeps_once_what_the_message_quotes() -> None:
+    thought = "Check how the parser handles EMPTY input"
+    text = searchable_text(AgentThinkAction(args=ThinkArgs(thought=thought)))
+    assert text == f"i am thinking...: {thought}".casefold()
+    command = CmdRunAction(args=RunArgs(command="ls", thought="Running"))
+    assert searchable_text(command).split("\n")[:2] == ["running command: ls", "confirmed"]
+    # Not between whitespace, a quoted string may be another token to a full-text index.
+    for thought in ("command", "mand", "unning"):
+        command = CmdRunAction(args=RunArgs(command="ls", thought=thought))
+        assert searchable_text(command).split("\n")[:2] == ["running command: ls", thought]
+    assert searchable_text(MessageAction(args=MessageArgs(content="Hi"))) == "hi"
 
 
 def test_events_are_immutable() -> None:
