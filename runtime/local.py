@@ -50,7 +50,8 @@ class LocalRuntime(Sandbox):
     async def before_host_work(self) -> None:
         if self._switched():
             assert self.identity is not None
-            await kill_all_of(self.identity)  # leftovers of a crashed server, if any
+            if not self.fresh_identity:  # nothing can run as a uid unclaimed until now
+                await kill_all_of(self.identity)  # leftovers of a crashed server, if any
             blocked = _unreachable_above(self.workspace)
             if blocked is not None:
                 raise RuntimeFailure(

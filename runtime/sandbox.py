@@ -61,6 +61,8 @@ class Sandbox:
         self.repository_roots = tuple(repository_roots)
         self.users = users if can_switch_users() else None
         self.identity: SandboxUser | None = None
+        self.fresh_identity = False
+        """The identity's uid was claimed by nobody before this start (`UserPool`)."""
         self.foreground: Foreground | None = None
         self.closed = False
 
@@ -171,7 +173,8 @@ class Sandbox:
         """The workspace directory, and the sandbox user it belongs to."""
         self.workspace.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self.users is not None:
-            return self.users.claim(self.workspace)
+            identity, self.fresh_identity = self.users.claim_noting_fresh(self.workspace)
+            return identity
         return self.default_identity()
 
     def _own_workspace(self) -> None:
