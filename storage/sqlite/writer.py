@@ -325,10 +325,7 @@ class LogWriter(GroupCommitWriter[_Stamped]):
             try:
                 # The connection opens the transaction itself at the first INSERT.
                 await self._connection.executemany(INSERT_EVENT, stamped.rows)
-                for op, _ in stamped.written:
-                    if op.patch is not None:
-                        key = stamped.saved[op.conversation_id][0].key
-                        await self._patch(key, op.patch, stamped.now)
+                await self._patch_records(stamped)
                 await self._connection.commit()
             except BaseException:
                 await self._rollback()
@@ -353,9 +350,26 @@ class LogWriter(GroupCommitWriter[_Stamped]):
             if (counts := self._kind_counts.get(op.conversation_id)) is not None:
                 counts.update(prepared.kind for prepared in op.events)
 
-    async def _patch(self, key: int, patch: ConversationPatch, now_us: int) -> None:
-        sql, params = conversations.patch_statement(patch, now_us)
-        await self._connection.execute(sql + " WHERE key = ?", (*params, key))
+    async def _patch_records(self, stamped: _Stamped) -> None:
+        """The batch's record patches: one ``executemany`` per statement shape (a run
+        start's state changes look alike) when no record is patched twice, else one by
+        one, in order."""
+        patches = [
+            (stamped.saved[op.conversation_id][0].key, op.patch)
+            for op, _ in stamped.written
+            if op.patch is not None
+        ]
+        if len({key for key, _ in patches}) < len(patches):
+            for key, patch in patches:
+                sql, params = conversations.patch_statement(patch, stamped.now)
+                await self._connection.execute(sql + " WHERE key = ?", (*params, key))
+            return
+        statements: dict[str, list[tuple[Any, ...]]] = {}
+        for key, patch in patches:
+            sql, params = conversations.patch_statement(patch, stamped.now)
+            statements.setdefault(sql + " WHERE key = ?", []).append((*params, key))
+        for sql, rows in statements.items():
+            await self._connection.executemany(sql, rows)
 
     async def _run_call(self, op: _Call) -> None:
         try:
@@ -532,10 +546,7 @@ class LogWriter(GroupCommitWriter[_Stamped]):
                 stamped = await self._stamp(appends)
                 if stamped.rows:
                     await self._connection.executemany(INSERT_EVENT, stamped.rows)
-                for op, _ in stamped.written:
-                    if op.patch is not None:
-                        key = stamped.saved[op.conversation_id][0].key
-                        await self._patch(key, op.patch, stamped.now)
+                await self._patch_records(stamped)
                 await self._connection.commit()
             except BaseException:
                 await self._rollback()

@@ -407,6 +407,28 @@ class StorageConformance(AutomationConformance):
         assert await storage.latest_event_id("taken") == -1
         assert (await storage.append("taken", say("z"))).id == 0
 
+    async def test_record_patches_of_one_batch_each_land_and_in_order(
+        self, storage: Storage
+    ) -> None:
+        """Patches queued together (many runs changing state at once, one record patched
+        twice) each reach their record, the later of two last."""
+        names = [(await storage.create_conversation(NewConversation())).id for _ in range(12)]
+        twice = names[0]
+        await asyncio.gather(
+            *(
+                storage.append(name, say("go"), patch=ConversationPatch(status="RUNNING"))
+                for name in names[1:]
+            ),
+            storage.append(
+                twice, say("first"), patch=ConversationPatch(status="STARTING", title="t")
+            ),
+            storage.append(twice, say("second"), patch=ConversationPatch(status="STOPPED")),
+        )
+        assert (await storage.get_conversation(twice)).status == "STOPPED"
+        assert (await storage.get_conversation(twice)).title == "t"
+        for name in names[1:]:
+            assert (await storage.get_conversation(name)).status == "RUNNING"
+
     async def test_a_kept_timestamp_ahead_of_the_clock_drags_nothing(self, opener: Opener) -> None:
         ahead = datetime.now(UTC) + timedelta(hours=6)
         store = await opener()
