@@ -10,6 +10,7 @@ with a user of its own, every process of that user too.
 
 from __future__ import annotations
 
+import os
 import shlex
 import signal
 import socket
@@ -49,7 +50,8 @@ class LocalRuntime(Sandbox):
     async def before_host_work(self) -> None:
         if self._switched():
             assert self.identity is not None
-            await kill_all_of(self.identity)  # leftovers of a crashed server, if any
+            if not self.fresh_identity:  # nothing can run as a uid unclaimed until now
+                await kill_all_of(self.identity)  # leftovers of a crashed server, if any
             blocked = _unreachable_above(self.workspace)
             if blocked is not None:
                 raise RuntimeFailure(
@@ -68,6 +70,21 @@ class LocalRuntime(Sandbox):
 
     async def kill_everything_of(self, owner: SandboxUser) -> None:
         await kill_all_of(owner)
+
+    def surely_absent(self, name: str) -> bool:
+        # The workspace is a host directory the server made, in a directory the sandbox
+        # cannot write: lstat of one name in it follows no link the sandbox controls.
+        # Anything there (a directory, a symlink, an error) is left to `test` in the
+        # sandbox, as the sandbox user.
+        if "/" in name or name in ("", ".", ".."):
+            return False
+        try:
+            os.lstat(self.workspace / name)
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+        return False
 
     def file_store(self) -> files.FileStore:
         return LocalFiles(self.workspace, self.identity)

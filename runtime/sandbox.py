@@ -61,6 +61,8 @@ class Sandbox:
         self.repository_roots = tuple(repository_roots)
         self.users = users if can_switch_users() else None
         self.identity: SandboxUser | None = None
+        self.fresh_identity = False
+        """The identity's uid was claimed by nobody before this start (`UserPool`)."""
         self.foreground: Foreground | None = None
         self.closed = False
 
@@ -113,11 +115,14 @@ class Sandbox:
         await phase("RUNNING_SETUP_SCRIPT")
         script = setup_script or DEFAULT_SETUP_SCRIPT
         quoted = shlex.quote(script)
-        if setup_script or await self._exit_code(f"test -f {quoted}", 30.0) == 0:
+        # Whether the repository brings a setup script or hook is the sandbox's to say
+        # (`test -f` as its user), unless the host can see at once that it does not.
+        absent = self.surely_absent(OPENHANDS_DIRECTORY)
+        if setup_script or (not absent and await self._exit_code(f"test -f {quoted}", 30.0) == 0):
             await status(f"running the setup script {script}")
             await self._step(f"the setup script {script}", f"sh {quoted}", self.limits.timeout)
         await phase("SETTING_UP_GIT_HOOKS")
-        if await self._exit_code(f"test -f {PRE_COMMIT} -a -d .git", 30.0) == 0:
+        if not absent and await self._exit_code(f"test -f {PRE_COMMIT} -a -d .git", 30.0) == 0:
             await status(f"installing {PRE_COMMIT} as the git pre-commit hook")
             await self._step("the git hooks", INSTALL_PRE_COMMIT, GIT_TIMEOUT)
         await status(self.ready_message())
@@ -168,7 +173,8 @@ class Sandbox:
         """The workspace directory, and the sandbox user it belongs to."""
         self.workspace.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self.users is not None:
-            return self.users.claim(self.workspace)
+            identity, self.fresh_identity = self.users.claim_noting_fresh(self.workspace)
+            return identity
         return self.default_identity()
 
     def _own_workspace(self) -> None:
@@ -213,6 +219,12 @@ class Sandbox:
         return result.exit_code, result.output
 
     # -- what a backend provides ----------------------------------------------------
+
+    def surely_absent(self, name: str) -> bool:
+        """Whether nothing named ``name`` (one path component) is at the top of the
+        workspace, as the host sees it without a process in the sandbox; False when it
+        cannot tell."""
+        return False
 
     def default_identity(self) -> SandboxUser | None:
         """The sandbox user when no pool assigns one (None: the server's own)."""
@@ -270,7 +282,9 @@ async def _ignore_phase(_: StartPhase) -> None:
     return None
 
 
-PRE_COMMIT = ".openhands/pre-commit.sh"
+OPENHANDS_DIRECTORY = ".openhands"
+"""Where the default setup script and the pre-commit hook live."""
+PRE_COMMIT = f"{OPENHANDS_DIRECTORY}/pre-commit.sh"
 INSTALL_PRE_COMMIT = (
     "mkdir -p .git/hooks && "
     "printf '#!/bin/sh\\nexec sh %s \"$@\"\\n' "

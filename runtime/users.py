@@ -64,17 +64,24 @@ class UserPool:
     def claim(self, workspace: Path) -> SandboxUser:
         """The uid of ``workspace`` (which must exist): the same one every time while
         the workspace exists. Raises `RuntimeFailure` when every uid is taken."""
+        return self.claim_noting_fresh(workspace)[0]
+
+    def claim_noting_fresh(self, workspace: Path) -> tuple[SandboxUser, bool]:
+        """`claim`, and whether the uid was unclaimed until now. A claim is written
+        before anything runs as its uid and removed only once every process of the uid
+        is killed (`Sandbox.destroy`), so nothing can run as an unclaimed one: a crashed
+        server's leftovers need killing only under a uid claimed before."""
         key = str(workspace.absolute())
         current = workspace.lstat().st_uid  # the workspace is owned by its user: the record
         with self._locked() as directory:
             if self.owns(current) and _read_claim(directory, current) == key:
-                return SandboxUser(current, current)
+                return SandboxUser(current, current), False
             for uid in self._probes(key):
                 owner = _read_claim(directory, uid)
                 if owner is None or owner == key or not os.path.lexists(owner):
                     if owner != key:
                         _write_claim(directory, uid, key)
-                    return SandboxUser(uid, uid)
+                    return SandboxUser(uid, uid), owner is None
         raise RuntimeFailure(
             f"no sandbox user is free in {self.base}..{self.base + self.count - 1}"
         )

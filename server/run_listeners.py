@@ -1,8 +1,8 @@
 """Hooks on runs: what else follows a conversation's run (its task, its schedule).
 
-The run owner calls every listener when a run is launched, as it enters each phase of
-its start, and once its end is durable. Listeners are told, never asked: a listener that
-fails is logged and the run goes on.
+The run owner calls every listener when a run is launched (at once, then in a task of its
+own), as it enters each phase of its start, and once its end is durable. Listeners are
+told, never asked: a listener that fails is logged and the run goes on.
 """
 
 from __future__ import annotations
@@ -28,6 +28,12 @@ class RunOutcome:
 
 
 class RunListener(Protocol):
+    def run_began(self, conversation_id: str) -> None:
+        """A run's start is recorded and its first phase is yet to come: a listener may
+        start reading, once for the whole run, what its later calls need (it must not
+        block)."""
+        ...
+
     async def run_launched(self, conversation_id: str) -> None:
         """A run was admitted and its start recorded (its sandbox is starting)."""
         ...
@@ -47,6 +53,13 @@ class RunListeners:
 
     def add(self, listener: RunListener) -> None:
         self._listeners.append(listener)
+
+    def began(self, conversation_id: str) -> None:
+        for listener in self._listeners:
+            try:
+                listener.run_began(conversation_id)
+            except Exception:
+                logger.exception("a run listener failed on the start of %s", conversation_id)
 
     async def launched(self, conversation_id: str) -> None:
         for listener in self._listeners:

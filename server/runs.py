@@ -322,6 +322,7 @@ class RunOwner:
         except BaseException:
             del self._runs[conversation_id]
             raise
+        self.listeners.began(conversation_id)  # before the run's first phase
         if follow_from is not None:
             self._followers[conversation_id] = InputFollower(
                 run, self.storage, follow_from, self._start_next

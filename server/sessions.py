@@ -61,7 +61,7 @@ class Load:
     running: int
     """Runs admitted, every user's."""
     of_owner: int
-    """Runs admitted of the user asking."""
+    """Runs admitted of the user asking (0, not counted, without a per-user cap)."""
     queued: int
 
 
@@ -252,7 +252,10 @@ class SessionManager:
     # -- internals (lock held unless noted) -----------------------------------------
 
     def _load(self, owner: str | None) -> Load:
-        of_owner = sum(1 for handle in self._running.values() if handle.owner == owner)
+        # A walk over every run, twice per creation: only when a per-user cap reads it.
+        of_owner = 0
+        if self.caps.max_running_per_user is not None:
+            of_owner = sum(1 for handle in self._running.values() if handle.owner == owner)
         return Load(len(self._running), of_owner, len(self._queue))
 
     def _room_for(self, owner: str | None) -> Blocked:

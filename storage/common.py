@@ -3,6 +3,7 @@ preparation of a batch of events, and how a user's search query splits into term
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import re
@@ -112,6 +113,21 @@ def decode_seq(cursor: str) -> int:
     if not 1 <= value <= MAX_INT64:
         raise InvalidCursor(cursor)
     return value
+
+
+INLINE_PREPARE_MAX = 16
+"""A list of at most this many events is prepared on the event loop: for a creation's
+first message a worker thread's hop costs more than the serialization (measured in
+`bench/sessions.py` (c): ``ThreadPoolExecutor.submit`` was ~5% of the server's samples)."""
+
+
+async def prepare_all_off_loop(events: Iterable[EventBase]) -> list[PreparedEvent]:
+    """`prepare_all`, in a worker thread unless ``events`` is a short list: a large
+    recording's validation and serialization (the caller's iterator runs there too)
+    would otherwise hold the event loop for seconds."""
+    if isinstance(events, list | tuple) and len(events) <= INLINE_PREPARE_MAX:
+        return prepare_all(events)
+    return await asyncio.to_thread(prepare_all, events)
 
 
 def prepare_all(events: Iterable[EventBase]) -> list[PreparedEvent]:

@@ -13,7 +13,6 @@ what others appended once and publishes it to its own subscribers (`storage/remo
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -26,7 +25,7 @@ from storage.common import (
     check_range,
     decode_seq,
     encode_cursor,
-    prepare_all,
+    prepare_all_off_loop,
     to_record,
     types_only,
 )
@@ -305,9 +304,7 @@ class PostgresStorage(PostgresAutomation):
     async def create_conversation_with_events(
         self, new: NewConversation, events: Iterable[EventBase]
     ) -> tuple[ConversationRecord, list[StoredEvent]]:
-        # In a worker thread: a large recording's validation and serialization would
-        # otherwise hold the event loop for seconds.
-        prepared = await asyncio.to_thread(prepare_all, events)
+        prepared = await prepare_all_off_loop(events)
         insert = records.insert_conversation(new, now_micros())
         return await self._writer.create_with_events(new.id, insert, prepared)
 

@@ -23,7 +23,7 @@ from storage.common import (
     check_range,
     decode_seq,
     encode_cursor,
-    prepare_all,
+    prepare_all_off_loop,
     types_only,
 )
 from storage.errors import (
@@ -384,9 +384,7 @@ class SqliteStorage(AutomationStore):
     async def create_conversation_with_events(
         self, new: NewConversation, events: Iterable[EventBase]
     ) -> tuple[ConversationRecord, list[StoredEvent]]:
-        # In a worker thread: a large recording's validation and serialization (the
-        # caller's iterator runs there too) would otherwise hold the event loop for seconds.
-        prepared = await asyncio.to_thread(prepare_all, events)
+        prepared = await prepare_all_off_loop(events)
         insert = conversations.insert(new, now_micros())
         record, stored = await self._writer.create_with_events(new.id, insert, prepared)
         return record, stored

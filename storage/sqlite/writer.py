@@ -94,6 +94,16 @@ Op = Append | _Call | _Create | _AppendWith
 
 
 @dataclass(slots=True)
+class _Created:
+    """A creation written in the transaction under way."""
+
+    record: Any
+    key: int
+    stored: list[StoredEvent]
+    floor: int
+
+
+@dataclass(slots=True)
 class _Stamped:
     """A batch of appends given ids: its rows, and the writer's sequence and each stream
     as they were before (to put back if the batch is not written)."""
@@ -315,10 +325,7 @@ class LogWriter(GroupCommitWriter[_Stamped]):
             try:
                 # The connection opens the transaction itself at the first INSERT.
                 await self._connection.executemany(INSERT_EVENT, stamped.rows)
-                for op, _ in stamped.written:
-                    if op.patch is not None:
-                        key = stamped.saved[op.conversation_id][0].key
-                        await self._patch(key, op.patch, stamped.now)
+                await self._patch_records(stamped)
                 await self._connection.commit()
             except BaseException:
                 await self._rollback()
@@ -343,9 +350,26 @@ class LogWriter(GroupCommitWriter[_Stamped]):
             if (counts := self._kind_counts.get(op.conversation_id)) is not None:
                 counts.update(prepared.kind for prepared in op.events)
 
-    async def _patch(self, key: int, patch: ConversationPatch, now_us: int) -> None:
-        sql, params = conversations.patch_statement(patch, now_us)
-        await self._connection.execute(sql + " WHERE key = ?", (*params, key))
+    async def _patch_records(self, stamped: _Stamped) -> None:
+        """The batch's record patches: one ``executemany`` per statement shape (a run
+        start's state changes look alike) when no record is patched twice, else one by
+        one, in order."""
+        patches = [
+            (stamped.saved[op.conversation_id][0].key, op.patch)
+            for op, _ in stamped.written
+            if op.patch is not None
+        ]
+        if len({key for key, _ in patches}) < len(patches):
+            for key, patch in patches:
+                sql, params = conversations.patch_statement(patch, stamped.now)
+                await self._connection.execute(sql + " WHERE key = ?", (*params, key))
+            return
+        statements: dict[str, list[tuple[Any, ...]]] = {}
+        for key, patch in patches:
+            sql, params = conversations.patch_statement(patch, stamped.now)
+            statements.setdefault(sql + " WHERE key = ?", []).append((*params, key))
+        for sql, rows in statements.items():
+            await self._connection.executemany(sql, rows)
 
     async def _run_call(self, op: _Call) -> None:
         try:
@@ -424,6 +448,27 @@ class LogWriter(GroupCommitWriter[_Stamped]):
 
     async def _run_create(self, op: _Create) -> None:
         first_seq = self._next_seq
+        try:
+            try:
+                created = await self._insert_created(op)
+                await self._connection.commit()
+            except BaseException:
+                await self._rollback()
+                raise
+        except BaseException as exc:
+            self._next_seq = first_seq
+            _fail(op.future, self._failure(exc, "create"))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self._durable_seq = self._next_seq - 1
+        self._succeeded()
+        self._created(op, created)
+
+    async def _insert_created(self, op: _Create) -> _Created:
+        """The conversation's row and its events' rows (``_next_seq`` onwards, which
+        moves past them), in the transaction under way; not committed."""
+        first_seq = self._next_seq
         now = now_micros()
         stored: list[StoredEvent] = []
         floor = [0]
@@ -443,34 +488,84 @@ class LogWriter(GroupCommitWriter[_Stamped]):
                     timestamp, prepared.hidden, prepared.text, data,
                 )  # fmt: skip
 
-        try:
-            try:
-                record = await op.insert(self._connection)
-                found = list(
-                    await self._connection.execute_fetchall(
-                        "SELECT key FROM conversations WHERE id = ?", (op.conversation_id,)
-                    )
-                )
-                key = found[0][0]
-                await self._connection.executemany(INSERT_EVENT, rows(key))
-                await self._connection.commit()
-            except BaseException:
-                await self._rollback()
-                raise
-        except BaseException as exc:
-            _fail(op.future, self._failure(exc, "create"))
-            if not isinstance(exc, Exception):
-                raise
-            return
+        record = await op.insert(self._connection)
+        found = list(
+            await self._connection.execute_fetchall(
+                "SELECT key FROM conversations WHERE id = ?", (op.conversation_id,)
+            )
+        )
+        key = found[0][0]
+        if op.events:
+            await self._connection.executemany(INSERT_EVENT, rows(key))
         self._next_seq = first_seq + len(op.events)
-        self._durable_seq = self._next_seq - 1
-        self._streams[op.conversation_id] = _Stream(key, len(op.events), floor[0])
+        return _Created(record, key, stored, floor[0])
+
+    def _created(self, op: _Create, created: _Created) -> None:
+        """A creation is durable: its stream, its caller, its subscribers."""
+        stored = created.stored
+        # An append in the same transaction may have loaded (and moved) the stream.
+        self._streams.setdefault(
+            op.conversation_id, _Stream(created.key, len(stored), created.floor)
+        )
         if not op.future.done():
-            op.future.set_result((record, stored))
+            op.future.set_result((created.record, stored))
         if stored:
             self._hub.observer.appended(len(stored), time.monotonic() - op.asked_at)
             self._hub.publish(op.conversation_id, stored)
             self._on_commit()
+
+    # -- creations and appends in one transaction ---------------------------------------
+
+    async def _process(self, batch: list[Any]) -> None:
+        """As the shared loop does, except that creations and the appends around them
+        (up to the next other write) share one transaction: under a burst of creations
+        each one otherwise cost a commit of its own and split the appends' batch."""
+        together: list[Append | _Create] = []
+        for op in batch:
+            if isinstance(op, Append | _Create):
+                together.append(op)
+                continue
+            await self._write_together(together)
+            together = []
+            await self._run_other(op)
+        await self._write_together(together)
+
+    async def _write_together(self, ops: list[Append | _Create]) -> None:
+        creates = [op for op in ops if isinstance(op, _Create)]
+        appends = [op for op in ops if isinstance(op, Append)]
+        if len(creates) + bool(appends) <= 1:  # nothing to share: the plain paths
+            await super()._process(list(ops))
+            return
+        first_seq = self._next_seq
+        created: list[_Created] = []
+        stamped: _Stamped | None = None
+        try:
+            try:
+                for create in creates:
+                    created.append(await self._insert_created(create))
+                stamped = await self._stamp(appends)
+                if stamped.rows:
+                    await self._connection.executemany(INSERT_EVENT, stamped.rows)
+                await self._patch_records(stamped)
+                await self._connection.commit()
+            except BaseException:
+                await self._rollback()
+                raise
+        except Exception:
+            # Nothing was written: each write again on its own, to get its own answer
+            # (a creation whose id is taken fails alone).
+            self._next_seq = first_seq
+            if stamped is not None:
+                for stream, next_id, last_ts in stamped.saved.values():
+                    stream.next_id, stream.last_ts_us = next_id, last_ts
+            for create in creates:  # loaded from rows that were rolled back
+                self._streams.pop(create.conversation_id, None)
+            await super()._process([op for op in ops if not op.future.done()])
+            return
+        for create, done in zip(creates, created, strict=True):
+            self._created(create, done)
+        self._committed(stamped)
+        self._settle(Written(stamped.written))
 
     def _failure(self, exc: BaseException, what: str) -> ThreadlineError:
         """The error a failed transaction means to callers. A full disk is `StorageFull`,

@@ -341,6 +341,27 @@ class RuntimeConformance:
         assert any("checking out feature" in message for message in statuses)
         assert any("setup script" in message for message in statuses)
 
+    async def test_a_setup_script_behind_a_symlink_is_the_sandboxs_to_find(
+        self, make: Make, tmp_path: Path
+    ) -> None:
+        """The host may skip asking the sandbox only when nothing is there: a symlinked
+        .openhands is still looked into, in the sandbox, as its user."""
+        workspace = tmp_path / "workspace"
+        first = make(workspace, LIMITS)
+        await first.start()
+        try:
+            made = "mkdir config && echo 'echo linked > setup-ran.txt' > config/setup.sh"
+            output(await first.run(run(f"{made} && ln -s config .openhands")))
+        finally:
+            await first.close()
+        again = make(workspace, LIMITS)
+        await again.start()
+        try:
+            marker = output(await again.run(run("cat setup-ran.txt")))
+            assert marker.content.strip() == "linked"
+        finally:
+            await again.destroy()
+
     async def test_a_branch_is_never_an_option_to_git(
         self, make: Make, tmp_path: Path, bare_repository: Path
     ) -> None:

@@ -127,6 +127,21 @@ def test_each_workspace_claims_a_distinct_stable_user(tmp_path: Path) -> None:
     assert users.claim(workspaces[4]).uid == claimed[0]
 
 
+def test_a_claim_is_fresh_only_for_a_uid_nobody_claimed_before(tmp_path: Path) -> None:
+    """Only then may a start skip killing the uid's leftovers (`LocalRuntime`)."""
+    users = UserPool(tmp_path / "claims", base=3_000_000, count=1)
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    uid, fresh = users.claim_noting_fresh(first)
+    assert fresh
+    assert users.claim_noting_fresh(first) == (uid, False)  # claimed before: by itself
+    first.rmdir()
+    assert users.claim_noting_fresh(second) == (uid, False)  # a stale claim taken over
+    users.release(second, uid.uid)
+    assert users.claim_noting_fresh(second) == (uid, True)  # released: nothing runs as it
+
+
 @pytest.mark.skipif(not AS_ROOT, reason="only a root server switches users")
 async def test_close_kills_a_process_that_left_its_session(tmp_path: Path) -> None:
     """`kill -9 -1` as the sandbox user (through setpriv) reaches a daemonized process."""

@@ -371,6 +371,64 @@ class StorageConformance(AutomationConformance):
         assert [event.id for event in await walk(storage, "big")] == list(range(3000))
         assert await storage.count_events("big", filter=build_filter(include_types=["run"])) == 1500
 
+    @pytest.mark.parametrize("with_taken_id", [False, True])
+    async def test_creations_at_once_beside_appends_each_get_their_own_answer(
+        self, storage: Storage, with_taken_id: bool
+    ) -> None:
+        """Creations queued together (a burst of admissions) with appends between them:
+        each gets its own answer, a taken id fails alone, ids stay gapless."""
+        busy = (await storage.create_conversation(NewConversation())).id
+        await storage.create_conversation(NewConversation(id="taken", title="first"))
+
+        async def create_then_append(name: str) -> list[int]:
+            _, stored = await storage.create_conversation_with_events(
+                NewConversation(id=name), [say(f"{name} 0"), say(f"{name} 1")]
+            )
+            later = await storage.append(name, say(f"{name} 2"))
+            return [*(event.id for event in stored), later.id]
+
+        names = [f"burst-{index}" for index in range(20)]
+        outcomes = await asyncio.gather(
+            *(storage.append(busy, numbered(index)) for index in range(10)),
+            *map(create_then_append, names),
+            *([storage.create_conversation_with_events(NewConversation(id="taken"), [say("x")])]
+              if with_taken_id else []),
+            *(storage.append(busy, numbered(index)) for index in range(10, 20)),
+            return_exceptions=True,
+        )  # fmt: skip
+        assert [event.id for event in outcomes[:10]] == list(range(10))  # type: ignore[union-attr]
+        assert outcomes[10:30] == [[0, 1, 2]] * 20
+        if with_taken_id:
+            assert isinstance(outcomes[30], ConversationExists)
+        assert [event.id for event in outcomes[-10:]] == list(range(10, 20))  # type: ignore[union-attr]
+        for name in names:
+            texts = [event.to_dict()["args"]["content"] for event in await walk(storage, name)]
+            assert texts == [f"{name} {index}" for index in range(3)]
+        assert await storage.latest_event_id("taken") == -1
+        assert (await storage.append("taken", say("z"))).id == 0
+
+    async def test_record_patches_of_one_batch_each_land_and_in_order(
+        self, storage: Storage
+    ) -> None:
+        """Patches queued together (many runs changing state at once, one record patched
+        twice) each reach their record, the later of two last."""
+        names = [(await storage.create_conversation(NewConversation())).id for _ in range(12)]
+        twice = names[0]
+        await asyncio.gather(
+            *(
+                storage.append(name, say("go"), patch=ConversationPatch(status="RUNNING"))
+                for name in names[1:]
+            ),
+            storage.append(
+                twice, say("first"), patch=ConversationPatch(status="STARTING", title="t")
+            ),
+            storage.append(twice, say("second"), patch=ConversationPatch(status="STOPPED")),
+        )
+        assert (await storage.get_conversation(twice)).status == "STOPPED"
+        assert (await storage.get_conversation(twice)).title == "t"
+        for name in names[1:]:
+            assert (await storage.get_conversation(name)).status == "RUNNING"
+
     async def test_a_kept_timestamp_ahead_of_the_clock_drags_nothing(self, opener: Opener) -> None:
         ahead = datetime.now(UTC) + timedelta(hours=6)
         store = await opener()
