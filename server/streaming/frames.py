@@ -33,6 +33,7 @@ if uvicorn's protocol stops exposing what the writer reads.
 from __future__ import annotations
 
 import struct
+import weakref
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -84,33 +85,43 @@ class FrameCache:
 
 
 class FrameWriter:
-    """Writes whole frames to one WebSocket connection's transport, never blocking."""
+    """Writes whole frames to one WebSocket connection's transport, never blocking.
+
+    It knows its protocol by a weak reference: the protocol's scope holds the writer, so
+    a strong one would be a cycle keeping every ended connection (protocol, transport,
+    socket, parser, buffers) until a full collection, the mid-storm pauses
+    `server.memory` is about (`tests/server/test_connection_garbage.py`)."""
 
     __slots__ = ("_protocol",)
 
     def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
-        self._protocol = protocol
+        self._protocol = weakref.ref(protocol)
 
     @property
     def ready(self) -> bool:
         """Open, accepted, not closing, and its transport's buffer under the mark."""
-        protocol = self._protocol
-        return (
-            protocol.handshake_complete
-            and protocol.initial_response is None
-            and not protocol.close_sent
-            and not protocol.disconnected
-            and protocol.writable.is_set()
-            and not protocol.transport.is_closing()
-        )
+        return _writable(self._protocol())
 
     def write(self, frame: bytes) -> bool:
         """Write ``frame`` now if the connection is `ready`; False (nothing written)
         otherwise."""
-        if not self.ready:
+        protocol = self._protocol()
+        if protocol is None or not _writable(protocol):
             return False
-        self._protocol.transport.write(frame)
+        protocol.transport.write(frame)
         return True
+
+
+def _writable(protocol: WebSocketsSansIOProtocol | None) -> bool:
+    return (
+        protocol is not None
+        and protocol.handshake_complete
+        and protocol.initial_response is None
+        and not protocol.close_sent
+        and not protocol.disconnected
+        and protocol.writable.is_set()
+        and not protocol.transport.is_closing()
+    )
 
 
 class DirectFramesProtocol(WebSocketsSansIOProtocol):

@@ -4,13 +4,15 @@ A reference cycle anywhere around a connection keeps all of it (protocol, parser
 buffers, Engine.IO socket) in memory until the collector's next pass over the generation
 it has reached by then: after a reconnect storm of 1,000 subscribers those passes ran in
 the middle of the storm, each 200-300 ms of CPU with the event loop stopped, and what
-they freed had grown the heap. Three cycles did it: the SSE/REST protocol and its
+they freed had grown the heap. Four cycles did it: the SSE/REST protocol and its
 lingering transport (ours), Engine.IO's ``OSError`` on a WebSocket disconnect (the
-exception, its traceback and the handler holding the task), and the class Engine.IO
-defines per request around the connection's ``receive``.
+exception, its traceback and the handler holding the task), the class Engine.IO
+defines per request around the connection's ``receive``, and a WebSocket protocol whose
+scope held its `FrameWriter` holding the protocol.
 
-Only the server's own heap can show that, so this test serves the real application with
-uvicorn in its own process and event loop (real sockets on 127.0.0.1, real SQLite, the
+Only the server's own heap can show that, so this test serves the real application as
+``serve`` does (`ThreadlineServer`, with its frame-writing WebSocket protocol) in its own
+process and event loop (real sockets on 127.0.0.1, real SQLite, the
 official clients), keeps the collector off while clients come and go, then asks it what
 it would have had to collect.
 """
@@ -29,15 +31,15 @@ import engineio.async_socket
 import httpx
 import pytest
 import socketio
-import uvicorn
 import websockets
 from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from server.app import create_app
 from server.protocol import _LingeringTransport
-from server.serving import _config
+from server.serving import ThreadlineServer, _config
 from server.settings import Settings
+from server.streaming.frames import FrameWriter
 from server.streaming.session import StreamSession
 from tests.server.running import free_port
 
@@ -49,6 +51,7 @@ SERVER_SIDE = (
     _LingeringTransport,
     engineio.async_socket.AsyncSocket,
     StreamSession,
+    FrameWriter,
 )
 
 
@@ -67,7 +70,7 @@ def collector_restored() -> Iterator[None]:
 async def serving(data_dir: Path) -> AsyncIterator[tuple[str, object]]:
     settings = Settings.from_env({}, data_dir=data_dir, port=free_port(), rate_limit=None)
     app = create_app(settings)
-    server = uvicorn.Server(_config(settings, app))
+    server = ThreadlineServer(_config(settings, app), app)  # as served: with frame writers
     task = asyncio.create_task(server.serve())
     while not server.started:
         assert not task.done(), "the server did not start"
