@@ -73,6 +73,7 @@ class ThreadlineHTTPProtocol(H11Protocol):
         if self._linger is not None:
             self._linger.cancel()
         super().connection_lost(exc)
+        release_transport(self.transport)
 
     def linger(self, transport: asyncio.Transport) -> None:
         """Close gracefully although the client is still sending (see the module doc)."""
@@ -96,6 +97,20 @@ class ThreadlineHTTPProtocol(H11Protocol):
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
             self.transport.write(REQUEST_TIMEOUT)
             self.transport.close()
+
+
+def release_transport(transport: Any) -> None:
+    """Break the cycle asyncio's socket transport (Python 3.11) forms with itself: it keeps
+    its read callback as one of its own bound methods, so an ended transport, its socket
+    and its buffer wait for a full collection. Call once the connection is lost (nothing
+    reads after that)."""
+    real = getattr(transport, "real", transport)  # under a `_LingeringTransport`
+    if getattr(real, "_read_ready_cb", None) is not None:
+        real._read_ready_cb = _read_nothing
+
+
+def _read_nothing() -> None:
+    pass
 
 
 class _LingeringTransport:

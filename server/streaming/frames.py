@@ -38,6 +38,8 @@ from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from server.protocol import release_transport
+
 EXTENSION = "threadline.frames"
 CACHE_ENTRIES = 256
 CACHE_BYTES = 4 << 20
@@ -132,6 +134,10 @@ class DirectFramesProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)  # absent when the handshake was refused
         if scope is not None:
             scope["extensions"][EXTENSION] = FrameWriter(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        release_transport(self.transport)
 
 
 def frame_writer(scope: Any) -> FrameWriter | None:
