@@ -104,7 +104,7 @@ class SqliteStorage(AutomationStore):
         synchronous: Synchronous = "NORMAL",
         subscriber_buffer: int = 1024,
         subscriber_buffer_bytes: int = DEFAULT_CAPACITY_BYTES,
-        index_interval: float = 0.02,
+        index_interval: float = 0.25,
         owner: bool = True,
         delete_chunk: int = DELETE_CHUNK,
     ) -> SqliteStorage:
@@ -173,7 +173,7 @@ class SqliteStorage(AutomationStore):
         writer = LogWriter(writer_connection, hub, on_commit=committed)
         indexer = SearchIndexer(indexer_connection, writer, interval=index_interval)
         indexer_ref.append(indexer)
-        reaper = Reaper(writer, indexer.wake, chunk=delete_chunk)
+        reaper = Reaper(writer, indexer.purges_queued, chunk=delete_chunk)
         await writer.start()
         checkpointer.start()
         if owner:
