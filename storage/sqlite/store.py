@@ -136,8 +136,9 @@ class SqliteStorage(AutomationStore):
 
         opened: list[aiosqlite.Connection] = []
         try:
-            # "IMMEDIATE": the first INSERT of a batch opens its write transaction, so a
-            # batch costs two hops to the connection's thread (executemany, commit).
+            # "IMMEDIATE": the first write of a transaction opens it, taking the write
+            # lock at once (a batch of appends is one hop to the connection's thread:
+            # `LogWriter._commit`).
             writer_connection = await _connect(
                 log_path, synchronous, opened, isolation_level="IMMEDIATE"
             )

@@ -19,7 +19,7 @@ import logging
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -31,6 +31,7 @@ from storage.group_commit import Accepted, Append, GroupCommitWriter, Written
 from storage.models import ConversationPatch, StoredEvent
 from storage.records import PreparedEvent, now_micros, stamp
 from storage.sqlite import conversations
+from storage.sqlite.connection_thread import run_in_thread
 from storage.subscription import SubscriptionHub
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Work = Callable[[aiosqlite.Connection], Awaitable[T]]
 """A step the writer runs in a transaction of its own."""
+Statement = tuple[str, Sequence[Sequence[Any]]]
+"""SQL and the parameters of each row it is run for."""
 
 MAX_CACHED_STREAMS = 20_000
 """Conversations whose next id (and kind counts) the writer keeps in memory."""
@@ -311,18 +314,17 @@ class LogWriter(GroupCommitWriter[_Stamped]):
         return stamped
 
     async def _commit(self, stamped: _Stamped) -> None:
+        # The rows, the record patches and the commit in one round trip to the
+        # connection's thread (`run_in_thread`): two would wake it, and then this loop,
+        # twice per batch.
+        statements: list[Statement] = [(INSERT_EVENT, stamped.rows)]
+        for op, _ in stamped.written:
+            if op.patch is not None:
+                key = stamped.saved[op.conversation_id][0].key
+                sql, params = conversations.patch_statement(op.patch, stamped.now)
+                statements.append((sql + " WHERE key = ?", [(*params, key)]))
         try:
-            try:
-                # The connection opens the transaction itself at the first INSERT.
-                await self._connection.executemany(INSERT_EVENT, stamped.rows)
-                for op, _ in stamped.written:
-                    if op.patch is not None:
-                        key = stamped.saved[op.conversation_id][0].key
-                        await self._patch(key, op.patch, stamped.now)
-                await self._connection.commit()
-            except BaseException:
-                await self._rollback()
-                raise
+            await run_in_thread(self._connection, _transaction(statements))
         except BaseException:
             self._next_seq = stamped.first_seq
             for stream, next_id, last_ts in stamped.saved.values():
@@ -342,10 +344,6 @@ class LogWriter(GroupCommitWriter[_Stamped]):
         for op, _ in stamped.written:
             if (counts := self._kind_counts.get(op.conversation_id)) is not None:
                 counts.update(prepared.kind for prepared in op.events)
-
-    async def _patch(self, key: int, patch: ConversationPatch, now_us: int) -> None:
-        sql, params = conversations.patch_statement(patch, now_us)
-        await self._connection.execute(sql + " WHERE key = ?", (*params, key))
 
     async def _run_call(self, op: _Call) -> None:
         try:
@@ -506,6 +504,24 @@ async def _count_kinds(connection: aiosqlite.Connection, conversation_id: str) -
     if not rows:
         raise ConversationNotFound(conversation_id)
     return Counter({kind: count for _, kind, count in rows if kind is not None})
+
+
+def _transaction(statements: list[Statement]) -> Callable[[sqlite3.Connection], None]:
+    """Run in the connection's thread: the statements in one transaction (the first
+    write opens it, at the connection's isolation level), committed or rolled back."""
+
+    def run(connection: sqlite3.Connection) -> None:
+        try:
+            for sql, rows in statements:
+                connection.executemany(sql, rows)
+            connection.commit()
+        except BaseException:
+            # Suppressed: when BEGIN itself failed there is no transaction to roll back.
+            with contextlib.suppress(sqlite3.Error):
+                connection.rollback()
+            raise
+
+    return run
 
 
 def _trim(cache: dict[str, Any], size: int) -> None:
