@@ -7,11 +7,11 @@ new events' text from the log in batches and records how far it got in the same
 transaction, so a crash loses nothing and the index can always say how far behind the
 log it is.
 
-A batch starts once `GATHER_EVENTS` events wait, or ``interval`` after the first of them
-became durable, or at once when someone waits for the index (`wait_for`). A lone event
-cost ~1 ms of CPU to index on its own (a transaction in each FTS5 table, a dozen hops to
-the connection's thread): a trickle of events shares one batch instead, and a batch is
-one hop (`INDEX_BATCH`, a script).
+A batch starts once `GATHER_EVENTS` events wait, or ``interval`` (1 s) after the first
+of them became durable, or at once when someone waits for the index (`wait_for`). A lone
+event cost ~1 ms of CPU to index on its own (a transaction in each FTS5 table, a dozen
+hops to the connection's thread): a trickle of events shares one batch instead, and a
+batch is one hop (`INDEX_BATCH`, a script).
 
 Deleted conversations reach the index through the ``search_purges`` queue in the log
 file: the contentless FTS5 table needs the original text to remove an entry. The queue
@@ -83,7 +83,7 @@ class SearchIndexer:
         *,
         batch: int = 5000,
         purge_batch: int = 500,
-        interval: float = 0.25,
+        interval: float = 1.0,
     ) -> None:
         self._connection = connection
         self._writer = writer

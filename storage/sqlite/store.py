@@ -104,7 +104,7 @@ class SqliteStorage(AutomationStore):
         synchronous: Synchronous = "NORMAL",
         subscriber_buffer: int = 1024,
         subscriber_buffer_bytes: int = DEFAULT_CAPACITY_BYTES,
-        index_interval: float = 0.25,
+        index_interval: float = 1.0,
         owner: bool = True,
         delete_chunk: int = DELETE_CHUNK,
     ) -> SqliteStorage:
