@@ -167,8 +167,8 @@ class SqliteStorage(AutomationStore):
         checkpointer = Checkpointer(checkpoint_connection)
         indexer_ref: list[SearchIndexer] = []
 
-        def committed() -> None:
-            checkpointer.committed()
+        def committed(appended: int) -> None:
+            checkpointer.committed(appended)
             indexer_ref[0].wake()
 
         writer = LogWriter(writer_connection, hub, on_commit=committed)

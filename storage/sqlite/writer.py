@@ -116,7 +116,7 @@ class LogWriter(GroupCommitWriter[_Stamped]):
         connection: aiosqlite.Connection,
         hub: SubscriptionHub,
         *,
-        on_commit: Callable[[], None] = lambda: None,
+        on_commit: Callable[[int], None] = lambda appended: None,
         max_batch: int = 1000,
     ) -> None:
         self._connection = connection
@@ -247,7 +247,7 @@ class LogWriter(GroupCommitWriter[_Stamped]):
             await self._run_call(op)
 
     def _told(self, appended: int) -> None:
-        self._on_commit()
+        self._on_commit(appended)
 
     async def _stream(self, conversation_id: str) -> _Stream:
         stream = self._streams.pop(conversation_id, None)
@@ -418,7 +418,7 @@ class LogWriter(GroupCommitWriter[_Stamped]):
             op.future.set_result((result, stored))
         if stored:
             self._hub.publish(op.conversation_id, stored)
-            self._on_commit()
+            self._on_commit(len(stored))
 
     async def _run_create(self, op: _Create) -> None:
         first_seq = self._next_seq
@@ -468,7 +468,7 @@ class LogWriter(GroupCommitWriter[_Stamped]):
         if stored:
             self._hub.observer.appended(len(stored), time.monotonic() - op.asked_at)
             self._hub.publish(op.conversation_id, stored)
-            self._on_commit()
+            self._on_commit(len(stored))
 
     def _failure(self, exc: BaseException, what: str) -> ThreadlineError:
         """The error a failed transaction means to callers. A full disk is `StorageFull`,
