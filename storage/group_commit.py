@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -149,8 +150,10 @@ class GroupCommitWriter(ABC, Generic[S]):
             if stamped is None:  # e.g. the connection failed: the serial path says how
                 await self._write_appends(ops)
             return None
-        flight = asyncio.create_task(self._commit(stamped))
-        if unsettled is not None:
+        if unsettled is None:
+            flight: Awaitable[None] = self._commit(stamped)  # nothing to settle: no task
+        else:
+            flight = asyncio.create_task(self._commit(stamped))
             await asyncio.sleep(0)  # the batch is sent before the settling starts
             self._settle(unsettled)
         try:

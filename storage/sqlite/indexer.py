@@ -3,12 +3,19 @@
 Indexing each event inside its append transaction would cut append throughput several
 fold (FTS5 per row costs more than the row itself). Instead the index lives in its own
 file, ``search.db``, written by this task on its own connection and thread: it copies
-new events' text from the log in batches (every ``interval`` or as soon as a full batch
-is waiting) and records how far it got in the same transaction, so a crash loses nothing
-and the index can always say how far behind the log it is.
+new events' text from the log in batches and records how far it got in the same
+transaction, so a crash loses nothing and the index can always say how far behind the
+log it is.
+
+A batch starts once `GATHER_EVENTS` events wait, or ``interval`` (1 s) after the first
+of them became durable, or at once when someone waits for the index (`wait_for`). A lone
+event cost ~1 ms of CPU to index on its own (a transaction in each FTS5 table, a dozen
+hops to the connection's thread): a trickle of events shares one batch instead, and a
+batch is one hop (`INDEX_BATCH`, a script).
 
 Deleted conversations reach the index through the ``search_purges`` queue in the log
-file: the contentless FTS5 table needs the original text to remove an entry.
+file: the contentless FTS5 table needs the original text to remove an entry. The queue
+is read only when something may be in it (at start, and after `purges_queued`).
 """
 
 from __future__ import annotations
@@ -29,16 +36,19 @@ logger = logging.getLogger(__name__)
 NEXT_BATCH_END = (
     "SELECT max(seq), count(*) FROM (SELECT seq FROM log.events WHERE seq > ? ORDER BY seq LIMIT ?)"
 )
+# One batch's transaction, as a script (one hop to the connection's thread): ``start``
+# and ``end`` are filled in with the `d` format, so only integers can be.
 INDEX_BATCH = (
+    "BEGIN; "
     "INSERT INTO events_fts (rowid, text, conv) "
-    "SELECT seq, text, 'c' || conv FROM log.events WHERE seq > ? AND seq <= ?"
-)
-INDEX_SUBSTRINGS_BATCH = (
+    "SELECT seq, text, 'c' || conv FROM log.events WHERE seq > {start:d} AND seq <= {end:d}; "
     "INSERT INTO events_substrings (rowid, text, conv) "
-    f"SELECT seq, text, {conv_trigram('conv')} FROM log.events WHERE seq > ? AND seq <= ?"
-)
-RECORD_BATCH = (
-    "INSERT INTO indexed_events (seq) SELECT seq FROM log.events WHERE seq > ? AND seq <= ?"
+    f"SELECT seq, text, {conv_trigram('conv')} FROM log.events "
+    "WHERE seq > {start:d} AND seq <= {end:d}; "
+    "INSERT INTO indexed_events (seq) "
+    "SELECT seq FROM log.events WHERE seq > {start:d} AND seq <= {end:d}; "
+    "UPDATE search_state SET indexed_through = {end:d}; "
+    "COMMIT;"
 )
 NEXT_PURGE_END = (
     "SELECT max(id) FROM (SELECT id FROM log.search_purges WHERE id > ? ORDER BY id LIMIT ?)"
@@ -61,6 +71,10 @@ FORGET_PURGED = (
 )
 
 
+GATHER_EVENTS = 256
+"""Events waiting to be indexed that start a batch without waiting for ``interval``."""
+
+
 class SearchIndexer:
     def __init__(
         self,
@@ -69,7 +83,7 @@ class SearchIndexer:
         *,
         batch: int = 5000,
         purge_batch: int = 500,
-        interval: float = 0.02,
+        interval: float = 1.0,
     ) -> None:
         self._connection = connection
         self._writer = writer
@@ -79,6 +93,8 @@ class SearchIndexer:
         self._purge_batch = purge_batch
         self._interval = interval
         self._wake = asyncio.Event()
+        self._hurry = asyncio.Event()
+        self._purges_pending = True  # until the queue has been read once
         self._failing = False
         self._progress = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
@@ -97,16 +113,25 @@ class SearchIndexer:
             # A crash may have left applied purges queued in the log; drop them.
             await self._writer.call(_forget_purges(self._purged_through))
         self._task = asyncio.create_task(self._run(), name="threadline-search-indexer")
+        self._hurry.set()
         self.wake()
 
     def wake(self) -> None:
-        """New events are durable (or a conversation was deleted)."""
+        """New events are durable: index them within ``interval`` (at once if many)."""
+        self._wake.set()
+        if self._writer.last_seq - self.indexed_through >= GATHER_EVENTS:
+            self._hurry.set()
+
+    def purges_queued(self) -> None:
+        """Deleted events' text was queued in ``search_purges``."""
+        self._purges_pending = True
         self._wake.set()
 
     async def wait_for(self, seq: int, *, purged_through: int = 0) -> None:
         """Return once every event up to ``seq`` is searchable and every deletion queued
         up to ``purged_through`` has left the index."""
-        self.wake()
+        self._hurry.set()
+        self._wake.set()
         async with self._progress:
             await self._progress.wait_for(
                 lambda: (
@@ -117,6 +142,7 @@ class SearchIndexer:
 
     async def close(self) -> None:
         self._closing = True
+        self._hurry.set()
         self._wake.set()
         if self._task is not None:
             await self._task
@@ -126,19 +152,18 @@ class SearchIndexer:
     async def _run(self) -> None:
         while not self._closing:
             await self._wake.wait()
+            await self._gather()
             self._wake.clear()
+            self._hurry.clear()
             try:
                 while not self._closing:
-                    indexed = await self._index_batch()
-                    purged = await self._apply_purges()
+                    caught_up = await self._index_batch()
+                    purged = await self._apply_purges() if self._purges_pending else False
                     if self._failing:
                         self._failing = False
                         logger.warning("search indexing works again")
-                    if indexed < self._batch and not purged:
+                    if caught_up and not purged:
                         break
-                if not self._closing:
-                    # Let the next batch gather: fewer, larger FTS transactions.
-                    await asyncio.sleep(self._interval)
             except Exception as exc:
                 # Once per failing streak (a full disk fails every retry), on one line.
                 if not self._failing:
@@ -149,36 +174,46 @@ class SearchIndexer:
                 await asyncio.sleep(1.0)
                 self._wake.set()
 
-    async def _index_batch(self) -> int:
+    async def _gather(self) -> None:
+        """Wait until a batch is worth starting (see the module's docstring)."""
+        if self._hurry.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._interval):
+                await self._hurry.wait()
+
+    async def _index_batch(self) -> bool:
+        """Index the next batch; whether it reached what was durable when it began."""
         start = self.indexed_through
         # Everything up to `durable` is committed, so a read that begins after this line
         # sees all of it; sequence numbers in it that are missing were deleted.
         durable = self._writer.last_seq
         if durable <= start:
-            return 0
-        connection = self._connection
-        await connection.execute("BEGIN")
-        try:
-            rows = list(await connection.execute_fetchall(NEXT_BATCH_END, (start, self._batch)))
+            return True
+        end = durable
+        if durable - start > self._batch:  # else no more than a batch can be waiting
+            rows = list(
+                await self._connection.execute_fetchall(NEXT_BATCH_END, (start, self._batch))
+            )
             batch_end, batch_size = rows[0]
-            end = batch_end if batch_size == self._batch else durable
-            cursor = await connection.execute(INDEX_BATCH, (start, end))
-            indexed = cursor.rowcount
-            await connection.execute(INDEX_SUBSTRINGS_BATCH, (start, end))
-            await connection.execute(RECORD_BATCH, (start, end))
-            await connection.execute("UPDATE search_state SET indexed_through = ?", (end,))
-            await connection.execute("COMMIT")
+            if batch_size == self._batch:
+                end = batch_end
+        try:
+            await self._connection.executescript(INDEX_BATCH.format(start=start, end=end))
         except BaseException:
-            # SQLite may have rolled back already (a failed COMMIT on a full disk).
+            # A failed statement leaves the transaction open (unless SQLite rolled it
+            # back already, as after a failed COMMIT on a full disk).
             with contextlib.suppress(sqlite3.Error):
-                await connection.execute("ROLLBACK")
+                await self._connection.execute("ROLLBACK")
             raise
         async with self._progress:
             self.indexed_through = end
             self._progress.notify_all()
-        return indexed
+        return end >= durable
 
     async def _apply_purges(self) -> bool:
+        # Cleared before the read: a purge queued after it began sets it again.
+        self._purges_pending = False
         start = self._purged_through
         connection = self._connection
         await connection.execute("BEGIN")
@@ -196,10 +231,12 @@ class SearchIndexer:
             await connection.execute("UPDATE search_state SET purged_through = ?", (end,))
             await connection.execute("COMMIT")
         except BaseException:
+            self._purges_pending = True
             # SQLite may have rolled back already (a failed COMMIT on a full disk).
             with contextlib.suppress(sqlite3.Error):
                 await connection.execute("ROLLBACK")
             raise
+        self._purges_pending = True  # the queue may hold more than one batch
         async with self._progress:
             self._purged_through = end
             self._progress.notify_all()

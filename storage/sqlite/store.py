@@ -104,7 +104,7 @@ class SqliteStorage(AutomationStore):
         synchronous: Synchronous = "NORMAL",
         subscriber_buffer: int = 1024,
         subscriber_buffer_bytes: int = DEFAULT_CAPACITY_BYTES,
-        index_interval: float = 0.02,
+        index_interval: float = 1.0,
         owner: bool = True,
         delete_chunk: int = DELETE_CHUNK,
     ) -> SqliteStorage:
@@ -136,8 +136,9 @@ class SqliteStorage(AutomationStore):
 
         opened: list[aiosqlite.Connection] = []
         try:
-            # "IMMEDIATE": the first INSERT of a batch opens its write transaction, so a
-            # batch costs two hops to the connection's thread (executemany, commit).
+            # "IMMEDIATE": the first write of a transaction opens it, taking the write
+            # lock at once (a batch of appends is one hop to the connection's thread:
+            # `LogWriter._commit`).
             writer_connection = await _connect(
                 log_path, synchronous, opened, isolation_level="IMMEDIATE"
             )
@@ -166,14 +167,14 @@ class SqliteStorage(AutomationStore):
         checkpointer = Checkpointer(checkpoint_connection)
         indexer_ref: list[SearchIndexer] = []
 
-        def committed() -> None:
-            checkpointer.committed()
+        def committed(appended: int) -> None:
+            checkpointer.committed(appended)
             indexer_ref[0].wake()
 
         writer = LogWriter(writer_connection, hub, on_commit=committed)
         indexer = SearchIndexer(indexer_connection, writer, interval=index_interval)
         indexer_ref.append(indexer)
-        reaper = Reaper(writer, indexer.wake, chunk=delete_chunk)
+        reaper = Reaper(writer, indexer.purges_queued, chunk=delete_chunk)
         await writer.start()
         checkpointer.start()
         if owner:

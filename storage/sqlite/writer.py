@@ -19,7 +19,7 @@ import logging
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -31,6 +31,7 @@ from storage.group_commit import Accepted, Append, GroupCommitWriter, Written
 from storage.models import ConversationPatch, StoredEvent
 from storage.records import PreparedEvent, now_micros, stamp
 from storage.sqlite import conversations
+from storage.sqlite.connection_thread import run_in_thread
 from storage.subscription import SubscriptionHub
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Work = Callable[[aiosqlite.Connection], Awaitable[T]]
 """A step the writer runs in a transaction of its own."""
+Statement = tuple[str, Sequence[Sequence[Any]]]
+"""SQL and the parameters of each row it is run for."""
 
 MAX_CACHED_STREAMS = 20_000
 """Conversations whose next id (and kind counts) the writer keeps in memory."""
@@ -123,7 +126,7 @@ class LogWriter(GroupCommitWriter[_Stamped]):
         connection: aiosqlite.Connection,
         hub: SubscriptionHub,
         *,
-        on_commit: Callable[[], None] = lambda: None,
+        on_commit: Callable[[int], None] = lambda appended: None,
         max_batch: int = 1000,
     ) -> None:
         self._connection = connection
@@ -254,7 +257,7 @@ class LogWriter(GroupCommitWriter[_Stamped]):
             await self._run_call(op)
 
     def _told(self, appended: int) -> None:
-        self._on_commit()
+        self._on_commit(appended)
 
     async def _stream(self, conversation_id: str) -> _Stream:
         stream = self._streams.pop(conversation_id, None)
@@ -321,15 +324,12 @@ class LogWriter(GroupCommitWriter[_Stamped]):
         return stamped
 
     async def _commit(self, stamped: _Stamped) -> None:
+        # The rows, the record patches and the commit in one round trip to the
+        # connection's thread (`run_in_thread`): two would wake it, and then this loop,
+        # twice per batch.
+        statements = [(INSERT_EVENT, stamped.rows), *_record_patches(stamped)]
         try:
-            try:
-                # The connection opens the transaction itself at the first INSERT.
-                await self._connection.executemany(INSERT_EVENT, stamped.rows)
-                await self._patch_records(stamped)
-                await self._connection.commit()
-            except BaseException:
-                await self._rollback()
-                raise
+            await run_in_thread(self._connection, _transaction(statements))
         except BaseException:
             self._next_seq = stamped.first_seq
             for stream, next_id, last_ts in stamped.saved.values():
@@ -349,27 +349,6 @@ class LogWriter(GroupCommitWriter[_Stamped]):
         for op, _ in stamped.written:
             if (counts := self._kind_counts.get(op.conversation_id)) is not None:
                 counts.update(prepared.kind for prepared in op.events)
-
-    async def _patch_records(self, stamped: _Stamped) -> None:
-        """The batch's record patches: one ``executemany`` per statement shape (a run
-        start's state changes look alike) when no record is patched twice, else one by
-        one, in order."""
-        patches = [
-            (stamped.saved[op.conversation_id][0].key, op.patch)
-            for op, _ in stamped.written
-            if op.patch is not None
-        ]
-        if len({key for key, _ in patches}) < len(patches):
-            for key, patch in patches:
-                sql, params = conversations.patch_statement(patch, stamped.now)
-                await self._connection.execute(sql + " WHERE key = ?", (*params, key))
-            return
-        statements: dict[str, list[tuple[Any, ...]]] = {}
-        for key, patch in patches:
-            sql, params = conversations.patch_statement(patch, stamped.now)
-            statements.setdefault(sql + " WHERE key = ?", []).append((*params, key))
-        for sql, rows in statements.items():
-            await self._connection.executemany(sql, rows)
 
     async def _run_call(self, op: _Call) -> None:
         try:
@@ -444,7 +423,7 @@ class LogWriter(GroupCommitWriter[_Stamped]):
             op.future.set_result((result, stored))
         if stored:
             self._hub.publish(op.conversation_id, stored)
-            self._on_commit()
+            self._on_commit(len(stored))
 
     async def _run_create(self, op: _Create) -> None:
         first_seq = self._next_seq
@@ -512,7 +491,7 @@ class LogWriter(GroupCommitWriter[_Stamped]):
         if stored:
             self._hub.observer.appended(len(stored), time.monotonic() - op.asked_at)
             self._hub.publish(op.conversation_id, stored)
-            self._on_commit()
+            self._on_commit(len(stored))
 
     # -- creations and appends in one transaction ---------------------------------------
 
@@ -546,7 +525,8 @@ class LogWriter(GroupCommitWriter[_Stamped]):
                 stamped = await self._stamp(appends)
                 if stamped.rows:
                     await self._connection.executemany(INSERT_EVENT, stamped.rows)
-                await self._patch_records(stamped)
+                for sql, rows in _record_patches(stamped):
+                    await self._connection.executemany(sql, rows)
                 await self._connection.commit()
             except BaseException:
                 await self._rollback()
@@ -601,6 +581,36 @@ async def _count_kinds(connection: aiosqlite.Connection, conversation_id: str) -
     if not rows:
         raise ConversationNotFound(conversation_id)
     return Counter({kind: count for _, kind, count in rows if kind is not None})
+
+
+def _record_patches(stamped: _Stamped) -> list[Statement]:
+    """The batch's record patches, in order (a record patched twice ends as the later
+    patch says)."""
+    statements: list[Statement] = []
+    for op, _ in stamped.written:
+        if op.patch is not None:
+            key = stamped.saved[op.conversation_id][0].key
+            sql, params = conversations.patch_statement(op.patch, stamped.now)
+            statements.append((sql + " WHERE key = ?", [(*params, key)]))
+    return statements
+
+
+def _transaction(statements: list[Statement]) -> Callable[[sqlite3.Connection], None]:
+    """Run in the connection's thread: the statements in one transaction (the first
+    write opens it, at the connection's isolation level), committed or rolled back."""
+
+    def run(connection: sqlite3.Connection) -> None:
+        try:
+            for sql, rows in statements:
+                connection.executemany(sql, rows)
+            connection.commit()
+        except BaseException:
+            # Suppressed: when BEGIN itself failed there is no transaction to roll back.
+            with contextlib.suppress(sqlite3.Error):
+                connection.rollback()
+            raise
+
+    return run
 
 
 def _trim(cache: dict[str, Any], size: int) -> None:

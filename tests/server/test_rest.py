@@ -233,7 +233,7 @@ async def test_full_text_search(client: httpx.AsyncClient) -> None:
     marker = {"action": "think", "args": {"thought": "zanzibar quokka"}}
     await client.post(f"/api/conversations/{conversation_id}/events", json=marker)
     results: list[dict[str, Any]] = []
-    for _ in range(200):  # the index trails the log by milliseconds
+    for _ in range(200):  # the index trails the log by up to 1 s
         body = (await client.get("/api/events/search", params={"q": "quokka"})).json()
         results = body["results"]
         if results:
