@@ -7,7 +7,6 @@ import gc
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import anyio.lowlevel
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -87,10 +86,6 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
             await automation.recover()  # tasks a crash left open, before runs recover
             await service.recover()
             await automation.start()
-            # anyio loads its asyncio backend (some 30 modules) on first use, the first
-            # SSE stream: mid-storm, its thousands of small objects would land among the
-            # connections' and keep their allocator arenas from ever being returned.
-            await anyio.lowlevel.checkpoint()
             # Everything built so far lives as long as the server: keep it out of the
             # collector's full passes, which otherwise stall delivery for 100+ ms once
             # thousands of subscribers are connected.
