@@ -161,3 +161,38 @@ async def test_unfinished_request_heads_are_closed_at_the_deadline(
     # A request that arrives in time is unaffected, and so is the server.
     async with httpx.AsyncClient(base_url=fresh_server.url) as client:
         assert (await client.get("/api/health")).status_code == 200
+
+
+async def test_an_idle_kept_alive_connection_outlives_a_clients_own_expiry(
+    server: RunningServer,
+) -> None:
+    # httpx (and others) drop a connection idle for 5 s; a server that closes at the
+    # same moment races a client reusing it, whose request then meets a reset.
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    request = b"GET /api/health HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
+    try:
+        writer.write(request)
+        assert (await _read_answer(reader)).startswith(b"HTTP/1.1 200")
+        await asyncio.sleep(HTTPX_KEEPALIVE_EXPIRY + 1.0)
+        writer.write(request)
+        assert (await _read_answer(reader)).startswith(b"HTTP/1.1 200")
+    finally:
+        writer.close()
+
+
+HTTPX_KEEPALIVE_EXPIRY = 5.0
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> bytes:
+    """One answer's head and body (Content-Length framed); b"" if the server closed."""
+    async with asyncio.timeout(10):
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return b""
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        return head + await reader.readexactly(length)
