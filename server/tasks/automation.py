@@ -20,6 +20,7 @@ import logging
 from server.run_listeners import RunOutcome
 from server.service import ConversationService
 from server.settings import Settings
+from server.shared_reads import shared_read
 from server.tasks.background import TaskRuns
 from server.tasks.control import SingleTasks
 from server.tasks.cron import Clock, SystemClock
@@ -99,8 +100,8 @@ class Automation:
     # -- RunListener -----------------------------------------------------------------
 
     def run_began(self, conversation_id: str) -> None:
-        read = asyncio.ensure_future(self._task(conversation_id))
-        read.add_done_callback(_retrieve)
+        # A failed read is answered by reading again (`_has_task`): no warning for it.
+        read = shared_read(self._task(conversation_id))
         self._run_tasks[conversation_id] = read  # a later run's read replaces an earlier's
 
     async def run_launched(self, conversation_id: str) -> None:
@@ -149,9 +150,3 @@ class Automation:
             return await self.storage.get_task(conversation_id)
         except TaskNotFound:
             return None
-
-
-def _retrieve(read: asyncio.Future[TaskRecord | None]) -> None:
-    """A failed read is answered by reading again: its error is not worth a warning."""
-    if not read.cancelled():
-        read.exception()

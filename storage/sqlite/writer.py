@@ -117,6 +117,11 @@ class _Stamped:
     written: Accepted = field(default_factory=list)
     saved: dict[str, tuple[_Stream, int, int]] = field(default_factory=dict)
 
+    def restore(self) -> None:
+        """Put each stream back as it was before the batch."""
+        for stream, next_id, last_ts in self.saved.values():
+            stream.next_id, stream.last_ts_us = next_id, last_ts
+
 
 class LogWriter(GroupCommitWriter[_Stamped]):
     """Owns the write connection; see the module docstring."""
@@ -332,8 +337,7 @@ class LogWriter(GroupCommitWriter[_Stamped]):
             await run_in_thread(self._connection, _transaction(statements))
         except BaseException:
             self._next_seq = stamped.first_seq
-            for stream, next_id, last_ts in stamped.saved.values():
-                stream.next_id, stream.last_ts_us = next_id, last_ts
+            stamped.restore()
             raise
 
     async def _failed(self, stamped: _Stamped, exc: BaseException) -> None:
@@ -352,15 +356,9 @@ class LogWriter(GroupCommitWriter[_Stamped]):
 
     async def _run_call(self, op: _Call) -> None:
         try:
-            try:
-                # The first write of `work` opens the transaction (the connection's
-                # isolation level); reads before it see the same data, as only this
-                # task writes.
-                result = await op.work(self._connection)
-                await self._connection.commit()
-            except BaseException:
-                await self._rollback()
-                raise
+            # The first write of `work` opens the transaction (the connection's isolation
+            # level); reads before it see the same data, as only this task writes.
+            result = await self._in_transaction(lambda: op.work(self._connection))
         except ThreadlineError as exc:
             _fail(op.future, exc)
             return
@@ -401,14 +399,14 @@ class LogWriter(GroupCommitWriter[_Stamped]):
             stream.next_id += 1
             stream.last_ts_us = max(stream.last_ts_us, min(timestamp, now))
             self._next_seq += 1
+
+        async def work_then_rows() -> Any:
+            result = await op.work(self._connection)
+            await self._connection.executemany(INSERT_EVENT, rows)
+            return result
+
         try:
-            try:
-                result = await op.work(self._connection)
-                await self._connection.executemany(INSERT_EVENT, rows)
-                await self._connection.commit()
-            except BaseException:
-                await self._rollback()
-                raise
+            result = await self._in_transaction(work_then_rows)
         except BaseException as exc:
             self._next_seq, stream.next_id, stream.last_ts_us = first_seq, next_id, last_ts
             _fail(op.future, self._failure(exc, "write"))
@@ -428,12 +426,7 @@ class LogWriter(GroupCommitWriter[_Stamped]):
     async def _run_create(self, op: _Create) -> None:
         first_seq = self._next_seq
         try:
-            try:
-                created = await self._insert_created(op)
-                await self._connection.commit()
-            except BaseException:
-                await self._rollback()
-                raise
+            created = await self._in_transaction(lambda: self._insert_created(op))
         except BaseException as exc:
             self._next_seq = first_seq
             _fail(op.future, self._failure(exc, "create"))
@@ -518,30 +511,28 @@ class LogWriter(GroupCommitWriter[_Stamped]):
         first_seq = self._next_seq
         created: list[_Created] = []
         stamped: _Stamped | None = None
+
+        async def write() -> None:
+            nonlocal stamped
+            for create in creates:
+                created.append(await self._insert_created(create))
+            stamped = await self._stamp(appends)
+            for sql, rows in [(INSERT_EVENT, stamped.rows), *_record_patches(stamped)]:
+                await self._connection.executemany(sql, rows)
+
         try:
-            try:
-                for create in creates:
-                    created.append(await self._insert_created(create))
-                stamped = await self._stamp(appends)
-                if stamped.rows:
-                    await self._connection.executemany(INSERT_EVENT, stamped.rows)
-                for sql, rows in _record_patches(stamped):
-                    await self._connection.executemany(sql, rows)
-                await self._connection.commit()
-            except BaseException:
-                await self._rollback()
-                raise
+            await self._in_transaction(write)
         except Exception:
             # Nothing was written: each write again on its own, to get its own answer
             # (a creation whose id is taken fails alone).
             self._next_seq = first_seq
             if stamped is not None:
-                for stream, next_id, last_ts in stamped.saved.values():
-                    stream.next_id, stream.last_ts_us = next_id, last_ts
+                stamped.restore()
             for create in creates:  # loaded from rows that were rolled back
                 self._streams.pop(create.conversation_id, None)
             await super()._process([op for op in ops if not op.future.done()])
             return
+        assert stamped is not None  # set by the transaction that just committed
         for create, done in zip(creates, created, strict=True):
             self._created(create, done)
         self._committed(stamped)
@@ -563,6 +554,17 @@ class LogWriter(GroupCommitWriter[_Stamped]):
         if self._disk_full:
             self._disk_full = False
             logger.warning("space returned: writes succeed again")
+
+    async def _in_transaction(self, work: Callable[[], Awaitable[T]]) -> T:
+        """``work()`` (whose first write opens the transaction), then the commit; rolled
+        back if either fails."""
+        try:
+            result = await work()
+            await self._connection.commit()
+        except BaseException:
+            await self._rollback()
+            raise
+        return result
 
     async def _rollback(self) -> None:
         # Suppressed: when BEGIN itself failed there is no transaction to roll back.
