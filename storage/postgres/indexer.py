@@ -1,10 +1,17 @@
 """The full-text index on PostgreSQL, trailing the log.
 
-Appends never compute a ``tsvector``: this task fills the ``doc`` column of new rows in
-batches, found through a partial index of the rows still without one, so the order in
+Appends never compute a ``tsvector``: each append's statement puts its events' ``seq``
+in ``index_queue``, and this task takes the queue in batches, writing each event's
+document to ``event_docs`` in the statement that takes it off the queue. The order in
 which several processes' transactions commit does not matter (no watermark to skip a
-late commit) and a deleted conversation takes its documents with it. ``FOR UPDATE SKIP
-LOCKED`` lets the indexers of several processes share the work.
+late commit); a deleted conversation's queued events are dropped from the queue, and its
+documents go with it. ``FOR UPDATE SKIP LOCKED`` lets the indexers of several processes
+share the work.
+
+The indexer's commits do not wait for their WAL to reach the disk (``synchronous_commit``
+off on its own connection): a document is derived from its row, and a crash that loses
+the last passes leaves those rows without one, so the next pass indexes them again.
+Waiting would only put the indexer's flushes in the way of the appends' own.
 """
 
 from __future__ import annotations
@@ -23,12 +30,17 @@ logger = logging.getLogger(__name__)
 MAX_INDEXED_CHARS = 250_000
 """A tsvector holds at most 1 MB: longer texts are indexed by their beginning."""
 INDEX_BATCH = (
-    f"UPDATE events SET doc = to_tsvector('{SEARCH_CONFIG}', left(text, {MAX_INDEXED_CHARS})) "
-    "WHERE seq IN (SELECT seq FROM events WHERE doc IS NULL ORDER BY seq LIMIT $1 "
-    "FOR UPDATE SKIP LOCKED)"
+    "WITH taken AS (DELETE FROM index_queue WHERE seq IN (SELECT seq FROM index_queue "
+    "ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING seq), "
+    "indexed AS (INSERT INTO event_docs (seq, conv, doc) "
+    f"SELECT e.seq, e.conv, to_tsvector('{SEARCH_CONFIG}', left(e.text, {MAX_INDEXED_CHARS})) "
+    "FROM taken JOIN events AS e ON e.seq = taken.seq RETURNING 1) "
+    "SELECT (SELECT count(*) FROM taken), (SELECT count(*) FROM indexed)"
 )
-PENDING = "SELECT count(*) FROM events WHERE doc IS NULL"
-PENDING_THROUGH = "SELECT EXISTS (SELECT 1 FROM events WHERE doc IS NULL AND seq <= $1)"
+"""Takes up to ``$1`` queued events: ``(taken, indexed)``; an event of a deleted
+conversation is taken and not indexed."""
+PENDING = "SELECT count(*) FROM index_queue"
+PENDING_THROUGH = "SELECT EXISTS (SELECT 1 FROM index_queue WHERE seq <= $1)"
 
 
 class PostgresIndexer:
@@ -51,9 +63,14 @@ class PostgresIndexer:
         self._lag = 0
 
     async def start(self) -> None:
-        self._connection = await self._connect()
+        self._connection = await self._open()
         self._task = asyncio.create_task(self._run(), name="threadline-postgres-indexer")
         self._wake.set()  # rows a previous run left unindexed
+
+    async def _open(self) -> asyncpg.Connection:
+        connection = await self._connect()
+        await connection.execute("SET synchronous_commit TO off")
+        return connection
 
     def appended(self, count: int) -> None:
         """This process committed ``count`` events for the index to take."""
@@ -92,6 +109,17 @@ class PostgresIndexer:
         if self._connection is not None:
             await self._connection.close()
 
+    async def _take(self) -> tuple[int, int]:
+        """One batch off the queue: how many events it took, and how many it indexed."""
+        assert self._connection is not None
+        try:
+            row = await self._connection.fetchrow(INDEX_BATCH, self._batch)
+        except asyncpg.ForeignKeyViolationError:
+            # A conversation was deleted under the batch; a new statement sees it gone.
+            row = await self._connection.fetchrow(INDEX_BATCH, self._batch)
+        assert row is not None
+        return int(row[0]), int(row[1])
+
     async def _run(self) -> None:
         while not self._closing:
             await self._wake.wait()
@@ -100,14 +128,13 @@ class PostgresIndexer:
                 while not self._closing:
                     async with self._progress:
                         assert self._connection is not None
-                        status = await self._connection.execute(INDEX_BATCH, self._batch)
+                        taken, indexed = await self._take()
                         self._progress.notify_all()
                     if self._failing:
                         self._failing = False
                         logger.warning("search indexing works again")
-                    indexed = int(status.split()[-1])
                     self._lag = max(0, self._lag - indexed)
-                    if indexed < self._batch:
+                    if taken < self._batch:
                         async with self._progress:
                             self._lag = int(await self._connection.fetchval(PENDING))
                         break
@@ -120,5 +147,5 @@ class PostgresIndexer:
                 await asyncio.sleep(1.0)
                 with contextlib.suppress(Exception):
                     if self._connection is None or self._connection.is_closed():
-                        self._connection = await self._connect()
+                        self._connection = await self._open()
                 self._wake.set()

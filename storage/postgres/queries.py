@@ -113,16 +113,16 @@ def search_all_query(
 ) -> tuple[str, list[Any]]:
     """Newest-first hits ``(seq, conversation id, event id, data, title)``."""
     params = _Params(match)
-    clauses = [f"e.doc @@ to_tsquery('{SEARCH_CONFIG}', $1)"]
+    clauses = [f"d.doc @@ to_tsquery('{SEARCH_CONFIG}', $1)"]
     if before_seq is not None:
-        clauses.append(f"e.seq < {params.add(before_seq)}")
+        clauses.append(f"d.seq < {params.add(before_seq)}")
     if conversation_ids is not None:
         clauses.append(f"c.id = ANY({params.add(list(conversation_ids))}::text[])")
     if owner is not None:
         clauses.append(f"c.owner = {params.add(owner)}")
     return (
-        "SELECT e.seq, c.id, e.id, e.data, c.title FROM events AS e "
-        "JOIN conversations AS c ON c.key = e.conv "
-        f"WHERE {' AND '.join(clauses)} ORDER BY e.seq DESC LIMIT {params.add(limit)}",
+        "SELECT d.seq, c.id, e.id, e.data, c.title FROM event_docs AS d "
+        "JOIN events AS e ON e.seq = d.seq JOIN conversations AS c ON c.key = d.conv "
+        f"WHERE {' AND '.join(clauses)} ORDER BY d.seq DESC LIMIT {params.add(limit)}",
         params.values,
     )

@@ -9,9 +9,10 @@ Tables mirror the SQLite backend's: ``conversations`` (a ``key`` per conversatio
 public ``id`` unique), ``events`` (the per-conversation ``id`` is half of the primary
 key, which is what keeps the sequence gapless and unforked across processes: a second
 writer that picks a taken id fails and reloads), ``event_counts`` (per kind, kept by the
-appends' own transactions) and ``api_keys``. Full-text search lives in the events'
-``doc`` column, a ``tsvector`` filled by the indexer after the append (never on the
-append path), found by a partial index of the rows still to index.
+appends' own transactions) and ``api_keys``. Full-text search lives in ``event_docs``
+(an event's ``tsvector`` by its ``seq``), filled by the indexer after the append (never
+on the append path) from ``index_queue``, the ``seq`` of every event still to index,
+which the append's own statement fills.
 """
 
 from __future__ import annotations
@@ -90,6 +91,25 @@ MIGRATIONS: tuple[str, ...] = (
     automation.MIGRATION,
     # 3: the cluster ledger: processes and their leases, running and queued conversations.
     cluster.MIGRATION,
+    # 4: search documents in a table of their own, fed by a queue the appends fill: the
+    # indexer inserts a small row where it used to rewrite the whole event (a second row
+    # version, and every index of the table again).
+    """
+    CREATE TABLE event_docs (
+        seq BIGINT PRIMARY KEY,
+        conv BIGINT NOT NULL REFERENCES conversations (key) ON DELETE CASCADE,
+        doc TSVECTOR NOT NULL
+    );
+    CREATE INDEX event_docs_by_conv ON event_docs (conv);
+    CREATE INDEX event_docs_search ON event_docs USING GIN (doc);
+    CREATE TABLE index_queue (seq BIGINT PRIMARY KEY);
+    INSERT INTO event_docs (seq, conv, doc) SELECT seq, conv, doc FROM events
+        WHERE doc IS NOT NULL;
+    INSERT INTO index_queue (seq) SELECT seq FROM events WHERE doc IS NULL;
+    DROP INDEX events_to_index;
+    DROP INDEX events_search;
+    ALTER TABLE events DROP COLUMN doc;
+    """,
 )
 
 

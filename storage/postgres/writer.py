@@ -56,8 +56,14 @@ COUNT_KINDS = (
     "SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[]) "
     "ON CONFLICT (conv, kind) DO UPDATE SET n = event_counts.n + EXCLUDED.n"
 )
+INSERT_QUEUED = (
+    f"WITH inserted AS ({INSERT_EVENTS} RETURNING seq) "
+    "INSERT INTO index_queue (seq) SELECT seq FROM inserted"
+)
+"""Events, and their places in the search indexer's queue."""
 _APPEND_CTES = (
-    f"WITH inserted AS ({INSERT_EVENTS} RETURNING 1), "
+    f"WITH inserted AS ({INSERT_EVENTS} RETURNING seq), "
+    "queued AS (INSERT INTO index_queue (seq) SELECT seq FROM inserted), "
     "counted AS (INSERT INTO event_counts (conv, kind, n) "
     "SELECT * FROM unnest($9::bigint[], $10::text[], $11::bigint[]) "
     "ON CONFLICT (conv, kind) DO UPDATE SET n = event_counts.n + EXCLUDED.n RETURNING 1) "
@@ -65,7 +71,8 @@ _APPEND_CTES = (
 APPEND_IN_ONE = (
     _APPEND_CTES + "SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM counted)"
 )
-"""A batch without record patches: its events and their per-kind counts, one statement."""
+"""A batch without record patches: its events, their places in the indexer's queue and
+their per-kind counts, one statement."""
 APPEND_AND_ANNOUNCE = (
     _APPEND_CTES + "SELECT pg_notify($12, payload) FROM unnest($13::text[]) AS payload"
 )
@@ -448,7 +455,7 @@ class PostgresWriter(GroupCommitWriter[_Stamped]):
         counts: Counter[tuple[int, str]] = Counter()
         stored = _stamp_into(columns, counts, conversation_id, stream, events, now)
         if stored:
-            await connection.execute(INSERT_EVENTS, *columns)
+            await connection.execute(INSERT_QUEUED, *columns)
             await _count(connection, counts)
             await self._announcer.announce(connection, {conversation_id: stored[-1].id})
         return stored
@@ -482,23 +489,25 @@ def _stamp_into(
     """Give ``events`` the stream's next ids and their timestamps, adding them to the
     insert's ``columns`` and the per-kind ``counts``; the stream advances."""
     stored = []
+    convs, ids, kinds, sources, stamps, hidden, texts, datas = columns
+    key = stream.key
     for prepared in events:
         timestamp = prepared.timestamp_us
         if timestamp is None:
             timestamp = max(now, stream.last_ts_us)
-        data = stamp(prepared, stream.next_id, timestamp)
-        for column, value in zip(
-            columns,
-            (
-                stream.key, stream.next_id, prepared.kind, prepared.source, timestamp,
-                prepared.hidden, prepared.text, data,
-            ),
-            strict=True,
-        ):  # fmt: skip
-            column.append(value)
-        counts[stream.key, prepared.kind] += 1
-        stored.append(StoredEvent(conversation_id, stream.next_id, data))
-        stream.next_id += 1
+        event_id = stream.next_id
+        data = stamp(prepared, event_id, timestamp)
+        convs.append(key)
+        ids.append(event_id)
+        kinds.append(prepared.kind)
+        sources.append(prepared.source)
+        stamps.append(timestamp)
+        hidden.append(prepared.hidden)
+        texts.append(prepared.text)
+        datas.append(data)
+        counts[key, prepared.kind] += 1
+        stored.append(StoredEvent(conversation_id, event_id, data))
+        stream.next_id = event_id + 1
         stream.last_ts_us = max(stream.last_ts_us, min(timestamp, now))
     return stored
 

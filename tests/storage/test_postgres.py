@@ -13,6 +13,7 @@ import pytest
 
 from storage import NewConversation, Subscription
 from storage.postgres import PostgresStorage
+from storage.postgres.schema import MIGRATIONS
 from tests.storage.conformance import StorageConformance
 from tests.storage.factories import say
 
@@ -133,3 +134,42 @@ async def test_one_id_is_never_taken_twice_by_two_writers(shared_url: str) -> No
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_version_3_log_keeps_its_search_documents_and_indexes_the_rest(
+    shared_url: str,
+) -> None:
+    """Schema 4 moved documents out of ``events``: a log written by schema 3, one event
+    indexed and one not yet, migrates with both searchable, the second by the indexer."""
+    schema = shared_url.rsplit("=", 1)[1]
+    connection = await asyncpg.connect(POSTGRES)
+    try:
+        await connection.execute(f"CREATE SCHEMA {schema}; SET search_path TO {schema}")
+        await connection.execute("CREATE TABLE threadline_schema (version INTEGER NOT NULL)")
+        for number, script in enumerate(MIGRATIONS[:3], start=1):
+            await connection.execute(script)
+            await connection.execute("INSERT INTO threadline_schema VALUES ($1)", number)
+        key = await connection.fetchval(
+            "INSERT INTO conversations (id, status, created_us, updated_us, settings) "
+            "VALUES ('old', 'idle', 0, 0, '\\x7b7d') RETURNING key"
+        )
+        for event_id, word, indexed in ((0, "walrus", True), (1, "narwhal", False)):
+            await connection.execute(
+                "INSERT INTO events (conv, id, seq, kind, source, ts_us, hidden, text, data, doc) "
+                "VALUES ($1, $2, nextval('events_seq'), 'message', 'user', 0, false, $3, $4, "
+                "CASE WHEN $5 THEN to_tsvector('simple', $3) END)",
+                key, event_id, word, b'{"id":%d}' % event_id, indexed,
+            )  # fmt: skip
+    finally:
+        await connection.close()
+    store = await PostgresStorage.open(shared_url)
+    try:
+        await store.wait_indexed()
+        for event_id, word in ((0, "walrus"), (1, "narwhal")):
+            results = await store.search_all(word)
+            assert [(hit.conversation_id, hit.event.id) for hit in results.hits] == [
+                ("old", event_id)
+            ]
+            assert results.pending == 0
+    finally:
+        await store.close()
