@@ -32,8 +32,8 @@ MAX_INDEXED_CHARS = 250_000
 INDEX_BATCH = (
     "WITH taken AS (DELETE FROM index_queue WHERE seq IN (SELECT seq FROM index_queue "
     "ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING seq), "
-    "indexed AS (INSERT INTO event_docs (seq, conv, doc) "
-    f"SELECT e.seq, e.conv, to_tsvector('{SEARCH_CONFIG}', left(e.text, {MAX_INDEXED_CHARS})) "
+    "indexed AS (INSERT INTO event_docs (conv, seq, doc) "
+    f"SELECT e.conv, e.seq, to_tsvector('{SEARCH_CONFIG}', left(e.text, {MAX_INDEXED_CHARS})) "
     "FROM taken JOIN events AS e ON e.seq = taken.seq RETURNING 1) "
     "SELECT (SELECT count(*) FROM taken), (SELECT count(*) FROM indexed)"
 )

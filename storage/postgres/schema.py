@@ -96,14 +96,14 @@ MIGRATIONS: tuple[str, ...] = (
     # version, and every index of the table again).
     """
     CREATE TABLE event_docs (
-        seq BIGINT PRIMARY KEY,
         conv BIGINT NOT NULL REFERENCES conversations (key) ON DELETE CASCADE,
-        doc TSVECTOR NOT NULL
+        seq BIGINT NOT NULL,
+        doc TSVECTOR NOT NULL,
+        PRIMARY KEY (conv, seq)
     );
-    CREATE INDEX event_docs_by_conv ON event_docs (conv);
     CREATE INDEX event_docs_search ON event_docs USING GIN (doc);
     CREATE TABLE index_queue (seq BIGINT PRIMARY KEY);
-    INSERT INTO event_docs (seq, conv, doc) SELECT seq, conv, doc FROM events
+    INSERT INTO event_docs (conv, seq, doc) SELECT conv, seq, doc FROM events
         WHERE doc IS NOT NULL;
     INSERT INTO index_queue (seq) SELECT seq FROM events WHERE doc IS NULL;
     DROP INDEX events_to_index;
