@@ -5,7 +5,7 @@ in ``index_queue``, and this task takes the queue in batches, writing each event
 document to ``event_docs`` in the statement that takes it off the queue. The order in
 which several processes' transactions commit does not matter (no watermark to skip a
 late commit); a deleted conversation's queued events are dropped from the queue, and its
-documents go with it. ``FOR UPDATE SKIP LOCKED`` lets the indexers of several processes
+documents are deleted with it. ``FOR UPDATE SKIP LOCKED`` lets the indexers of several processes
 share the work.
 
 The indexer's commits do not wait for their WAL to reach the disk (``synchronous_commit``
@@ -32,12 +32,17 @@ MAX_INDEXED_CHARS = 250_000
 INDEX_BATCH = (
     "WITH taken AS (DELETE FROM index_queue WHERE seq IN (SELECT seq FROM index_queue "
     "ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING seq), "
+    "found AS (SELECT e.conv, e.seq, e.text FROM taken JOIN events AS e ON e.seq = taken.seq), "
+    "live AS (SELECT key FROM conversations WHERE key IN (SELECT conv FROM found) "
+    "FOR KEY SHARE), "
     "indexed AS (INSERT INTO event_docs (conv, seq, doc) "
-    f"SELECT e.conv, e.seq, to_tsvector('{SEARCH_CONFIG}', left(e.text, {MAX_INDEXED_CHARS})) "
-    "FROM taken JOIN events AS e ON e.seq = taken.seq RETURNING 1) "
+    f"SELECT f.conv, f.seq, to_tsvector('{SEARCH_CONFIG}', left(f.text, {MAX_INDEXED_CHARS})) "
+    "FROM found AS f JOIN live ON live.key = f.conv RETURNING 1) "
     "SELECT (SELECT count(*) FROM taken), (SELECT count(*) FROM indexed)"
 )
-"""Takes up to ``$1`` queued events: ``(taken, indexed)``; an event of a deleted
+"""Takes up to ``$1`` queued events: ``(taken, indexed)``. Each conversation is locked
+against deletion while its documents are written (a conversation deleted meanwhile is
+skipped; one deleted after waits, then deletes them too); an event of a deleted
 conversation is taken and not indexed."""
 PENDING = "SELECT count(*) FROM index_queue"
 PENDING_THROUGH = "SELECT EXISTS (SELECT 1 FROM index_queue WHERE seq <= $1)"
@@ -112,11 +117,7 @@ class PostgresIndexer:
     async def _take(self) -> tuple[int, int]:
         """One batch off the queue: how many events it took, and how many it indexed."""
         assert self._connection is not None
-        try:
-            row = await self._connection.fetchrow(INDEX_BATCH, self._batch)
-        except asyncpg.ForeignKeyViolationError:
-            # A conversation was deleted under the batch; a new statement sees it gone.
-            row = await self._connection.fetchrow(INDEX_BATCH, self._batch)
+        row = await self._connection.fetchrow(INDEX_BATCH, self._batch)
         assert row is not None
         return int(row[0]), int(row[1])
 

@@ -93,10 +93,12 @@ MIGRATIONS: tuple[str, ...] = (
     cluster.MIGRATION,
     # 4: search documents in a table of their own, fed by a queue the appends fill: the
     # indexer inserts a small row where it used to rewrite the whole event (a second row
-    # version, and every index of the table again).
+    # version, and every index of the table again). No foreign key (its check would run
+    # for every document): the indexer locks each conversation once per batch instead,
+    # and deleting a conversation deletes its documents.
     """
     CREATE TABLE event_docs (
-        conv BIGINT NOT NULL REFERENCES conversations (key) ON DELETE CASCADE,
+        conv BIGINT NOT NULL,
         seq BIGINT NOT NULL,
         doc TSVECTOR NOT NULL,
         PRIMARY KEY (conv, seq)

@@ -350,6 +350,7 @@ class PostgresStorage(PostgresAutomation):
             )
             if deleted is None:
                 raise ConversationNotFound(conversation_id)
+            await connection.execute("DELETE FROM event_docs WHERE conv = $1", deleted)
             # What belongs to the conversation goes with it (see storage.automation).
             for table, column in automation.BELONGING:
                 await connection.execute(

@@ -173,3 +173,28 @@ async def test_a_version_3_log_keeps_its_search_documents_and_indexes_the_rest(
             assert results.pending == 0
     finally:
         await store.close()
+
+
+async def test_conversations_deleted_while_the_indexer_works_leave_no_documents(
+    shared_url: str,
+) -> None:
+    """Deleting a conversation deletes its documents, even when the indexer is writing
+    them at that moment: it locks the conversation first, so it either waits for the
+    delete and skips, or the delete waits for it and then takes what it wrote."""
+    store = await PostgresStorage.open(shared_url, index_interval=0.001)
+    try:
+        for round in range(40):
+            conversation = await store.create_conversation(NewConversation(id=f"gone-{round}"))
+            await store.append_many(conversation.id, [say(f"word{n}") for n in range(100)])
+            await asyncio.sleep(0.002 * (round % 5))
+            await store.delete_conversation(conversation.id)
+        await store.wait_indexed()
+    finally:
+        await store.close()
+    connection = await asyncpg.connect(POSTGRES)
+    try:
+        await connection.execute(f"SET search_path TO {shared_url.rsplit('=', 1)[1]}")
+        assert await connection.fetchval("SELECT count(*) FROM event_docs") == 0
+        assert await connection.fetchval("SELECT count(*) FROM index_queue") == 0
+    finally:
+        await connection.close()
