@@ -380,7 +380,10 @@ class SqliteStorage(AutomationStore):
     # -- conversations ---------------------------------------------------------------
 
     async def create_conversation(self, new: NewConversation) -> ConversationRecord:
-        return await self._writer.call(conversations.insert(new, now_micros()))
+        record, _ = await self._writer.create_with_events(
+            new.id, conversations.insert(new, now_micros()), []
+        )
+        return record
 
     async def create_conversation_with_events(
         self, new: NewConversation, events: Iterable[EventBase]
