@@ -342,4 +342,14 @@ def admission_table(m: Metrics) -> list[str]:
                 *(f"{m[f'admission.append_ms.{q}']:.1f}" for q in ("p50", "p99", "max")),
             ],
         ],
-    ).splitlines()
+    ).splitlines() + _admission_cpu(m)
+
+
+def _admission_cpu(m: Metrics) -> list[str]:
+    if "admission.server_cpu" not in m:
+        return []
+    return [
+        f"  server CPU meanwhile: {m['admission.server_cpu'] * 100:.0f}% of a core, "
+        f"{m['admission.server_cpu_ms_per_creation']:.2f} ms per creation (appends included); "
+        f"the creating client's: {m['admission.creator_cpu_ms_per_creation']:.2f} ms"
+    ]

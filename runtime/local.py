@@ -47,17 +47,29 @@ class LocalRuntime(Sandbox):
     def host(self) -> str:
         return _HOST
 
+    def ready_for_host_work(self) -> bool:
+        # Nothing can run as a uid unclaimed until now: only a reused one needs a kill.
+        if self._switched() and not self.fresh_identity:
+            return False
+        self._check_reachable()
+        return True
+
     async def before_host_work(self) -> None:
         if self._switched():
             assert self.identity is not None
-            if not self.fresh_identity:  # nothing can run as a uid unclaimed until now
+            if not self.fresh_identity:
                 await kill_all_of(self.identity)  # leftovers of a crashed server, if any
-            blocked = _unreachable_above(self.workspace)
-            if blocked is not None:
-                raise RuntimeFailure(
-                    f"the sandbox user cannot reach its workspace: {blocked} is not "
-                    "searchable by others (chmod o+x it, or use another data directory)"
-                )
+        self._check_reachable()
+
+    def _check_reachable(self) -> None:
+        if not self._switched():
+            return
+        blocked = _unreachable_above(self.workspace)
+        if blocked is not None:
+            raise RuntimeFailure(
+                f"the sandbox user cannot reach its workspace: {blocked} is not "
+                "searchable by others (chmod o+x it, or use another data directory)"
+            )
 
     async def close(self) -> None:
         await super().close()

@@ -93,9 +93,9 @@ class Sandbox:
             except ValueError as exc:
                 raise RuntimeFailure(f"the branch {branch!r} is not valid: {exc}") from None
         await phase("WAITING_FOR_SANDBOX")
-        self.identity = await asyncio.to_thread(self._claim_workspace)
-        await self.before_host_work()
-        await asyncio.to_thread(self._own_workspace)
+        if not await asyncio.to_thread(self._claim_and_own):
+            await self.before_host_work()
+            await asyncio.to_thread(self._own_workspace)
         # Cloned on the host before the sandbox boots (nothing in it can write yet), so
         # this phase spans the clone, the boot and the checkout.
         await phase("PREPARING_REPOSITORY")
@@ -177,6 +177,16 @@ class Sandbox:
             return identity
         return self.default_identity()
 
+    def _claim_and_own(self) -> bool:
+        """In a worker thread: claim the workspace and, when nothing has to be done
+        before the host touches it (`ready_for_host_work`), take it for the sandbox user
+        as well (one hop instead of two). Whether it was taken."""
+        self.identity = self._claim_workspace()
+        if not self.ready_for_host_work():
+            return False
+        self._own_workspace()
+        return True
+
     def _own_workspace(self) -> None:
         """The workspace (mode 0700) and, if it changed hands (a workspace of an older
         version, a lost claim), everything in it, given to the sandbox user. Called
@@ -230,8 +240,15 @@ class Sandbox:
         """The sandbox user when no pool assigns one (None: the server's own)."""
         return None
 
+    def ready_for_host_work(self) -> bool:
+        """Called in a worker thread once the workspace is claimed: True when
+        `before_host_work` would do nothing but checks that can run right there (run
+        them, raising as it would); False to have it awaited."""
+        return False
+
     async def before_host_work(self) -> None:
-        """Called before the host touches the workspace at start."""
+        """Called before the host touches the workspace at start (unless
+        `ready_for_host_work` said there was nothing to do)."""
 
     async def boot(self, status: StatusCallback) -> None:
         """Bring the sandbox up once the repository is cloned."""

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from events.depth import MAX_JSON_DEPTH, depth_field, too_deep
-from server.auth import Authenticator, User, key_from_headers, visible_conversation
+from server.auth import Authenticator, User, key_from_headers, scoped_id, visible_conversation
 from server.errors import BadRequest
 from server.logs import CONVERSATION
 from server.service import ConversationService
@@ -47,6 +47,21 @@ async def target(request: Request) -> Target:
     record = await visible_conversation(service.storage, user, conversation_id)
     CONVERSATION.set(record.id)
     return Target(service, user, record)
+
+
+async def writable_target(request: Request) -> tuple[ConversationService, User, str]:
+    """A request writing to one conversation: who asks, and the store's id of the
+    conversation, which they may see if it exists (`server.known`; the write raises
+    `ConversationNotFound` if it does not). Raises `Unauthorized`, or `NotFound` for a
+    conversation missing or not theirs when its record had to be read."""
+    user = await caller(request)
+    service: ConversationService = request.app.state.service
+    conversation_id = request.path_params["conversation_id"]
+    store_id = scoped_id(user, conversation_id)
+    if not service.known.vouches(user, store_id):
+        service.known.remember(await visible_conversation(service.storage, user, conversation_id))
+    CONVERSATION.set(store_id)
+    return service, user, store_id
 
 
 async def read_json(request: Request) -> object:

@@ -28,10 +28,11 @@ class RunOutcome:
 
 
 class RunListener(Protocol):
-    def run_began(self, conversation_id: str) -> None:
+    def run_began(self, conversation_id: str, created: bool) -> None:
         """A run's start is recorded and its first phase is yet to come: a listener may
         start reading, once for the whole run, what its later calls need (it must not
-        block)."""
+        block). ``created``: the conversation was created for this run by
+        `ConversationService.create`, with nothing but its messages (no task)."""
         ...
 
     async def run_launched(self, conversation_id: str) -> None:
@@ -54,10 +55,10 @@ class RunListeners:
     def add(self, listener: RunListener) -> None:
         self._listeners.append(listener)
 
-    def began(self, conversation_id: str) -> None:
+    def began(self, conversation_id: str, *, created: bool = False) -> None:
         for listener in self._listeners:
             try:
-                listener.run_began(conversation_id)
+                listener.run_began(conversation_id, created)
             except Exception:
                 logger.exception("a run listener failed on the start of %s", conversation_id)
 

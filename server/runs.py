@@ -157,6 +157,15 @@ class RunOwner:
         finally:
             self._deleting.discard(conversation_id)
 
+    def as_launched(self, record: ConversationRecord) -> ConversationRecord:
+        """``record`` (as its creation wrote it) with the status and state its run's
+        start recorded since, if it runs here: what reading it back would answer."""
+        run = self._runs.get(record.id)
+        if run is None:
+            return record
+        status = cast(ConversationStatus, status_for(run.state, ended=run.done))
+        return record.model_copy(update={"status": status, "agent_state": run.state})
+
     def live(self, record: ConversationRecord) -> dict[str, Any]:
         """What is true now and not yet in the record: control values, queue position,
         and the state of a run whose end is not written yet."""
@@ -270,8 +279,13 @@ class RunOwner:
             retry_after=30,
         )
 
-    async def _launch(self, conversation_id: str) -> ConversationRun:
-        """Called by the session manager, under its lock, when a run may start."""
+    async def _launch(
+        self, conversation_id: str, created: ConversationRecord | None = None
+    ) -> ConversationRun:
+        """Called by the session manager when a run may start (under its lock, or in a
+        place reserved under it). ``created``: the record `ConversationService.create`
+        just wrote, used instead of reading it back; such a conversation has no task
+        (a task is created with its own conversation)."""
         self.refuse_when_closing()
         if conversation_id in self._deleting:
             raise ConversationNotFound(conversation_id)
@@ -280,7 +294,9 @@ class RunOwner:
             raise InsufficientStorage(
                 "the end of the conversation's last run is not recorded yet", retry_after=30
             )
-        record = await self.storage.get_conversation(conversation_id)
+        record = (
+            created if created is not None else await self.storage.get_conversation(conversation_id)
+        )
         settings = self.settings
         refusal = local_runtime_refusal(settings, keys_required=record.owner is not None)
         if refusal is not None:
@@ -322,7 +338,8 @@ class RunOwner:
         except BaseException:
             del self._runs[conversation_id]
             raise
-        self.listeners.began(conversation_id)  # before the run's first phase
+        # Before the run's first phase.
+        self.listeners.began(conversation_id, created=created is not None)
         if follow_from is not None:
             self._followers[conversation_id] = InputFollower(
                 run, self.storage, follow_from, self._start_next

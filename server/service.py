@@ -30,6 +30,7 @@ from server.cluster import ClusterSessions
 from server.controller import ConversationRun
 from server.errors import BadRequest, Conflict
 from server.imports import recording_documents, recording_events, title_of
+from server.known import KnownConversations
 from server.replays import import_and_replay
 from server.run_inputs import CONTROLS, Control, control_request
 from server.runs import RunOwner
@@ -49,6 +50,8 @@ class ConversationService:
         self.settings = settings
         self.agents = Agents(settings)
         self.runs = RunOwner(storage, settings, self.agents)
+        self.known = KnownConversations()
+        """Conversations a user's event may be posted to without reading the record."""
 
     @property
     def sessions(self) -> SessionManager | ClusterSessions:
@@ -131,15 +134,18 @@ class ConversationService:
             if reservation is None:  # no free place: queue or evict, decided under the lock
                 record, _ = await self.storage.create_conversation_with_events(new, events)
                 await admission.admit(record.id, record.owner, record.priority)
-        if reservation is not None:
-            # Its place is taken: written and launched without holding the lock.
-            try:
-                record, _ = await self.storage.create_conversation_with_events(new, events)
-            except BaseException:
-                reservation.cancel()
-                raise
-            await reservation.launch()
-        return await self.storage.get_conversation(record.id)
+        if reservation is None:
+            return await self.storage.get_conversation(record.id)  # queued, or running
+        # Its place is taken: written and launched without holding the lock, from the
+        # record just written (not read back).
+        try:
+            record, _ = await self.storage.create_conversation_with_events(new, events)
+        except BaseException:
+            reservation.cancel()
+            raise
+        await reservation.launch(record)
+        self.known.remember(record)
+        return self.runs.as_launched(record)
 
     async def _replay(self, request: CreateConversation, user: User) -> ConversationRecord:
         """``replay_json`` to be executed again or re-run (`server.replays`)."""
@@ -167,6 +173,7 @@ class ConversationService:
         async def remove() -> None:
             await destroy_sandbox(self.settings, conversation_id)  # workspace, container
             await self.storage.delete_conversation(conversation_id)
+            self.known.forget(conversation_id)
 
         await self.runs.delete(conversation_id, remove)
 

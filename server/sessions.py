@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from server.errors import ServiceUnavailable, TooManyRequests
-from storage import ConversationNotFound
+from storage import ConversationNotFound, ConversationRecord
 from storage.cluster import LedgerRow
 
 logger = logging.getLogger(__name__)
@@ -148,7 +148,15 @@ class RunHandle(Protocol):
     def idle(self) -> bool: ...
 
 
-Launch = Callable[[str], Awaitable[RunHandle]]
+class Launch(Protocol):
+    """Start a run of the conversation. ``created``: the record its creation just wrote
+    (`server.service.ConversationService.create`), so the launch need not read it."""
+
+    def __call__(
+        self, conversation_id: str, created: ConversationRecord | None = None, /
+    ) -> Awaitable[RunHandle]: ...
+
+
 Stop = Callable[[str, str], Awaitable[None]]
 QueueNotice = Callable[[str, int, int], Awaitable[None]]
 
@@ -404,12 +412,12 @@ class Reservation:
         self._conversation_id = conversation_id
         self._reserved = reserved
 
-    async def launch(self) -> None:
-        """Start the run in the reserved place; if the launch fails the place is given
-        back and the error propagates."""
+    async def launch(self, created: ConversationRecord | None = None) -> None:
+        """Start the run in the reserved place (``created``: see `Launch`); if the launch
+        fails the place is given back and the error propagates."""
         manager, conversation_id = self._manager, self._conversation_id
         try:
-            handle = await manager._launch(conversation_id)
+            handle = await manager._launch(conversation_id, created)
         except BaseException:
             manager._release(conversation_id, self._reserved)
             raise

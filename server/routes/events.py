@@ -12,12 +12,20 @@ from starlette.routing import Route
 
 from events import EventFilter, build_filter, parse_event
 from server.auth import public_id
-from server.errors import BadRequest, json_response
-from server.http import bool_param, caller, int_param, list_param, read_json, target
+from server.errors import BadRequest, NotFound, json_response
+from server.http import (
+    bool_param,
+    caller,
+    int_param,
+    list_param,
+    read_json,
+    target,
+    writable_target,
+)
 from server.imports import wants_lines
 from server.service import ConversationService
 from server.streamed import StreamedBody
-from storage import MAX_PAGE, SearchHit, SearchResults
+from storage import MAX_PAGE, ConversationNotFound, SearchHit, SearchResults
 
 
 def _service(request: Request) -> ConversationService:
@@ -73,11 +81,15 @@ async def count_events(request: Request) -> Response:
 
 async def post_event(request: Request) -> Response:
     """A user action in wire shape (a message, a command, a change of agent state)."""
-    service, user, record = await target(request)
+    service, user, conversation_id = await writable_target(request)
     document = await read_json(request)
     if not isinstance(document, dict):
         raise BadRequest("the body must be an event object", code="invalid_event")
-    stored = await service.user_event(record.id, parse_event(document), user, via="rest")
+    try:
+        stored = await service.user_event(conversation_id, parse_event(document), user, via="rest")
+    except ConversationNotFound:
+        service.known.forget(conversation_id)
+        raise NotFound(f"conversation {public_id(conversation_id)!r} not found") from None
     return json_response({"status": "ok", "event_id": stored.id})
 
 

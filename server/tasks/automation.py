@@ -7,9 +7,10 @@ before); then stored schedules are read (firings missed while down follow each
 schedule's catch-up rule) and every webhook resumes from its cursor.
 
 A task is created with its conversation, never added to one: whether a run's
-conversation has a task (and of which kind) is read once per run, when it begins, and
-the record is read again only for conversations that have one (most runs have none;
-reading it at every phase was ~10% of a run start's server time).
+conversation has a task (and of which kind) is read once per run, when it begins (not
+at all for the run of a conversation just created without one), and the record is read
+again only for conversations that have one (most runs have none; reading it at every
+phase was ~10% of a run start's server time).
 """
 
 from __future__ import annotations
@@ -99,7 +100,12 @@ class Automation:
 
     # -- RunListener -----------------------------------------------------------------
 
-    def run_began(self, conversation_id: str) -> None:
+    def run_began(self, conversation_id: str, created: bool) -> None:
+        if created:  # just created without one: a task is created with its conversation
+            none: asyncio.Future[TaskRecord | None] = asyncio.get_running_loop().create_future()
+            none.set_result(None)
+            self._run_tasks[conversation_id] = none
+            return
         # A failed read is answered by reading again (`_has_task`): no warning for it.
         read = shared_read(self._task(conversation_id))
         self._run_tasks[conversation_id] = read  # a later run's read replaces an earlier's

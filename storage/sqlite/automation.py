@@ -40,14 +40,14 @@ from storage.errors import (
     TaskNotFound,
     TaskStateConflict,
 )
-from storage.sqlite.conversations import Work, decode_cursor
+from storage.sqlite.conversations import Insert, Work, decode_cursor
 
 # -- tasks -----------------------------------------------------------------------------
 
 
-def insert_task(task: NewTask, task_id: str, owner: str | None, now_us: int) -> Work:
-    async def work(connection: aiosqlite.Connection) -> TaskRecord:
-        rows = await connection.execute_fetchall(
+def insert_task(task: NewTask, task_id: str, owner: str | None, now_us: int) -> Insert:
+    def step(connection: sqlite3.Connection) -> TaskRecord:
+        rows = connection.execute(
             "INSERT INTO tasks (id, owner, kind, status, detail, priority, timeout_seconds, "
             "spec, created_us, updated_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             f"RETURNING {TASK_COLUMNS}",
@@ -55,10 +55,10 @@ def insert_task(task: NewTask, task_id: str, owner: str | None, now_us: int) -> 
                 task_id, owner, task.kind, task.status, task.detail, task.priority,
                 task.timeout_seconds, orjson.dumps(task.spec), now_us, now_us,
             ),
-        )  # fmt: skip
-        return to_task(next(iter(rows)))
+        ).fetchall()  # fmt: skip
+        return to_task(rows[0])
 
-    return work
+    return step
 
 
 def task_list_query(
@@ -129,10 +129,10 @@ def update_task(
 
 def insert_schedule(
     schedule: NewSchedule, schedule_id: str, owner: str | None, now_us: int
-) -> Work:
-    async def work(connection: aiosqlite.Connection) -> ScheduleRecord:
+) -> Insert:
+    def step(connection: sqlite3.Connection) -> ScheduleRecord:
         try:
-            rows = await connection.execute_fetchall(
+            rows = connection.execute(
                 "INSERT INTO schedules (id, flow_id, owner, cron_expression, timezone, "
                 "is_enabled, description, flow, overlap, catch_up, budget_cap, "
                 "next_execution_us, created_us, updated_us) "
@@ -143,12 +143,12 @@ def insert_schedule(
                     orjson.dumps(schedule.flow), schedule.overlap, schedule.catch_up,
                     schedule.budget_cap, us(schedule.next_execution_at), now_us, now_us,
                 ),
-            )  # fmt: skip
+            ).fetchall()  # fmt: skip
         except sqlite3.IntegrityError:
             raise ScheduleExists(schedule.flow_id) from None
-        return to_schedule(next(iter(rows)))
+        return to_schedule(rows[0])
 
-    return work
+    return step
 
 
 _SCHEDULE_MOMENTS = {

@@ -4,6 +4,7 @@ schedule's state change is its record and its log event in one transaction."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
@@ -47,8 +48,8 @@ class AutomationStore:
         insert_conversation = conversations.insert(conversation, now)
         insert_task = automation.insert_task(task, conversation.id, conversation.owner, now)
 
-        async def insert(connection: Any) -> tuple[ConversationRecord, TaskRecord]:
-            return await insert_conversation(connection), await insert_task(connection)
+        def insert(connection: sqlite3.Connection) -> tuple[ConversationRecord, TaskRecord]:
+            return insert_conversation(connection), insert_task(connection)
 
         prepared = [prepare(event) for event in events]
         (record, task_record), stored = await self._writer.create_with_events(
@@ -107,10 +108,10 @@ class AutomationStore:
         insert_log = conversations.insert(log, now)
         insert_schedule = automation.insert_schedule(schedule, log.id, log.owner, now)
 
-        async def insert(connection: Any) -> ScheduleRecord:
+        def insert(connection: sqlite3.Connection) -> ScheduleRecord:
             # The schedule first: a taken flow id is the error the caller should see.
-            record = await insert_schedule(connection)
-            await insert_log(connection)
+            record = insert_schedule(connection)
+            insert_log(connection)
             return record
 
         prepared = [prepare(event) for event in events]

@@ -18,6 +18,9 @@ from storage.records import cost_micros
 SELECT_ONE = f"SELECT {COLUMNS} FROM conversations WHERE id = ?"
 
 Work = Callable[[aiosqlite.Connection], Awaitable[Any]]
+Insert = Callable[[sqlite3.Connection], Any]
+"""A creation's own rows, written in the connection's thread inside the writer's
+transaction (`storage.sqlite.writer.LogWriter.create_with_events`)."""
 
 
 def list_query(owner: str | None, cursor: str | None, limit: int) -> tuple[str, list[Any]]:
@@ -39,10 +42,10 @@ def list_query(owner: str | None, cursor: str | None, limit: int) -> tuple[str, 
     )
 
 
-def insert(new: NewConversation, now_us: int) -> Work:
-    async def work(connection: aiosqlite.Connection) -> ConversationRecord:
+def insert(new: NewConversation, now_us: int) -> Insert:
+    def step(connection: sqlite3.Connection) -> ConversationRecord:
         try:
-            rows = await connection.execute_fetchall(
+            rows = connection.execute(
                 "INSERT INTO conversations (id, owner, title, status, created_us, updated_us, "
                 "repository, selected_branch, git_provider, trigger, max_iterations, "
                 "max_budget_micros, priority, settings) "
@@ -64,12 +67,12 @@ def insert(new: NewConversation, now_us: int) -> Work:
                     new.priority,
                     orjson.dumps(new.settings),
                 ),
-            )
+            ).fetchall()
         except sqlite3.IntegrityError:
             raise ConversationExists(new.id) from None
-        return to_record(next(iter(rows)))
+        return to_record(rows[0])
 
-    return work
+    return step
 
 
 def patch_statement(patch: ConversationPatch, now_us: int) -> tuple[str, list[Any]]:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import fcntl
 import sqlite3
+import sys
 from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -217,6 +218,15 @@ class SqliteStorage(AutomationStore):
         limit: int = MAX_PAGE,
     ) -> EventPage:
         check_range(start_id, end_id, limit)
+        if filter is None and not reverse and end_id is None and self._owner:
+            # The newest events of a recently written conversation are in memory (this
+            # process is the log's only writer, and they are there once settled, as
+            # their appends are answered): a run reading its history, a client paging
+            # to the end, read no database.
+            recent = self._hub.recent.after(conversation_id, start_id - 1, limit, sys.maxsize)
+            if recent is not None:
+                events, more = recent
+                return EventPage(events, events[-1].id + 1 if more else None)
         if self._from_substring_index(filter):
             assert filter is not None
             sql, params = queries.substring_page_query(
@@ -380,7 +390,10 @@ class SqliteStorage(AutomationStore):
     # -- conversations ---------------------------------------------------------------
 
     async def create_conversation(self, new: NewConversation) -> ConversationRecord:
-        return await self._writer.call(conversations.insert(new, now_micros()))
+        record, _ = await self._writer.create_with_events(
+            new.id, conversations.insert(new, now_micros()), []
+        )
+        return record
 
     async def create_conversation_with_events(
         self, new: NewConversation, events: Iterable[EventBase]

@@ -32,6 +32,7 @@ from storage.models import ConversationPatch, StoredEvent
 from storage.records import PreparedEvent, now_micros, stamp
 from storage.sqlite import conversations
 from storage.sqlite.connection_thread import run_in_thread
+from storage.sqlite.conversations import Insert
 from storage.subscription import SubscriptionHub
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class _Stream:
 class _Create:
     """A conversation and its first events, in one transaction."""
 
-    insert: Work[Any]
+    insert: Insert
     conversation_id: str
     events: list[PreparedEvent]
     future: asyncio.Future[tuple[Any, list[StoredEvent]]]
@@ -194,10 +195,11 @@ class LogWriter(GroupCommitWriter[_Stamped]):
         return await op.future
 
     async def create_with_events(
-        self, conversation_id: str, insert: Work[T], events: list[PreparedEvent]
-    ) -> tuple[T, list[StoredEvent]]:
-        """Run ``insert`` (which creates the conversation) and write ``events`` as its ids
-        0, 1, ... in the same transaction; both commit or neither does."""
+        self, conversation_id: str, insert: Insert, events: list[PreparedEvent]
+    ) -> tuple[Any, list[StoredEvent]]:
+        """Run ``insert`` (which creates the conversation, in the connection's thread)
+        and write ``events`` as its ids 0, 1, ... in the same transaction; both commit or
+        neither does. Returns what ``insert`` returned, and the stored events."""
         if self._closing:
             raise StorageClosed()
         future: asyncio.Future[tuple[Any, list[StoredEvent]]] = (
@@ -424,53 +426,7 @@ class LogWriter(GroupCommitWriter[_Stamped]):
             self._on_commit(len(stored))
 
     async def _run_create(self, op: _Create) -> None:
-        first_seq = self._next_seq
-        try:
-            created = await self._in_transaction(lambda: self._insert_created(op))
-        except BaseException as exc:
-            self._next_seq = first_seq
-            _fail(op.future, self._failure(exc, "create"))
-            if not isinstance(exc, Exception):
-                raise
-            return
-        self._durable_seq = self._next_seq - 1
-        self._succeeded()
-        self._created(op, created)
-
-    async def _insert_created(self, op: _Create) -> _Created:
-        """The conversation's row and its events' rows (``_next_seq`` onwards, which
-        moves past them), in the transaction under way; not committed."""
-        first_seq = self._next_seq
-        now = now_micros()
-        stored: list[StoredEvent] = []
-        floor = [0]
-
-        def rows(key: int) -> Iterator[tuple[Any, ...]]:
-            # Consumed by executemany in the connection's thread: stamping a large
-            # import's events here would hold the event loop.
-            for event_id, prepared in enumerate(op.events):
-                timestamp = prepared.timestamp_us
-                if timestamp is None:
-                    timestamp = max(now, floor[0])
-                data = stamp(prepared, event_id, timestamp)
-                stored.append(StoredEvent(op.conversation_id, event_id, data))
-                floor[0] = max(floor[0], min(timestamp, now))
-                yield (
-                    first_seq + event_id, key, event_id, prepared.kind, prepared.source,
-                    timestamp, prepared.hidden, prepared.text, data,
-                )  # fmt: skip
-
-        record = await op.insert(self._connection)
-        found = list(
-            await self._connection.execute_fetchall(
-                "SELECT key FROM conversations WHERE id = ?", (op.conversation_id,)
-            )
-        )
-        key = found[0][0]
-        if op.events:
-            await self._connection.executemany(INSERT_EVENT, rows(key))
-        self._next_seq = first_seq + len(op.events)
-        return _Created(record, key, stored, floor[0])
+        await self._write_segment([op], alone=True)
 
     def _created(self, op: _Create, created: _Created) -> None:
         """A creation is durable: its stream, its caller, its subscribers."""
@@ -503,36 +459,61 @@ class LogWriter(GroupCommitWriter[_Stamped]):
         await self._write_together(together)
 
     async def _write_together(self, ops: list[Append | _Create]) -> None:
+        """``ops`` in as few transactions as keep their order: a new one starts only
+        at an append to a conversation created earlier in the same one (its stream is
+        known once that creation is written)."""
+        segment: list[Append | _Create] = []
+        created: set[str] = set()
+        for op in ops:
+            if isinstance(op, Append) and op.conversation_id in created:
+                await self._write_segment(segment)
+                segment, created = [], set()
+            segment.append(op)
+            if isinstance(op, _Create):
+                created.add(op.conversation_id)
+        await self._write_segment(segment)
+
+    async def _write_segment(self, ops: list[Append | _Create], *, alone: bool = False) -> None:
+        """Creations and appends (none to a conversation created here) in one
+        transaction, sent to the connection's thread in one round trip: the rows of the
+        creations (their ids taken there), the appends' rows and record patches, the
+        commit. If it fails, nothing was written and each write runs again on its own
+        to get its own answer (a creation whose id is taken fails alone); ``alone``: it
+        was one creation on its own, which fails."""
         creates = [op for op in ops if isinstance(op, _Create)]
         appends = [op for op in ops if isinstance(op, Append)]
-        if len(creates) + bool(appends) <= 1:  # nothing to share: the plain paths
-            await super()._process(list(ops))
+        if not creates:
+            if appends:
+                await self._write_appends(appends)
             return
         first_seq = self._next_seq
-        created: list[_Created] = []
+        now = now_micros()
+        planned: list[tuple[_Create, int]] = []
+        for create in creates:
+            planned.append((create, self._next_seq))
+            self._next_seq += len(create.events)
         stamped: _Stamped | None = None
-
-        async def write() -> None:
-            nonlocal stamped
-            for create in creates:
-                created.append(await self._insert_created(create))
-            stamped = await self._stamp(appends)
-            for sql, rows in [(INSERT_EVENT, stamped.rows), *_record_patches(stamped)]:
-                await self._connection.executemany(sql, rows)
-
         try:
-            await self._in_transaction(write)
-        except Exception:
-            # Nothing was written: each write again on its own, to get its own answer
-            # (a creation whose id is taken fails alone).
+            stamped = await self._stamp(appends)
+            statements = [(INSERT_EVENT, stamped.rows), *_record_patches(stamped)]
+            created = await run_in_thread(
+                self._connection, _creation_transaction(planned, now, statements)
+            )
+        except BaseException as exc:
             self._next_seq = first_seq
             if stamped is not None:
                 stamped.restore()
-            for create in creates:  # loaded from rows that were rolled back
-                self._streams.pop(create.conversation_id, None)
+            if alone or not isinstance(exc, Exception):
+                for create in creates:
+                    _fail(create.future, self._failure(exc, "create"))
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            # Nothing was written: each write again on its own.
             await super()._process([op for op in ops if not op.future.done()])
             return
-        assert stamped is not None  # set by the transaction that just committed
+        self._durable_seq = self._next_seq - 1
+        self._succeeded()
         for create, done in zip(creates, created, strict=True):
             self._created(create, done)
         self._committed(stamped)
@@ -595,6 +576,60 @@ def _record_patches(stamped: _Stamped) -> list[Statement]:
             sql, params = conversations.patch_statement(op.patch, stamped.now)
             statements.append((sql + " WHERE key = ?", [(*params, key)]))
     return statements
+
+
+def _creation_transaction(
+    planned: list[tuple[_Create, int]], now: int, statements: list[Statement]
+) -> Callable[[sqlite3.Connection], list[_Created]]:
+    """Run in the connection's thread: each creation (its ``insert``, then its events
+    as ids 0, 1, ... from its first sequence number), then ``statements``, in one
+    transaction, committed or rolled back."""
+
+    def run(connection: sqlite3.Connection) -> list[_Created]:
+        try:
+            created = [_insert_created(connection, op, seq, now) for op, seq in planned]
+            for sql, rows in statements:
+                if rows:
+                    connection.executemany(sql, rows)
+            connection.commit()
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                connection.rollback()
+            raise
+        return created
+
+    return run
+
+
+def _insert_created(
+    connection: sqlite3.Connection, op: _Create, first_seq: int, now: int
+) -> _Created:
+    """The conversation's row (``op.insert``) and its events' rows, not committed. The
+    events are stamped as ``executemany`` consumes them: a large import's too."""
+    stored: list[StoredEvent] = []
+    floor = 0
+
+    def rows(key: int) -> Iterator[tuple[Any, ...]]:
+        nonlocal floor
+        for event_id, prepared in enumerate(op.events):
+            timestamp = prepared.timestamp_us
+            if timestamp is None:
+                timestamp = max(now, floor)
+            data = stamp(prepared, event_id, timestamp)
+            stored.append(StoredEvent(op.conversation_id, event_id, data))
+            floor = max(floor, min(timestamp, now))
+            yield (
+                first_seq + event_id, key, event_id, prepared.kind, prepared.source,
+                timestamp, prepared.hidden, prepared.text, data,
+            )  # fmt: skip
+
+    record = op.insert(connection)
+    ((key,),) = connection.execute(
+        "SELECT key FROM conversations WHERE id = ?", (op.conversation_id,)
+    ).fetchall()
+    if op.events:
+        connection.executemany(INSERT_EVENT, rows(key))
+    return _Created(record, key, stored, floor)
 
 
 def _transaction(statements: list[Statement]) -> Callable[[sqlite3.Connection], None]:

@@ -165,3 +165,45 @@ async def test_close_kills_a_process_that_left_its_session(tmp_path: Path) -> No
         await asyncio.sleep(0.02)
     assert probe.processes_of(marker) == []
     await runtime.destroy()
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="only a root server switches users")
+async def test_a_restart_under_a_claimed_uid_kills_its_leftovers_first(tmp_path: Path) -> None:
+    """A crashed server's process still runs as the workspace's uid: the next start (the
+    claim is not fresh) kills it before the host touches the workspace; a fresh claim
+    takes the workspace in the same worker-thread hop as the claim."""
+    workspace = reachable(tmp_path) / "workspace"
+    users = UserPool(tmp_path / "claims", base=3_100_000, count=10)
+    crashed = LocalRuntime(workspace, LIMITS, users=users)
+    await crashed.start()
+    assert crashed.fresh_identity
+    marker = "sleep 1616"
+    started = await crashed.run(run(f"setsid {marker} >/dev/null 2>&1 < /dev/null & echo ok"))
+    assert "ok" in output(started).content
+    probe = TestLocalRuntime()
+    for _ in range(100):
+        if probe.processes_of(marker):
+            break
+        await asyncio.sleep(0.02)
+    assert probe.processes_of(marker) != []
+    again = LocalRuntime(workspace, LIMITS, users=users)  # the crashed one never closed
+    await again.start()
+    assert not again.fresh_identity
+    assert again.identity == crashed.identity
+    for _ in range(100):
+        if not probe.processes_of(marker):
+            break
+        await asyncio.sleep(0.02)
+    assert probe.processes_of(marker) == []
+    await again.destroy()
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="only a root server switches users")
+async def test_a_workspace_its_user_cannot_reach_is_refused_at_start(tmp_path: Path) -> None:
+    closed = reachable(tmp_path) / "closed"
+    closed.mkdir()
+    closed.chmod(0o700)
+    runtime = LocalRuntime(closed / "workspace", LIMITS, users=pool())
+    with pytest.raises(RuntimeFailure, match=f"{closed} is not searchable by others"):
+        await runtime.start()
+    await runtime.destroy()

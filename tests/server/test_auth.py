@@ -222,6 +222,26 @@ async def test_conversation_ids_belong_to_their_user(users: Users) -> None:
     assert (await users.alice.get("/api/conversations/weekly-report")).status_code == 200
 
 
+async def test_events_are_posted_only_to_the_callers_own_conversation(users: Users) -> None:
+    """A conversation the caller has written to is remembered (no read of its record
+    before the next write: server/known.py); another user posting to the same id still
+    gets 404, and once it is deleted so does its owner, naming the id they know."""
+    conversation_id = await create(users.alice, title="alice's")
+    path = f"/api/conversations/{conversation_id}/events"
+    think = {"action": "think", "args": {"thought": "alice thinks"}}
+    for _ in range(2):
+        assert (await users.alice.post(path, json=think)).status_code == 200
+    refused = await users.bob.post(path, json=think)
+    assert refused.status_code == 404
+    assert refused.json()["message"] == f"conversation {conversation_id!r} not found"
+    count = await users.alice.get(f"/api/conversations/{conversation_id}/events/count")
+    assert count.json() == {"count": 2}
+    assert (await users.alice.delete(f"/api/conversations/{conversation_id}")).status_code == 200
+    gone = await users.alice.post(path, json=think)
+    assert gone.status_code == 404
+    assert gone.json()["message"] == f"conversation {conversation_id!r} not found"
+
+
 async def test_users_cannot_forge_costs_or_tool_calls(users: Users) -> None:
     """Metrics and tool-call metadata are the agent's to record: the budget flag trusts
     the first and the LLM transcript is rebuilt from the second."""

@@ -407,6 +407,25 @@ class StorageConformance(AutomationConformance):
         assert await storage.latest_event_id("taken") == -1
         assert (await storage.append("taken", say("z"))).id == 0
 
+    async def test_an_append_queued_behind_its_conversations_creation_follows_it(
+        self, storage: Storage
+    ) -> None:
+        """Queued together (one batch): the append lands after the creation's events,
+        whatever else is written beside them."""
+        busy = (await storage.create_conversation(NewConversation())).id
+        outcomes = await asyncio.gather(
+            storage.append(busy, numbered(0)),
+            storage.create_conversation_with_events(NewConversation(id="fresh"), [say("a")]),
+            storage.append("fresh", say("b")),
+            storage.create_conversation_with_events(NewConversation(id="other"), [say("c")]),
+            storage.append(busy, numbered(1)),
+        )
+        assert outcomes[2].id == 1  # type: ignore[union-attr]
+        texts = [event.to_dict()["args"]["content"] for event in await walk(storage, "fresh")]
+        assert texts == ["a", "b"]
+        assert [event.id for event in await walk(storage, busy)] == [0, 1]
+        assert await storage.latest_event_id("other") == 0
+
     async def test_record_patches_of_one_batch_each_land_and_in_order(
         self, storage: Storage
     ) -> None:

@@ -13,7 +13,7 @@ from events import build_filter
 from storage import ConversationPatch, NewConversation, StorageError, StorageInUse
 from storage.sqlite import SqliteStorage, writer
 from storage.sqlite.schema import LOG_MIGRATIONS, migrate_log
-from tests.storage.factories import say
+from tests.storage.factories import numbered, say
 
 
 def _version_1_database(path: Path) -> None:
@@ -173,3 +173,28 @@ async def test_forgotten_id_counters_reload_exactly(
                 )
                 == 5
             )
+
+
+async def test_pages_of_recent_events_from_memory_are_the_logs(tmp_path: Path) -> None:
+    """Unfiltered forward pages within a conversation's recent tail are answered from
+    memory (`SqliteStorage.search_events`): the same pages the log gives (read here by a
+    handle that has no tail), across batches, the tail's reach, and a delete and
+    re-creation under the same id."""
+    async with await SqliteStorage.open(tmp_path / "data") as owner:
+        await owner.create_conversation(NewConversation(id="c"))
+        for start in range(0, 300, 30):
+            batch = range(start, start + 30)
+            await asyncio.gather(*(owner.append("c", numbered(i)) for i in batch))
+        async with await SqliteStorage.open(tmp_path / "data", owner=False) as log:
+            for start_id in (0, 1, 43, 44, 45, 250, 299, 300, 301):
+                for limit in (1, 7, 100):
+                    mine = await owner.search_events("c", start_id=start_id, limit=limit)
+                    theirs = await log.search_events("c", start_id=start_id, limit=limit)
+                    assert mine == theirs, (start_id, limit)
+            await owner.delete_conversation("c")
+            await owner.create_conversation_with_events(
+                NewConversation(id="c"), [say("again"), say("and again")]
+            )
+            mine = await owner.search_events("c", start_id=1)
+            assert mine == await log.search_events("c", start_id=1)
+            assert [event.id for event in mine.events] == [1]
