@@ -18,6 +18,7 @@ import pytest
 
 from events import AgentStateChangedObservation
 from events.observations import AgentStateChangedExtras
+from server.controller import SETTLE_RETRY_MAX
 from storage import ConversationPatch, NewConversation
 from storage.sqlite import SqliteStorage
 from tests.fakes.model_server import ScriptedModel, serving, tool
@@ -360,7 +361,9 @@ async def test_a_full_disk_answers_507_and_wedges_no_run(small_disk: Path) -> No
                 )
                 return states(events.json()["events"])[:1] == ["stopped"]
 
-            await wait_for(recorded_stopped, 45)
+            # The end is retried with backoff up to SETTLE_RETRY_MAX: a slow fill (a busy
+            # machine) can leave a whole backoff to wait after space returns.
+            await wait_for(recorded_stopped, SETTLE_RETRY_MAX + 30)
             info = (await client.get(f"/api/conversations/{conversation_id}")).json()
             assert (info["status"], info["agent_state"]) == ("STOPPED", "stopped")
             sessions = (await client.get("/api/sessions")).json()
