@@ -43,9 +43,11 @@ from server.routes import (
 )
 from server.service import ConversationService
 from server.settings import Settings
+from server.streaming.engineio_adapter import EVENT_FRAMES
 from server.streaming.registry import StreamSessions
 from server.streaming.socketio import SocketIOStreams
 from server.streaming.sse import event_stream
+from server.streaming.websocket import FRAMES as WEBSOCKET_FRAMES
 from server.streaming.websocket import events_socket
 from server.tasks import Automation
 from storage import Storage
@@ -78,7 +80,9 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> Applica
         app.state.streams = StreamSessions(store, authenticator, service, settings)
         store.observe(app.state.metrics)
         automation.webhooks.gave_up = app.state.metrics.webhook_failures.inc
-        reclaimer = MemoryReclaimer(lambda: len(app.state.streams))
+        reclaimer = MemoryReclaimer(
+            lambda: len(app.state.streams), forget=(EVENT_FRAMES.clear, WEBSOCKET_FRAMES.clear)
+        )
         shared_limits = app.state.shared_rate_limits  # in Redis (with --redis), or None
         try:
             if shared_limits is not None:

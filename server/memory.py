@@ -16,7 +16,7 @@ import ctypes
 import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +41,10 @@ class MemoryReclaimer:
         *,
         clock: Callable[[], float] = time.monotonic,
         collect: Callable[[], object] = gc.collect,
+        forget: Sequence[Callable[[], object]] = (),
     ) -> None:
         self._open_streams = open_streams
+        self._forget = forget
         self._clock = clock
         self._collect = collect
         self._trim = _malloc_trim()
@@ -74,6 +76,8 @@ class MemoryReclaimer:
         if now - self._last_rise < QUIET_SECONDS:
             return False
         started = time.perf_counter()
+        for forget in self._forget:
+            forget()
         self._collect()
         if self._trim is not None:
             self._trim(0)

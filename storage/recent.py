@@ -11,9 +11,9 @@ log as before.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from array import array
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from storage.models import StoredEvent
 
@@ -22,20 +22,64 @@ PER_CONVERSATION_BYTES = 256 * 1024
 TOTAL_BYTES = 32 * 1024 * 1024
 
 
-@dataclass(slots=True)
 class _Tail:
-    events: deque[StoredEvent] = field(default_factory=deque)
-    size: int = 0
+    """One conversation's newest events, packed: their bytes end to end in one buffer
+    and where each ends. Events kept as objects (a `StoredEvent`, its id, its id string
+    and its bytes: four small blocks each) were replaced one by one all through a
+    reconnect storm, so the survivors sat scattered over the storm's heap, each keeping
+    a 1 MiB allocator arena from going back to the system. A buffer is a few large
+    allocations, outside the small-object heap; catch-ups get fresh, short-lived
+    `StoredEvent`s."""
+
+    __slots__ = ("base", "data", "ends", "first_id")
+
+    def __init__(self) -> None:
+        self.first_id = 0
+        self.base = 0
+        """The position (counted since the tail began) of ``data[0]``."""
+        self.data = bytearray()
+        self.ends = array("q")
+        """Where each held event ends, in positions counted since the tail began."""
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    @property
+    def newest(self) -> int:
+        return self.first_id + len(self.ends) - 1
 
     def push(self, event: StoredEvent) -> None:
-        self.events.append(event)
-        self.size += len(event.data)
+        if not self.ends:
+            self.first_id = event.id
+        self.data += event.data
+        self.ends.append(self.base + len(self.data))
 
     def pop_oldest(self) -> int:
         """Drop the oldest event; returns its size."""
-        size = len(self.events.popleft().data)
-        self.size -= size
+        size = self.ends[0] - self.base
+        del self.data[:size]
+        del self.ends[0]
+        self.base += size
+        self.first_id += 1
         return size
+
+    def clear(self) -> None:
+        self.data = bytearray()
+        self.ends = array("q")
+        self.base = 0
+
+    def event(self, conversation_id: str, index: int) -> StoredEvent:
+        start = (self.ends[index - 1] if index else self.base) - self.base
+        with memoryview(self.data) as view:
+            data = bytes(view[start : self.ends[index] - self.base])
+        return StoredEvent(conversation_id, self.first_id + index, data)
+
+    def length(self, index: int) -> int:
+        return self.ends[index] - (self.ends[index - 1] if index else self.base)
 
 
 class RecentEvents:
@@ -57,18 +101,20 @@ class RecentEvents:
         """Newly durable events of one conversation, in id order."""
         if not events:
             return
-        tail = self._tails.pop(conversation_id, None) or _Tail()
-        self._tails[conversation_id] = tail  # most recently written last
-        if tail.events and events[0].id != tail.events[-1].id + 1:
+        tail = self._tails.get(conversation_id)
+        if tail is None:
+            tail = self._tails[conversation_id] = _Tail()
+        else:
+            self._tails.move_to_end(conversation_id)  # most recently written last
+        if len(tail) and events[0].id != tail.newest + 1:
             self.size -= tail.size  # not the next ones (cannot happen in one process)
-            tail.events.clear()
-            tail.size = 0
+            tail.clear()
         for event in events:
             tail.push(event)
             self.size += len(event.data)
-        while tail.events and (
-            len(tail.events) > self._per_conversation
-            or (tail.size > self._per_conversation_bytes and len(tail.events) > 1)
+        while len(tail) and (
+            len(tail) > self._per_conversation
+            or (tail.size > self._per_conversation_bytes and len(tail) > 1)
         ):
             self.size -= tail.pop_oldest()
         self._trim()
@@ -80,25 +126,24 @@ class RecentEvents:
         one), and whether more remain; None when the tail does not reach back to
         ``after_id + 1`` (read the log instead)."""
         tail = self._tails.get(conversation_id)
-        if tail is None or not tail.events:
+        if tail is None or not len(tail):
             return None
-        first = tail.events[0].id
-        if after_id + 1 < first:
+        if after_id + 1 < tail.first_id:
             return None
         page: list[StoredEvent] = []
         size = 0
-        for index in range(after_id + 1 - first, len(tail.events)):
-            event = tail.events[index]
-            if len(page) == limit or (page and size + len(event.data) > max_bytes):
+        for index in range(after_id + 1 - tail.first_id, len(tail)):
+            length = tail.length(index)
+            if len(page) == limit or (page and size + length > max_bytes):
                 return page, True
-            page.append(event)
-            size += len(event.data)
+            page.append(tail.event(conversation_id, index))
+            size += length
         return page, False
 
     def newest(self, conversation_id: str) -> int | None:
         """The id of the newest event held for the conversation, if any."""
         tail = self._tails.get(conversation_id)
-        return tail.events[-1].id if tail is not None and tail.events else None
+        return tail.newest if tail is not None and len(tail) else None
 
     def forget(self, conversation_id: str) -> None:
         tail = self._tails.pop(conversation_id, None)

@@ -85,6 +85,12 @@ class FrameCache:
             self._bytes -= len(old_data) + len(old_frame)
         return frame
 
+    def clear(self) -> None:
+        """Forget every frame (`server.memory`: after a storm, its last frames would
+        stay scattered over the storm's heap until enough new events pushed them out)."""
+        self._frames = {}
+        self._bytes = 0
+
 
 class FrameWriter:
     """Writes whole frames to one WebSocket connection's transport, never blocking.

@@ -166,3 +166,20 @@ async def test_an_ended_connection_leaves_no_garbage(
             await socketio_visits(url, conversation_id)
         await settled(app)
         assert server_side_garbage(int(url.rsplit(":", 1)[1])) == Counter()
+
+
+async def test_an_ended_socketio_connection_is_not_kept_by_its_ping_timer(
+    tmp_path: Path, collector_restored: None
+) -> None:
+    """Engine.IO's ping timer sleeps a ping interval (15 s) holding its socket, and with
+    it the queue and the packets still in it: after a storm, the sockets of a thousand
+    ended connections were alive for that long, scattered over the heap."""
+    async with serving(tmp_path) as (url, app):
+        async with httpx.AsyncClient(base_url=url) as client:
+            answer = await client.post("/api/conversations", json={"title": "pings"})
+            conversation_id = answer.json()["conversation_id"]
+        await socketio_visits(url, conversation_id)
+        await settled(app)
+        gc.collect()
+        alive = [o for o in gc.get_objects() if isinstance(o, engineio.async_socket.AsyncSocket)]
+        assert alive == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from server.memory import MIN_PEAK, QUIET_SECONDS, MemoryReclaimer
+from server.streaming.frames import FrameCache
 
 
 class Clock:
@@ -15,9 +16,15 @@ class Clock:
 
 def test_it_collects_after_a_crowd_has_left_and_things_are_quiet() -> None:
     clock, streams, collections = Clock(), [0], []
+    cache = FrameCache(lambda data: b"frame:" + data)
     reclaimer = MemoryReclaimer(
-        lambda: streams[0], clock=clock, collect=lambda: collections.append(clock.now)
+        lambda: streams[0],
+        clock=clock,
+        collect=lambda: collections.append(clock.now),
+        forget=(cache.clear,),
     )
+    held = b"an event"
+    first = cache.frame(held)
     for count in (10, MIN_PEAK * 4, MIN_PEAK * 3):  # a crowd arrives, some leave
         streams[0] = count
         clock.now += 1
@@ -28,6 +35,7 @@ def test_it_collects_after_a_crowd_has_left_and_things_are_quiet() -> None:
     clock.now += QUIET_SECONDS
     assert reclaimer.check()
     assert collections == [clock.now]
+    assert cache.frame(held) is not first  # the storm's frames were forgotten, not kept
     clock.now += QUIET_SECONDS
     assert not reclaimer.check()  # once per crowd: the peak is now the current count
 

@@ -8,6 +8,7 @@ arriving ahead of one still missing (as across processes), and duplicates.
 from __future__ import annotations
 
 import asyncio
+import gc
 
 from storage import StoredEvent, Subscription, SubscriptionHub
 from storage.recent import RecentEvents
@@ -194,3 +195,18 @@ def test_recent_events_are_bounded_and_contiguous() -> None:
         recent.add(name, [StoredEvent(name, 0, b"z" * 8)])
     assert recent.size <= 25
     assert recent.after("a", 8, 10, 100) is None  # the least recently written went first
+
+
+def test_recent_events_hold_no_object_per_event() -> None:
+    """The tails are packed (a buffer and its offsets): events held as objects were
+    replaced one by one all through a reconnect storm and stayed scattered over its
+    heap, each keeping an allocator arena from being returned."""
+    recent = RecentEvents()
+    before = sum(1 for o in gc.get_objects() if isinstance(o, StoredEvent))
+    for index in range(300):
+        recent.add("a", [StoredEvent("a", index, b'{"id":%d}' % index)])
+    held = sum(1 for o in gc.get_objects() if isinstance(o, StoredEvent)) - before
+    assert held == 0
+    page, more = recent.after("a", 290, 100, 1 << 20) or ([], True)
+    assert [(e.id, e.data) for e in page] == [(i, b'{"id":%d}' % i) for i in range(291, 300)]
+    assert not more
