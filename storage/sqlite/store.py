@@ -63,9 +63,6 @@ from storage.subscription import (
 )
 
 LOG_FILE = "events.db"
-WAL_SIZE_LIMIT = 64 * 1024 * 1024
-"""What a WAL file keeps of its size once it starts over: a burst that grew it (its
-checkpoints cannot finish while commits keep coming) gives the disk back afterwards."""
 SUBSTRING_INDEX_MAX_LAG = 50_000
 """Events not yet indexed, beyond which a text filter scans the conversation instead."""
 SEARCH_FILE = "search.db"
@@ -528,7 +525,6 @@ async def _connect(
     await connection.execute("PRAGMA busy_timeout = 10000")
     await connection.execute(f"PRAGMA synchronous = {synchronous}")
     await connection.execute("PRAGMA cache_size = -65536")
-    await connection.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
     return connection
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from events import build_filter
 from storage import ConversationPatch, NewConversation, StorageError, StorageInUse
-from storage.sqlite import SqliteStorage, store, writer
+from storage.sqlite import SqliteStorage, writer
 from storage.sqlite.schema import LOG_MIGRATIONS, migrate_log
 from tests.storage.factories import numbered, say
 
@@ -198,22 +198,3 @@ async def test_pages_of_recent_events_from_memory_are_the_logs(tmp_path: Path) -
             mine = await owner.search_events("c", start_id=1)
             assert mine == await log.search_events("c", start_id=1)
             assert [event.id for event in mine.events] == [1]
-
-
-async def test_a_wal_grown_by_a_burst_gives_the_disk_back(tmp_path: Path) -> None:
-    """A WAL file keeps its size when it starts over unless told otherwise: after a
-    burst of ~80 MB, once a checkpoint has copied it back, the next write leaves the
-    file at the size limit."""
-    directory = tmp_path / "data"
-    wal = directory / "events.db-wal"
-    async with await SqliteStorage.open(directory) as storage:
-        conversation = await storage.create_conversation(NewConversation())
-        big = [say(f"{index} " + "x" * 100_000) for index in range(800)]
-        for start in range(0, len(big), 100):
-            await storage.append_many(conversation.id, big[start : start + 100])
-        assert wal.stat().st_size > store.WAL_SIZE_LIMIT
-        await storage.wait_indexed()  # the indexer reads the log: no reader left behind
-        with contextlib.closing(sqlite3.connect(directory / "events.db")) as checkpoint:
-            checkpoint.execute("PRAGMA wal_checkpoint(PASSIVE)")  # all of it: no writes now
-        await storage.append(conversation.id, say("after the burst"))  # the WAL starts over
-        assert wal.stat().st_size <= store.WAL_SIZE_LIMIT
