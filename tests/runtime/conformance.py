@@ -79,6 +79,16 @@ class RuntimeConformance:
             if marker in line and "ps -eo" not in line and " Z" not in line.split(marker)[0]
         ]  # fmt: skip
 
+    async def settle_processes(self, marker: str, *, running: bool) -> list[str]:
+        """The processes of ``marker`` once they are there (``running``) or gone, or
+        after 2 s: the caller asserts on what is returned."""
+        for _ in range(100):
+            found = self.processes_of(marker)
+            if bool(found) == running:
+                return found
+            await asyncio.sleep(0.02)
+        return self.processes_of(marker)
+
     # -- commands --------------------------------------------------------------------
 
     async def test_command_output_and_exit_code(self, runtime: Runtime) -> None:
@@ -188,11 +198,7 @@ class RuntimeConformance:
         assert "spawned" in result.content
         assert self.processes_of(marker) != []  # background jobs outlive their command
         await runtime.close()
-        for _ in range(100):
-            if not self.processes_of(marker):
-                break
-            await asyncio.sleep(0.02)
-        assert self.processes_of(marker) == []
+        assert await self.settle_processes(marker, running=False) == []
         await runtime.destroy()
 
     # -- files -----------------------------------------------------------------------
@@ -409,11 +415,7 @@ class RuntimeConformance:
         await runtime.destroy()
         assert not workspace.exists()
         assert (keep / "precious.txt").read_text() == "keep me\n"
-        for _ in range(100):
-            if not self.processes_of(marker):
-                break
-            await asyncio.sleep(0.02)
-        assert self.processes_of(marker) == []
+        assert await self.settle_processes(marker, running=False) == []
 
     async def test_a_failing_setup_step_is_a_runtime_failure(
         self, make: Make, tmp_path: Path

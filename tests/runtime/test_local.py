@@ -3,7 +3,6 @@ need: a scrubbed environment and, when the server is root, a user of their own."
 
 from __future__ import annotations
 
-import asyncio
 import os
 import stat
 from pathlib import Path
@@ -153,17 +152,9 @@ async def test_close_kills_a_process_that_left_its_session(tmp_path: Path) -> No
     )
     assert "ok" in result.content
     probe = TestLocalRuntime()
-    for _ in range(100):
-        if probe.processes_of(marker):
-            break
-        await asyncio.sleep(0.02)
-    assert probe.processes_of(marker) != []
+    assert await probe.settle_processes(marker, running=True) != []
     await runtime.close()
-    for _ in range(100):
-        if not probe.processes_of(marker):
-            break
-        await asyncio.sleep(0.02)
-    assert probe.processes_of(marker) == []
+    assert await probe.settle_processes(marker, running=False) == []
     await runtime.destroy()
 
 
@@ -181,20 +172,12 @@ async def test_a_restart_under_a_claimed_uid_kills_its_leftovers_first(tmp_path:
     started = await crashed.run(run(f"setsid {marker} >/dev/null 2>&1 < /dev/null & echo ok"))
     assert "ok" in output(started).content
     probe = TestLocalRuntime()
-    for _ in range(100):
-        if probe.processes_of(marker):
-            break
-        await asyncio.sleep(0.02)
-    assert probe.processes_of(marker) != []
+    assert await probe.settle_processes(marker, running=True) != []
     again = LocalRuntime(workspace, LIMITS, users=users)  # the crashed one never closed
     await again.start()
     assert not again.fresh_identity
     assert again.identity == crashed.identity
-    for _ in range(100):
-        if not probe.processes_of(marker):
-            break
-        await asyncio.sleep(0.02)
-    assert probe.processes_of(marker) == []
+    assert await probe.settle_processes(marker, running=False) == []
     await again.destroy()
 
 
