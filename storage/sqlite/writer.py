@@ -586,17 +586,14 @@ def _creation_transaction(
     transaction, committed or rolled back."""
 
     def run(connection: sqlite3.Connection) -> list[_Created]:
-        try:
+        def write() -> list[_Created]:
             created = [_insert_created(connection, op, seq, now) for op, seq in planned]
             for sql, rows in statements:
                 if rows:
                     connection.executemany(sql, rows)
-            connection.commit()
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                connection.rollback()
-            raise
-        return created
+            return created
+
+        return _committed(connection, write)
 
     return run
 
@@ -637,17 +634,26 @@ def _transaction(statements: list[Statement]) -> Callable[[sqlite3.Connection], 
     write opens it, at the connection's isolation level), committed or rolled back."""
 
     def run(connection: sqlite3.Connection) -> None:
-        try:
+        def write() -> None:
             for sql, rows in statements:
                 connection.executemany(sql, rows)
-            connection.commit()
-        except BaseException:
-            # Suppressed: when BEGIN itself failed there is no transaction to roll back.
-            with contextlib.suppress(sqlite3.Error):
-                connection.rollback()
-            raise
+
+        _committed(connection, write)
 
     return run
+
+
+def _committed(connection: sqlite3.Connection, write: Callable[[], T]) -> T:
+    """``write``'s result once committed; rolled back and raised if anything failed."""
+    try:
+        result = write()
+        connection.commit()
+    except BaseException:
+        # Suppressed: when BEGIN itself failed there is no transaction to roll back.
+        with contextlib.suppress(sqlite3.Error):
+            connection.rollback()
+        raise
+    return result
 
 
 def _trim(cache: dict[str, Any], size: int) -> None:
