@@ -40,16 +40,6 @@ class Announcer:
         self.token = uuid.uuid4().hex[:12]
         """This process, so its listener can drop its own announcements."""
 
-    async def announce(self, connection: asyncpg.Connection, newest: dict[str, int]) -> None:
-        """Inside the writer's transaction: ``newest`` maps conversations to their last id."""
-        if not newest or self.channel is None:
-            return
-        await connection.execute(
-            "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload",
-            self.channel,
-            self.payloads(newest),
-        )
-
     def payloads(self, newest: dict[str, int]) -> list[str]:
         """One notification per conversation: "<process> <last id> <conversation>"."""
         return [f"{self.token} {last} {conversation}" for conversation, last in newest.items()]

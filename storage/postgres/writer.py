@@ -51,16 +51,6 @@ INSERT_EVENTS = (
     "$1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::boolean[], "
     "$7::text[], $8::bytea[]) WITH ORDINALITY AS r(c, i, k, s, t, h, x, d, n) ORDER BY n"
 )
-COUNT_KINDS = (
-    "INSERT INTO event_counts (conv, kind, n) "
-    "SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[]) "
-    "ON CONFLICT (conv, kind) DO UPDATE SET n = event_counts.n + EXCLUDED.n"
-)
-INSERT_QUEUED = (
-    f"WITH inserted AS ({INSERT_EVENTS} RETURNING seq) "
-    "INSERT INTO index_queue (seq) SELECT seq FROM inserted"
-)
-"""Events, and their places in the search indexer's queue."""
 _APPEND_CTES = (
     f"WITH inserted AS ({INSERT_EVENTS} RETURNING seq), "
     "queued AS (INSERT INTO index_queue (seq) SELECT seq FROM inserted), "
@@ -455,9 +445,8 @@ class PostgresWriter(GroupCommitWriter[_Stamped]):
         counts: Counter[tuple[int, str]] = Counter()
         stored = _stamp_into(columns, counts, conversation_id, stream, events, now)
         if stored:
-            await connection.execute(INSERT_QUEUED, *columns)
-            await _count(connection, counts)
-            await self._announcer.announce(connection, {conversation_id: stored[-1].id})
+            newest = {conversation_id: stored[-1].id}
+            await self._write_in_one(connection, columns, counts, newest)
         return stored
 
     def _failure(self, exc: BaseException, what: str) -> ThreadlineError:
@@ -510,13 +499,6 @@ def _stamp_into(
         stream.next_id = event_id + 1
         stream.last_ts_us = max(stream.last_ts_us, min(timestamp, now))
     return stored
-
-
-async def _count(connection: asyncpg.Connection, counts: Counter[tuple[int, str]]) -> None:
-    keys = list(counts)
-    await connection.execute(
-        COUNT_KINDS, [key for key, _ in keys], [kind for _, kind in keys], list(counts.values())
-    )
 
 
 def _trim(cache: dict[str, Any], size: int) -> None:
