@@ -11,6 +11,19 @@ append. So it runs ``interval`` after the first commit since the last one if
 `GATHER_EVENTS` events were appended by then, else once that many have been or
 ``max_interval`` has passed, whichever is first: under load as before, at a trickle
 every few seconds (the WAL then holds a few seconds of a trickle at most).
+
+Copying frames back does not bound the WAL's file. SQLite writes from the start of the
+file again only when a write transaction begins with every frame copied back and no
+reader on an older snapshot; under a sustained burst the writer commits while each
+checkpoint runs, so that moment never came: with 100 writers appending flat out the file
+grew ~220 MiB a second (4.3 GB in 20 s), and kept its size afterwards. So once a
+checkpoint finds `RESTART_BYTES` in the WAL, it starts it over: holding the search
+indexer's ``readers`` lock (the indexer's batches read the log), it catches up with
+concurrent passes until one is quick, then runs one more pass in the writer's queue
+(``restart``), between two of its transactions, and the writer's next transaction writes
+from the start of the file. The file then stays at what one interval of appends writes
+(230-270 MiB in that burst), for a writer pause of one short checkpoint (~5-25 ms) per
+interval while the burst lasts; appends' p99 did not move (bench: 8-9 ms either way).
 """
 
 from __future__ import annotations
@@ -19,20 +32,42 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import time
+from collections.abc import Awaitable, Callable
 
 import aiosqlite
 
+from storage.errors import StorageClosed, StorageError
+
 logger = logging.getLogger(__name__)
 
+INTERVAL = 0.5
+"""Seconds from the first commit since the last checkpoint to the next one."""
 GATHER_EVENTS = 100
 """Events appended that make a checkpoint due ``interval`` after the first commit."""
+RESTART_BYTES = 64 * 1024 * 1024
+"""WAL content beyond which a checkpoint in the writer's queue starts the WAL over."""
+CATCH_UP_PASSES = 4
+QUICK_SECONDS = 0.005
+"""A concurrent pass this short leaves the writer's own pass little to copy."""
+PASSIVE = "PRAGMA wal_checkpoint(PASSIVE)"
+Restart = Callable[[], Awaitable[object]]
 
 
 class Checkpointer:
     def __init__(
-        self, connection: aiosqlite.Connection, *, interval: float = 0.5, max_interval: float = 5.0
+        self,
+        connection: aiosqlite.Connection,
+        *,
+        interval: float = INTERVAL,
+        max_interval: float = 5.0,
+        restart_bytes: int = RESTART_BYTES,
     ) -> None:
         self._connection = connection
+        self._restart: Restart | None = None
+        self._readers = asyncio.Lock()
+        self._restart_bytes = restart_bytes
+        self._page_size = 4096
         self._interval = interval
         self._max_interval = max_interval
         self._dirty = asyncio.Event()
@@ -42,7 +77,13 @@ class Checkpointer:
         self._task: asyncio.Task[None] | None = None
         self.checkpoints = 0
 
-    def start(self) -> None:
+    async def start(self, restart: Restart, readers: asyncio.Lock) -> None:
+        """Start checkpointing; ``restart()`` runs `checkpoint_in_writer` in the writer's
+        queue; ``readers`` is held by the search indexer while it reads the log."""
+        self._restart = restart
+        self._readers = readers
+        rows = list(await self._connection.execute_fetchall("PRAGMA page_size"))
+        self._page_size = int(rows[0][0])
         self._task = asyncio.create_task(self._run(), name="threadline-checkpointer")
 
     def committed(self, appended: int) -> None:
@@ -58,7 +99,19 @@ class Checkpointer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         with contextlib.suppress(sqlite3.Error):
-            await self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            await self._connection.execute(PASSIVE)
+
+    async def _start_over(self) -> None:
+        """Catch up with the writer concurrently (each pass copies what came during the
+        last), then copy the rest in its queue."""
+        async with self._readers:
+            for _ in range(CATCH_UP_PASSES):
+                started = time.perf_counter()
+                await _checkpoint(self._connection)
+                if time.perf_counter() - started < QUICK_SECONDS:
+                    break
+            assert self._restart is not None
+            await self._restart()
 
     async def _run(self) -> None:
         while True:
@@ -72,13 +125,30 @@ class Checkpointer:
             self._enough.clear()
             self._events = 0
             try:
-                await self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                frames, _ = await _checkpoint(self._connection)
                 self.checkpoints += 1
+                if frames * self._page_size >= self._restart_bytes:
+                    await self._start_over()
                 if self._failing:
                     self._failing = False
                     logger.warning("WAL checkpoints work again")
-            except sqlite3.Error as exc:
+            except StorageClosed:
+                return  # the writer closed first: the store is closing
+            except (sqlite3.Error, StorageError) as exc:
                 # Once per failing streak (a full disk fails every one), on one line.
                 if not self._failing:
                     logger.warning("WAL checkpoint failed, will retry: %s", exc)
                 self._failing = True
+
+
+async def _checkpoint(connection: aiosqlite.Connection) -> tuple[int, int]:
+    """A PASSIVE checkpoint: the frames in the WAL, and how many of them are copied back."""
+    rows = list(await connection.execute_fetchall(PASSIVE))
+    return (int(rows[0][1]), int(rows[0][2])) if rows else (0, 0)
+
+
+async def checkpoint_in_writer(connection: aiosqlite.Connection) -> tuple[int, int]:
+    """Run by the writer between two of its transactions (no commit can come while it
+    copies): with no reader on an older snapshot, every frame is then copied back and
+    the writer's next transaction starts the WAL over."""
+    return await _checkpoint(connection)

@@ -101,6 +101,9 @@ class SearchIndexer:
         self._closing = False
         self.indexed_through = 0
         self._purged_through = 0
+        self.reading = asyncio.Lock()
+        """Held while a batch reads the log: a WAL restart (`Checkpointer`) takes it so
+        that no snapshot of the indexer's keeps the WAL from being copied back whole."""
 
     async def start(self) -> None:
         rows = list(
@@ -157,8 +160,10 @@ class SearchIndexer:
             self._hurry.clear()
             try:
                 while not self._closing:
-                    caught_up = await self._index_batch()
-                    purged = await self._apply_purges() if self._purges_pending else False
+                    async with self.reading:
+                        caught_up = await self._index_batch()
+                    async with self.reading:
+                        purged = await self._apply_purges() if self._purges_pending else False
                     if self._failing:
                         self._failing = False
                         logger.warning("search indexing works again")

@@ -49,7 +49,9 @@ from storage.protocols import MAX_PAGE
 from storage.records import now_micros, prepare
 from storage.sqlite import api_keys, conversations, queries
 from storage.sqlite.automation_store import AutomationStore
-from storage.sqlite.checkpointer import Checkpointer
+from storage.sqlite.checkpointer import INTERVAL as CHECKPOINT_INTERVAL
+from storage.sqlite.checkpointer import RESTART_BYTES as WAL_RESTART_BYTES
+from storage.sqlite.checkpointer import Checkpointer, checkpoint_in_writer
 from storage.sqlite.indexer import SearchIndexer
 from storage.sqlite.reaper import CHUNK as DELETE_CHUNK
 from storage.sqlite.reaper import Reaper
@@ -108,6 +110,8 @@ class SqliteStorage(AutomationStore):
         index_interval: float = 1.0,
         owner: bool = True,
         delete_chunk: int = DELETE_CHUNK,
+        checkpoint_interval: float = CHECKPOINT_INTERVAL,
+        wal_restart_bytes: int = WAL_RESTART_BYTES,
     ) -> SqliteStorage:
         """``owner=False`` opens a handle for administration beside a running server
         (API keys, inspection): it holds no directory lock, runs no search indexer, and
@@ -165,7 +169,9 @@ class SqliteStorage(AutomationStore):
             raise
 
         hub = SubscriptionHub(subscriber_buffer, subscriber_buffer_bytes)
-        checkpointer = Checkpointer(checkpoint_connection)
+        checkpointer = Checkpointer(
+            checkpoint_connection, interval=checkpoint_interval, restart_bytes=wal_restart_bytes
+        )
         indexer_ref: list[SearchIndexer] = []
 
         def committed(appended: int) -> None:
@@ -177,7 +183,7 @@ class SqliteStorage(AutomationStore):
         indexer_ref.append(indexer)
         reaper = Reaper(writer, indexer.purges_queued, chunk=delete_chunk)
         await writer.start()
-        checkpointer.start()
+        await checkpointer.start(lambda: writer.call(checkpoint_in_writer), indexer.reading)
         if owner:
             await indexer.start()
             reaper.start()
