@@ -54,6 +54,7 @@ if [ "$quick" = 1 ]; then
     storage_sweep=(--sizes 10000,30000,100000 --samples 100 --appends 5000)
     storage=(--events 100000 --conversations 100 --big-conversation 10000 --append-events 20000
              --sequential-events 2000 --samples 100 --runs 1)
+    wal=(--quick)
     fanout=(--subscribers 1,10,100,1000 --seconds 3 --flat-deliveries 30000 --flat-min 20
             --flat-max 500)
     sessions=(--conversations 100 --hold-pace 0 --steps 100,500 --creations 200
@@ -65,6 +66,7 @@ else
     note=""
     storage_sweep=(--sizes 10000,30000,100000,300000,1000000)
     storage=(--runs 1 --samples 300)
+    wal=(--runs 3 --seconds 10)
     fanout=(--subscribers 1,10,100,1000,2000,5000 --seconds 5 --flat-deliveries 100000
             --flat-min 20 --flat-max 2000)
     sessions=(--conversations 100,1000 --steps 100,500,1000,2000,5000)
@@ -109,6 +111,7 @@ step() {
 started=$SECONDS
 step storage-sweep bench/storage_sweep.py "${storage_sweep[@]}"
 step storage bench/storage.py "${storage[@]}"
+step wal bench/wal.py "${wal[@]}"
 step fanout bench/fanout.py --servers sio,ws,bare "${fanout[@]}"
 step sessions bench/sessions.py "${sessions[@]}"
 step http bench/http.py "${http[@]}"
