@@ -106,11 +106,14 @@ class Checkpointer:
 
     async def _start_over(self) -> None:
         """Catch up with the writer concurrently (each pass copies what came during the
-        last), then copy the rest in its queue."""
+        last), then copy the rest in its queue; unless a reader's older snapshot stops the
+        copy short, when pausing the writer could not start the WAL over."""
         async with self._readers:
             for _ in range(CATCH_UP_PASSES):
                 started = time.perf_counter()
-                await _checkpoint(self._connection)
+                frames, copied = await _checkpoint(self._connection)
+                if copied < frames:
+                    return  # tried again at the next checkpoint
                 if time.perf_counter() - started < QUICK_SECONDS:
                     break
             assert self._restart is not None

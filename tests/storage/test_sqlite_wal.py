@@ -5,12 +5,19 @@ it over, so it held every frame written since the burst began."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
 from pathlib import Path
 
+import aiosqlite
+import pytest
+
+import storage.sqlite.store as sqlite_store
 from events import EventFilter
 from storage import NewConversation
 from storage.sqlite import SqliteStorage
+from storage.sqlite.checkpointer import checkpoint_in_writer
 from tests.storage.factories import say
 
 WRITERS = 40
@@ -53,3 +60,47 @@ async def test_a_sustained_burst_keeps_the_wal_bounded(tmp_path: Path) -> None:
             assert await reopened.count_events(conversation_id, filter=SAID) == count
     finally:
         await reopened.close()
+
+
+async def test_a_reader_holding_an_old_snapshot_is_waited_out_without_pausing_the_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a reader's snapshot keeps frames from being copied back, no start-over can
+    succeed: the writer is not paused for one. Once the reader is done, the WAL starts
+    over again."""
+    passes: list[tuple[int, int]] = []
+
+    async def counted(connection: aiosqlite.Connection) -> tuple[int, int]:
+        result = await checkpoint_in_writer(connection)
+        passes.append(result)
+        return result
+
+    monkeypatch.setattr(sqlite_store, "checkpoint_in_writer", counted)
+    store = await SqliteStorage.open(
+        tmp_path, checkpoint_interval=0.05, wal_restart_bytes=RESTART_BYTES
+    )
+    try:
+        conversations = [
+            (await store.create_conversation(NewConversation())).id for _ in range(WRITERS)
+        ]
+
+        async def burst(seconds: float) -> None:
+            deadline = time.monotonic() + seconds
+
+            async def writer(conversation_id: str) -> None:
+                while time.monotonic() < deadline:
+                    await store.append(conversation_id, say("the burst goes on " * 5))
+
+            await asyncio.gather(*(writer(c) for c in conversations))
+
+        with contextlib.closing(sqlite3.connect(tmp_path / "events.db")) as reader:
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM events").fetchone()  # its snapshot, held
+            await burst(1.5)
+            assert passes == []
+            reader.rollback()
+        await burst(1.5)
+        assert passes, "no start-over once the reader was done"
+        assert all(copied == frames for frames, copied in passes)
+    finally:
+        await store.close()
