@@ -62,15 +62,20 @@ class Checkpointer:
         self,
         connection: aiosqlite.Connection,
         *,
+        restart: Restart,
+        readers: asyncio.Lock,
         interval: float = INTERVAL,
         max_interval: float = 5.0,
         restart_bytes: int = RESTART_BYTES,
     ) -> None:
+        """``restart()`` runs `checkpoint_in_writer` in the writer's queue; ``readers``
+        is held by the search indexer while it reads the log."""
         self._connection = connection
-        self._restart: Restart | None = None
-        self._readers = asyncio.Lock()
+        self._restart = restart
+        self._readers = readers
         self._restart_bytes = restart_bytes
-        self._page_size = 4096
+        self._restart_frames = 0
+        """`restart_bytes` in frames of the file's page size (read at `start`)."""
         self._interval = interval
         self._max_interval = max_interval
         self._dirty = asyncio.Event()
@@ -78,15 +83,10 @@ class Checkpointer:
         self._events = 0
         self._failing = False
         self._task: asyncio.Task[None] | None = None
-        self.checkpoints = 0
 
-    async def start(self, restart: Restart, readers: asyncio.Lock) -> None:
-        """Start checkpointing; ``restart()`` runs `checkpoint_in_writer` in the writer's
-        queue; ``readers`` is held by the search indexer while it reads the log."""
-        self._restart = restart
-        self._readers = readers
+    async def start(self) -> None:
         rows = list(await self._connection.execute_fetchall("PRAGMA page_size"))
-        self._page_size = int(rows[0][0])
+        self._restart_frames = self._restart_bytes // int(rows[0][0])
         self._task = asyncio.create_task(self._run(), name="threadline-checkpointer")
 
     def committed(self, appended: int) -> None:
@@ -112,11 +112,10 @@ class Checkpointer:
             for _ in range(CATCH_UP_PASSES):
                 started = time.perf_counter()
                 frames, copied = await _checkpoint(self._connection)
-                if copied < frames:
-                    return  # tried again at the next checkpoint
-                if time.perf_counter() - started < QUICK_SECONDS:
+                if copied == frames and time.perf_counter() - started < QUICK_SECONDS:
                     break
-            assert self._restart is not None
+            if copied < frames:
+                return  # a reader's snapshot is still in the way: the next checkpoint tries
             await self._restart()
 
     async def _run(self) -> None:
@@ -132,8 +131,7 @@ class Checkpointer:
             self._events = 0
             try:
                 frames, _ = await _checkpoint(self._connection)
-                self.checkpoints += 1
-                if frames * self._page_size >= self._restart_bytes:
+                if frames >= self._restart_frames:
                     await self._start_over()
                 if self._failing:
                     self._failing = False

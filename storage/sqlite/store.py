@@ -169,21 +169,23 @@ class SqliteStorage(AutomationStore):
             raise
 
         hub = SubscriptionHub(subscriber_buffer, subscriber_buffer_bytes)
-        checkpointer = Checkpointer(
-            checkpoint_connection, interval=checkpoint_interval, restart_bytes=wal_restart_bytes
-        )
-        indexer_ref: list[SearchIndexer] = []
 
-        def committed(appended: int) -> None:
+        def committed(appended: int) -> None:  # called once all below exist
             checkpointer.committed(appended)
-            indexer_ref[0].wake()
+            indexer.wake()
 
         writer = LogWriter(writer_connection, hub, on_commit=committed)
         indexer = SearchIndexer(indexer_connection, writer, interval=index_interval)
-        indexer_ref.append(indexer)
+        checkpointer = Checkpointer(
+            checkpoint_connection,
+            restart=lambda: writer.call(checkpoint_in_writer),
+            readers=indexer.reading,
+            interval=checkpoint_interval,
+            restart_bytes=wal_restart_bytes,
+        )
         reaper = Reaper(writer, indexer.purges_queued, chunk=delete_chunk)
         await writer.start()
-        await checkpointer.start(lambda: writer.call(checkpoint_in_writer), indexer.reading)
+        await checkpointer.start()
         if owner:
             await indexer.start()
             reaper.start()
