@@ -187,6 +187,7 @@ async def measure_appends(
         f"{prefix}.rate_fts": total / (searchable - start),
         f"{prefix}.catch_up": (searchable - acknowledged) * 1e3,
         **latency_ms(prefix, latencies),
+        f"{prefix}.max": max(latencies, default=0.0) * 1e3,
         **latency_ms(f"{prefix}.lag", lags),
     }
 
