@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
+from bench.rest_client import read_answer
+
 PAGE = 100
 
 
@@ -54,15 +56,9 @@ class RawClient:
 
 async def _async_get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> None:
     writer.write(request_bytes(path))
-    status = await reader.readline()
-    length = -1
-    while (line := await reader.readline()) not in (b"\r\n", b""):
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    if not status.startswith(b"HTTP/1.1 200") or length < 0:
+    status, _ = await read_answer(reader)
+    if not status.startswith(b"HTTP/1.1 200"):
         raise RuntimeError(f"unexpected answer: {status!r}")
-    await reader.readexactly(length)
 
 
 async def _load(

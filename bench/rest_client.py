@@ -44,21 +44,27 @@ class KeepAlive:
             f"Content-Length: {len(body)}\r\n\r\n"
         )
         self._writer.write(head.encode() + body)
-        status = await self._reader.readline()
-        length = -1
-        while (line := await self._reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        if length < 0:
-            raise HttpError(f"no answer with a length: {status!r}")
-        answer = await self._reader.readexactly(length)
+        status, answer = await read_answer(self._reader)
         if status[9:10] != b"2":
             raise HttpError(f"{status.decode().strip()}: {answer.decode(errors='replace')}")
         return orjson.loads(answer)
 
     def close(self) -> None:
         self._writer.close()
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """An answer's status line and body (it must carry a Content-Length). Raises
+    `HttpError`."""
+    status = await reader.readline()
+    length = -1
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    if length < 0:
+        raise HttpError(f"no answer with a length: {status!r}")
+    return status, await reader.readexactly(length)
 
 
 class Connections:
